@@ -1,0 +1,11 @@
+"""FlowBlock: compute on medical data you can never see.
+
+Researchers ask for computations from Jupyter; the request travels as a token on a
+Hyperledger Fabric ledger endorsed by several organisations; the data side runs the
+algorithm on the patients' records and releases only a disclosure-controlled aggregate.
+This package is the core every part shares; the parts are its subpackages
+(``flowblock.chaincode``, ``flowblock.executor``, ``flowblock.extension``, ``flowblock.hub``,
+``flowblock.network``, ``flowblock.spawner``).
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,69 @@
+"""The ``flowblock`` command line: one traitlets Application per subcommand."""
+
+from __future__ import annotations
+
+import sys
+
+from traitlets import TraitError
+from traitlets.config import ArgumentError
+
+from flowblock.cli.base import FlowBlockApp
+from flowblock.errors import FlowBlockError
+
+
+class FlowBlockMain(FlowBlockApp):
+    name = "flowblock"
+    description = (
+        "FlowBlock: compute on medical data you can never see. Every request, approval, "
+        "consent and result is a transaction on a Hyperledger Fabric ledger."
+    )
+    examples = """
+flowblock demo                      # the demo organisations and people
+flowblock network init              # organisations, CAs and node identities
+flowblock identity issue alice --org University --role researcher
+flowblock identity list
+"""
+    subcommands = {
+        "demo": ("flowblock.cli.demo.DemoApp", "Set up the demo organisations and people."),
+        "network": ("flowblock.network.cli.NetworkApp", "Organisations and the ledger network."),
+        "identity": ("flowblock.cli.identity.IdentityApp", "Issue, show and list identities."),
+    }
+
+
+def innermost(app: FlowBlockApp) -> FlowBlockApp:
+    """The subcommand that is running (``flowblock identity issue`` rather than ``flowblock``)."""
+    while app.subapp is not None:
+        app = app.subapp
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``flowblock``; an error is one line on stderr, never a traceback."""
+    app = FlowBlockMain.instance()
+    try:
+        app.initialize(argv)
+        app.start()
+    except FlowBlockError as error:
+        print(f"flowblock: {error}", file=sys.stderr)
+        return 1
+    except (TraitError, ArgumentError) as error:
+        command = innermost(app)
+        reason = str(error).rstrip(".")
+        print(f"{command.name}: {reason}; see '{command.name} --help'.", file=sys.stderr)
+        return 2
+    except SystemExit as exit:
+        # traitlets exits after --help and --version; keep main() callable from Python.
+        return exit.code if isinstance(exit.code, int) else 0
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (``flowblock identity list | head``): not an error of ours.
+        sys.stderr.close()
+        return 0
+    finally:
+        # Applications are singletons; forget them so main() can run again in-process.
+        command: FlowBlockApp | None = app
+        while command is not None:
+            type(command).clear_instance()
+            command = command.subapp
+    return 0

@@ -1,0 +1,87 @@
+"""``flowblock identity``: issue, show and list identities of this machine's organisations."""
+
+from __future__ import annotations
+
+from traitlets import Unicode
+
+from flowblock.cli.base import FlowBlockApp
+from flowblock.errors import InvalidArgument
+from flowblock.identity import (
+    USER_ROLES,
+    CertificateAuthority,
+    Identity,
+    list_organisations,
+    load_wallet,
+    organisation_dir,
+)
+
+
+def describe(identity: Identity, path: object) -> str:
+    """One line that says who a wallet is and where it lies."""
+    return (
+        f"{identity.name:<16} {identity.organisation:<12} {identity.role or '-':<11} "
+        f"expires {identity.expires:%Y-%m-%d}  {path}"
+    )
+
+
+class IdentityIssueApp(FlowBlockApp):
+    name = "flowblock identity issue"
+    description = (
+        "Issue a new identity: a P-256 key and a certificate signed by the organisation's "
+        "CA, with the role as a certificate attribute, written as a wallet in Fabric's "
+        "MSP layout under the data directory. An existing identity is never overwritten."
+    )
+    examples = "flowblock identity issue alice --org University --role researcher"
+
+    org = Unicode(help="Organisation whose CA issues the identity.").tag(config=True)
+    role = Unicode(help="Role of the identity: " + ", ".join(USER_ROLES) + ".").tag(config=True)
+    aliases = {
+        **FlowBlockApp.aliases,
+        "org": "IdentityIssueApp.org",
+        "role": "IdentityIssueApp.role",
+    }
+
+    def start(self) -> None:
+        (name,) = self.positional("name")
+        if not self.org:
+            raise InvalidArgument("--org", "given: the organisation whose CA issues the identity")
+        if not self.role:
+            raise InvalidArgument("--role", "given: one of " + ", ".join(USER_ROLES))
+        if self.role not in USER_ROLES:
+            raise InvalidArgument("--role", "one of " + ", ".join(USER_ROLES), self.role)
+        authority = CertificateAuthority.load(self.data_path, self.org)
+        path = authority.issue_wallet(self.data_path, name, self.role)
+        print(describe(load_wallet(path), path))
+
+
+class IdentityShowApp(FlowBlockApp):
+    name = "flowblock identity show"
+    description = "Load a wallet, check it (key, certificate, CA, validity) and say who it is."
+    examples = "flowblock identity show ~/.flowblock/organizations/University/identities/alice"
+
+    def start(self) -> None:
+        (path,) = self.positional("wallet")
+        print(describe(load_wallet(path), path))
+
+
+class IdentityListApp(FlowBlockApp):
+    name = "flowblock identity list"
+    description = "List every identity of every organisation under the data directory."
+
+    def start(self) -> None:
+        for org in list_organisations(self.data_path):
+            members = organisation_dir(self.data_path, org) / "identities"
+            for path in sorted(members.iterdir()) if members.is_dir() else []:
+                if path.name.startswith("."):
+                    continue
+                print(describe(load_wallet(path), path))
+
+
+class IdentityApp(FlowBlockApp):
+    name = "flowblock identity"
+    description = "Identities: X.509 certificates with roles, in wallets on disk."
+    subcommands = {
+        "issue": (IdentityIssueApp, IdentityIssueApp.description.split(":")[0] + "."),
+        "show": (IdentityShowApp, IdentityShowApp.description),
+        "list": (IdentityListApp, IdentityListApp.description),
+    }

@@ -1,0 +1,156 @@
+"""One error hierarchy for everything FlowBlock raises on purpose.
+
+Every error's ``str()`` is one sentence a user can act on: what was wrong and what
+was expected. Callers catch the precise subclass; front ends (the CLI, the magics,
+the dashboards) catch :class:`FlowBlockError` and show its message, never a traceback.
+Each subclass carries the fields a caller needs as attributes, like httpx's errors
+and Fabric's gateway errors do.
+"""
+
+from __future__ import annotations
+
+
+class FlowBlockError(Exception):
+    """Root of every error FlowBlock raises on purpose."""
+
+
+class InvalidArgument(FlowBlockError, ValueError):
+    """An argument a user or a caller gave does not have the expected form."""
+
+    def __init__(self, argument: str, expected: str, got: object = None, hint: str = "") -> None:
+        self.argument = argument
+        self.expected = expected
+        self.got = got
+        shown = "" if got is None else f", got {got!r}"
+        super().__init__(f"{argument} must be {expected}{shown}" + (f"; {hint}" if hint else "."))
+
+
+class ConfigError(FlowBlockError):
+    """The configuration (a config file, an environment variable, a flag) is unusable."""
+
+
+# --- identities -------------------------------------------------------------------
+
+
+class IdentityError(FlowBlockError):
+    """A certificate, a key, a wallet or a certificate authority cannot be used."""
+
+
+class OrganisationNotFound(IdentityError):
+    """No certificate authority exists for the named organisation."""
+
+    def __init__(self, org: str, data_dir: str) -> None:
+        self.org = org
+        self.data_dir = data_dir
+        super().__init__(
+            f"organisation {org!r} does not exist under {data_dir}; "
+            "create it first with 'flowblock network init'."
+        )
+
+
+class AlreadyExists(IdentityError):
+    """Creating it would overwrite a key that already exists; keys are never overwritten."""
+
+    def __init__(self, what: str, path: str) -> None:
+        self.what = what
+        self.path = path
+        super().__init__(f"{what} already exists at {path}; refusing to overwrite its key.")
+
+
+class WalletError(IdentityError):
+    """A wallet on disk cannot be loaded; ``path`` names it."""
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = path
+        super().__init__(message)
+
+
+class WalletNotFound(WalletError):
+    """There is no wallet (or a part of one is missing) at the path."""
+
+
+class WalletCorrupt(WalletError):
+    """A file of the wallet is not a readable certificate or key."""
+
+
+class WalletInsecure(WalletError):
+    """The private key file can be read by other users of the machine."""
+
+
+class KeyMismatch(WalletError):
+    """The wallet's private key does not belong to its certificate."""
+
+
+class CertificateTampered(WalletError):
+    """The certificate names its CA but the CA's signature over it does not verify."""
+
+
+class UntrustedCertificate(WalletError):
+    """The certificate was not issued by a certificate authority we trust."""
+
+
+class CertificateExpired(WalletError):
+    """The certificate is outside its validity period."""
+
+
+class InvalidSignature(IdentityError):
+    """A signature does not verify under the certificate it claims to come from."""
+
+
+# --- the ledger ---------------------------------------------------------------------
+
+
+class LedgerError(FlowBlockError):
+    """A transaction failed; ``tx_id`` names it so it can be looked up on the ledger."""
+
+    def __init__(self, message: str, tx_id: str | None = None) -> None:
+        self.tx_id = tx_id
+        super().__init__(message)
+
+
+class EndorseError(LedgerError):
+    """The peers refused to endorse the proposal (the chaincode said no, or policy failed)."""
+
+
+class SubmitError(LedgerError):
+    """The endorsed transaction could not be handed to the orderer."""
+
+
+class CommitError(LedgerError):
+    """The transaction was ordered but invalidated at commit; ``code`` is Fabric's reason."""
+
+    def __init__(self, message: str, tx_id: str | None = None, code: str = "") -> None:
+        self.code = code
+        super().__init__(message, tx_id)
+
+
+# --- rules of the data ----------------------------------------------------------------
+
+
+class AccessDenied(FlowBlockError):
+    """The caller's role or organisation does not allow this operation."""
+
+
+class ConsentDenied(FlowBlockError):
+    """No patient consent covers this use of their data."""
+
+
+class DisclosureRefused(FlowBlockError):
+    """A disclosure-control rule refused to release a result; ``rule`` names it."""
+
+    def __init__(self, rule: str, message: str) -> None:
+        self.rule = rule
+        super().__init__(message)
+
+
+class BudgetExhausted(FlowBlockError):
+    """The differential-privacy budget left is smaller than the query asks for."""
+
+    def __init__(self, dataset: str, asked: float, left: float) -> None:
+        self.dataset = dataset
+        self.asked = asked
+        self.left = left
+        super().__init__(
+            f"the privacy budget for {dataset!r} has ε={left:g} left, "
+            f"less than the ε={asked:g} this query needs."
+        )

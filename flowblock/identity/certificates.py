@@ -1,0 +1,255 @@
+"""X.509 certificates the way Fabric CA issues them.
+
+Roles are certificate attributes, encoded as Fabric CA encodes them: a non-critical
+extension with OID 1.2.3.4.5.6.7.8.1 whose value is the JSON ``{"attrs": {...}}``.
+Chaincode reads them with the same rules as Fabric's client-identity library, so a
+certificate from a real Fabric CA and one from FlowBlock's own CA look alike.
+The certificate's OU is the Fabric node OU (client, admin, peer, orderer) that the
+organisation's MSP uses to classify identities.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import json
+import re
+from typing import Final
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from flowblock.errors import InvalidArgument
+
+#: Fabric CA's OID for the attribute extension.
+ATTRIBUTES_OID: Final = x509.ObjectIdentifier("1.2.3.4.5.6.7.8.1")
+#: The attribute that holds a FlowBlock role.
+ROLE_ATTRIBUTE: Final = "role"
+
+#: Roles a person or a service holds; each is a certificate attribute.
+USER_ROLES: Final = ("patient", "researcher", "admin", "steward", "auditor", "executor")
+#: Roles of the network's own nodes.
+NODE_ROLES: Final = ("peer", "orderer")
+ROLES: Final = USER_ROLES + NODE_ROLES
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+_ORG = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,31}$")
+
+
+def check_name(name: str) -> str:
+    """Return ``name`` if it can name an identity (and a directory), else raise."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise InvalidArgument(
+            "the identity name",
+            "1 to 64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit",
+            name,
+        )
+    return name
+
+
+def check_organisation(org: str) -> str:
+    """Return ``org`` if it can name an organisation (and its MSP), else raise."""
+    if not isinstance(org, str) or not _ORG.match(org):
+        raise InvalidArgument(
+            "the organisation name", "1 to 32 letters, digits or '-', starting with a letter", org
+        )
+    return org
+
+
+def check_role(role: str) -> str:
+    """Return ``role`` if FlowBlock knows it, else raise naming the roles it knows."""
+    if role not in ROLES:
+        raise InvalidArgument("the role", "one of " + ", ".join(ROLES), role)
+    return role
+
+
+def msp_id(org: str) -> str:
+    """The MSP id of an organisation, as Fabric configuration names it."""
+    return f"{org}MSP"
+
+
+def node_ou(role: str) -> str:
+    """The Fabric node OU that classifies an identity of this role in its MSP."""
+    return role if role in ("admin", "peer", "orderer") else "client"
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def build_ca_certificate(
+    org: str, key: ec.EllipticCurvePrivateKey, *, valid_days: int = 3650
+) -> x509.Certificate:
+    """A self-signed root certificate for an organisation's certificate authority."""
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, org),
+            x509.NameAttribute(NameOID.COMMON_NAME, f"ca.{org.lower()}"),
+        ]
+    )
+    now = utcnow()
+    public_key = key.public_key()
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=valid_days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+
+
+def build_certificate(
+    *,
+    name: str,
+    role: str,
+    public_key: ec.EllipticCurvePublicKey,
+    ca_certificate: x509.Certificate,
+    ca_key: ec.EllipticCurvePrivateKey,
+    attributes: dict[str, str] | None = None,
+    not_before: dt.datetime | None = None,
+    not_after: dt.datetime | None = None,
+) -> x509.Certificate:
+    """An enrolment certificate for ``name`` with its role as a Fabric CA attribute."""
+    check_name(name)
+    check_role(role)
+    org = organisation_of(ca_certificate)
+    not_before = not_before or utcnow() - dt.timedelta(minutes=5)
+    not_after = not_after or not_before + dt.timedelta(days=365)
+    attrs = {
+        "hf.Affiliation": "",
+        "hf.EnrollmentID": name,
+        "hf.Type": node_ou(role),
+        **(attributes or {}),
+        ROLE_ATTRIBUTE: role,
+    }
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, org),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, node_ou(role)),
+            x509.NameAttribute(NameOID.COMMON_NAME, name),
+        ]
+    )
+    ca_ski = ca_certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca_certificate.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False
+        )
+        .add_extension(
+            x509.UnrecognizedExtension(ATTRIBUTES_OID, encode_attributes(attrs)), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+
+
+def encode_attributes(attributes: dict[str, str]) -> bytes:
+    """Fabric CA's encoding: ``{"attrs": {...}}`` as compact, key-sorted JSON."""
+    return json.dumps({"attrs": attributes}, sort_keys=True, separators=(",", ":")).encode()
+
+
+def read_attributes(certificate: x509.Certificate) -> dict[str, str]:
+    """The Fabric CA attributes of a certificate; empty when it has none."""
+    try:
+        extension = certificate.extensions.get_extension_for_oid(ATTRIBUTES_OID)
+    except x509.ExtensionNotFound:
+        return {}
+    try:
+        attrs = json.loads(extension.value.value)["attrs"]
+    except (ValueError, KeyError, TypeError):
+        return {}
+    return {str(k): str(v) for k, v in attrs.items()} if isinstance(attrs, dict) else {}
+
+
+def role_of(certificate: x509.Certificate) -> str | None:
+    """The FlowBlock role a certificate carries, or None for a certificate without one."""
+    return read_attributes(certificate).get(ROLE_ATTRIBUTE)
+
+
+def common_name(certificate: x509.Certificate) -> str:
+    values = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(values[0].value) if values else ""
+
+
+def organisation_of(certificate: x509.Certificate) -> str:
+    values = certificate.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    return str(values[0].value) if values else ""
+
+
+class ChainProblem(enum.Enum):
+    """Why a certificate failed :func:`check_issued_by`."""
+
+    UNTRUSTED = "not issued by a trusted certificate authority"
+    TAMPERED = "altered after its authority signed it"
+
+
+def check_issued_by(
+    certificate: x509.Certificate, authorities: list[x509.Certificate]
+) -> ChainProblem | None:
+    """None if one of ``authorities`` signed ``certificate``, else a :class:`ChainProblem`.
+
+    A certificate that names one of the authorities as issuer but whose signature does
+    not verify was altered after issue (tampered); one whose issuer is none of them is
+    simply not ours (untrusted).
+    """
+    named = [ca for ca in authorities if ca.subject == certificate.issuer]
+    for ca in named:
+        try:
+            certificate.verify_directly_issued_by(ca)
+        except (ValueError, TypeError, _CryptoInvalidSignature):
+            continue
+        return None
+    return ChainProblem.TAMPERED if named else ChainProblem.UNTRUSTED
+
+
+def validity_problem(certificate: x509.Certificate, at: dt.datetime | None = None) -> str | None:
+    """None if the certificate is valid at ``at`` (default now), else why not."""
+    at = at or utcnow()
+    if at < certificate.not_valid_before_utc:
+        return f"is not valid before {certificate.not_valid_before_utc:%Y-%m-%d %H:%M} UTC"
+    if at > certificate.not_valid_after_utc:
+        return f"expired on {certificate.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
+    return None

@@ -1,0 +1,3 @@
+"""JupyterHub for FlowBlock: configuration, authenticator and roles, identity issuing,
+services and the Voila dashboards.
+"""
