@@ -1,3 +1,29 @@
-"""The FlowBlock chaincode (consent, records, catalogue, computation tokens, privacy
-budget) and the chaincode-as-a-service runtime that serves it.
+"""The FlowBlock chaincode and the chaincode-as-a-service runtime that serves it.
+
+Write a contract with :class:`Contract` and :func:`transaction`, group contracts in a
+:class:`Chaincode`, and serve it with :class:`ChaincodeServer` (``flowblock chaincode
+serve``); peers connect to it over Fabric's chaincode protocol.
 """
+
+from flowblock.chaincode.contract import Chaincode, Context, Contract, transaction
+from flowblock.chaincode.identity import ClientIdentity
+from flowblock.chaincode.server import ChaincodeServer
+from flowblock.chaincode.stub import (
+    ChaincodeError,
+    ChaincodeStub,
+    create_composite_key,
+    split_composite_key,
+)
+
+__all__ = [
+    "Chaincode",
+    "ChaincodeError",
+    "ChaincodeServer",
+    "ChaincodeStub",
+    "ClientIdentity",
+    "Context",
+    "Contract",
+    "create_composite_key",
+    "split_composite_key",
+    "transaction",
+]

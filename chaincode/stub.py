@@ -1,0 +1,254 @@
+"""The chaincode's view of one transaction: state, queries, identity, time, events.
+
+Every call becomes a message to the peer over the chaincode protocol and blocks until
+the peer answers; the peer records reads and writes into the transaction's read/write
+set. Key rules are Fabric's: simple keys may not start with U+0000 (that prefix is the
+composite-key namespace) and a plain range query never returns composite keys.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import cached_property
+
+from fabric_protos.ledger.queryresult import kv_query_result_pb2
+from fabric_protos.peer import chaincode_event_pb2, chaincode_shim_pb2
+
+from flowblock.chaincode.identity import ClientIdentity
+from flowblock.ledger.protocol import UnpackedProposal
+
+Message = chaincode_shim_pb2.ChaincodeMessage
+
+COMPOSITE_KEY_NAMESPACE = "\x00"
+MIN_UNICODE_RUNE = "\x00"
+MAX_UNICODE_RUNE = "\U0010ffff"
+#: What an empty range start becomes, so simple-key ranges skip composite keys.
+EMPTY_KEY_SUBSTITUTE = "\x01"
+
+
+class ChaincodeError(Exception):
+    """Raised by a contract to refuse a transaction; ``status`` >= 400 fails endorsement."""
+
+    def __init__(self, message: str, status: int = 500) -> None:
+        self.message = message
+        self.status = status
+        super().__init__(message)
+
+
+class PeerError(ChaincodeError):
+    """The peer refused a state request (bad key, query limit, closed transaction...)."""
+
+
+@dataclass(frozen=True)
+class KV:
+    key: str
+    value: bytes
+
+
+@dataclass(frozen=True)
+class KeyModification:
+    tx_id: str
+    value: bytes
+    timestamp: dt.datetime
+    is_delete: bool
+
+
+#: Sends one request for this transaction and returns the peer's RESPONSE message.
+Requester = Callable[[int, bytes], Message]
+
+
+class ChaincodeStub:
+    """The chaincode API of one transaction (Fabric's ``ChaincodeStubInterface``)."""
+
+    def __init__(
+        self, request: Requester, channel_id: str, tx_id: str, args: list[bytes],
+        proposal: UnpackedProposal | None,
+    ) -> None:
+        self._request = request
+        self.channel_id = channel_id
+        self.tx_id = tx_id
+        self.args = args
+        self._proposal = proposal
+        self.event: chaincode_event_pb2.ChaincodeEvent | None = None
+
+    # -- the invocation --------------------------------------------------------
+
+    @property
+    def function(self) -> str:
+        return self.args[0].decode("utf-8", "replace") if self.args else ""
+
+    @property
+    def parameters(self) -> list[str]:
+        return [arg.decode("utf-8", "replace") for arg in self.args[1:]]
+
+    @cached_property
+    def creator(self) -> bytes:
+        return self._proposal.signature_header.creator if self._proposal else b""
+
+    @cached_property
+    def client_identity(self) -> ClientIdentity:
+        return ClientIdentity(self.creator)
+
+    @cached_property
+    def timestamp(self) -> dt.datetime:
+        """The transaction's timestamp as the client proposed it: chaincode's only clock."""
+        if self._proposal is None:
+            return dt.datetime.fromtimestamp(0, dt.UTC)
+        return self._proposal.channel_header.timestamp.ToDatetime(dt.UTC)
+
+    @property
+    def transient(self) -> dict[str, bytes]:
+        return dict(self._proposal.payload.TransientMap) if self._proposal else {}
+
+    def set_event(self, name: str, payload: bytes) -> None:
+        """Emit a chaincode event when the transaction commits (one per transaction)."""
+        if not name:
+            raise ChaincodeError("an event needs a name")
+        self.event = chaincode_event_pb2.ChaincodeEvent(event_name=name, payload=payload)
+
+    # -- state -------------------------------------------------------------------
+
+    def get_state(self, key: str) -> bytes | None:
+        """The value of ``key``, or None if it does not exist."""
+        reply = self._call(Message.GET_STATE, chaincode_shim_pb2.GetState(key=key))
+        return reply.payload or None
+
+    def get_states(self, keys: list[str]) -> list[bytes | None]:
+        return [self.get_state(key) for key in keys]
+
+    def put_state(self, key: str, value: bytes) -> None:
+        if not isinstance(value, bytes | bytearray):
+            raise ChaincodeError(f"the value of {key!r} must be bytes")
+        self._call(Message.PUT_STATE, chaincode_shim_pb2.PutState(key=_writable(key), value=value))
+
+    def del_state(self, key: str) -> None:
+        self._call(Message.DEL_STATE, chaincode_shim_pb2.DelState(key=_writable(key)))
+
+    # -- queries -------------------------------------------------------------------
+
+    def get_state_by_range(self, start: str, end: str) -> Iterator[KV]:
+        """Keys in [start, end) in key order; "" for start or end means unbounded."""
+        start = _simple(start) if start else EMPTY_KEY_SUBSTITUTE
+        end = _simple(end) if end else ""
+        return self._range(start, end, None)[0]
+
+    def get_state_by_range_with_pagination(
+        self, start: str, end: str, page_size: int, bookmark: str = ""
+    ) -> tuple[list[KV], str]:
+        """One page of a range; returns the records and the bookmark of the next page."""
+        start = _simple(start) if start else EMPTY_KEY_SUBSTITUTE
+        end = _simple(end) if end else ""
+        records, metadata = self._range(start, end, _page(page_size, bookmark))
+        return list(records), metadata()
+
+    def get_state_by_partial_composite_key(
+        self, object_type: str, attributes: list[str]
+    ) -> Iterator[KV]:
+        start = create_composite_key(object_type, attributes)
+        return self._range(start, start + MAX_UNICODE_RUNE, None)[0]
+
+    def get_state_by_partial_composite_key_with_pagination(
+        self, object_type: str, attributes: list[str], page_size: int, bookmark: str = ""
+    ) -> tuple[list[KV], str]:
+        start = create_composite_key(object_type, attributes)
+        records, metadata = self._range(
+            start, start + MAX_UNICODE_RUNE, _page(page_size, bookmark)
+        )
+        return list(records), metadata()
+
+    def get_history_for_key(self, key: str) -> Iterator[KeyModification]:
+        reply = self._call(
+            Message.GET_HISTORY_FOR_KEY, chaincode_shim_pb2.GetHistoryForKey(key=key)
+        )
+        for raw in self._results(chaincode_shim_pb2.QueryResponse.FromString(reply.payload)):
+            modification = kv_query_result_pb2.KeyModification.FromString(raw)
+            yield KeyModification(
+                tx_id=modification.tx_id,
+                value=modification.value,
+                timestamp=modification.timestamp.ToDatetime(dt.UTC),
+                is_delete=modification.is_delete,
+            )
+
+    def _range(
+        self, start: str, end: str, metadata: bytes | None
+    ) -> tuple[Iterator[KV], Callable[[], str]]:
+        request = chaincode_shim_pb2.GetStateByRange(
+            startKey=start, endKey=end, metadata=metadata or b""
+        )
+        first = chaincode_shim_pb2.QueryResponse.FromString(
+            self._call(Message.GET_STATE_BY_RANGE, request).payload
+        )
+        bookmark = (
+            chaincode_shim_pb2.QueryResponseMetadata.FromString(first.metadata).bookmark
+            if first.metadata
+            else ""
+        )
+
+        def records() -> Iterator[KV]:
+            for raw in self._results(first):
+                kv = kv_query_result_pb2.KV.FromString(raw)
+                yield KV(kv.key, kv.value)
+
+        return records(), lambda: bookmark
+
+    def _results(self, response: chaincode_shim_pb2.QueryResponse) -> Iterator[bytes]:
+        """Every result of a query, asking the peer for the next batch as needed."""
+        try:
+            while True:
+                for result in response.results:
+                    yield result.resultBytes
+                if not response.has_more:
+                    return
+                reply = self._call(
+                    Message.QUERY_STATE_NEXT, chaincode_shim_pb2.QueryStateNext(id=response.id)
+                )
+                response = chaincode_shim_pb2.QueryResponse.FromString(reply.payload)
+        finally:
+            if response.has_more:
+                self._call(
+                    Message.QUERY_STATE_CLOSE, chaincode_shim_pb2.QueryStateClose(id=response.id)
+                )
+
+    def _call(self, kind: int, request) -> Message:  # request: a shim protobuf message
+        reply = self._request(kind, request.SerializeToString())
+        if reply.type == Message.ERROR:
+            raise PeerError(reply.payload.decode("utf-8", "replace"))
+        return reply
+
+
+def create_composite_key(object_type: str, attributes: list[str]) -> str:
+    """Fabric's composite key: U+0000, the type, then each attribute, each ended by U+0000."""
+    for part in (object_type, *attributes):
+        if MIN_UNICODE_RUNE in part or MAX_UNICODE_RUNE in part:
+            raise ChaincodeError(f"composite key part {part!r} contains a reserved character")
+    return COMPOSITE_KEY_NAMESPACE + "".join(p + MIN_UNICODE_RUNE for p in (object_type, *attributes))
+
+
+def split_composite_key(key: str) -> tuple[str, list[str]]:
+    """The object type and attributes of a composite key."""
+    if not key.startswith(COMPOSITE_KEY_NAMESPACE):
+        raise ChaincodeError(f"{key!r} is not a composite key")
+    parts = key[1:].split(MIN_UNICODE_RUNE)[:-1]
+    return parts[0], parts[1:]
+
+
+def _simple(key: str) -> str:
+    if key.startswith(COMPOSITE_KEY_NAMESPACE):
+        raise ChaincodeError(
+            f"the key {key!r} starts with U+0000, which is reserved for composite keys"
+        )
+    return key
+
+
+def _writable(key: str) -> str:
+    if not key:
+        raise ChaincodeError("a key must not be empty")
+    return key
+
+
+def _page(page_size: int, bookmark: str) -> bytes:
+    if page_size <= 0:
+        raise ChaincodeError("a page size must be a positive number")
+    return chaincode_shim_pb2.QueryMetadata(pageSize=page_size, bookmark=bookmark).SerializeToString()

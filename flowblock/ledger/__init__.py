@@ -1,0 +1,21 @@
+"""The ledger client: Fabric's Gateway protocol, blocks and membership, in one place."""
+
+from flowblock.ledger.gateway import (
+    ChaincodeEvent,
+    Contract,
+    EventStream,
+    Gateway,
+    Network,
+    Status,
+    SubmittedTransaction,
+)
+
+__all__ = [
+    "ChaincodeEvent",
+    "Contract",
+    "EventStream",
+    "Gateway",
+    "Network",
+    "Status",
+    "SubmittedTransaction",
+]

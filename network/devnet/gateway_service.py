@@ -1,0 +1,219 @@
+"""The Fabric Gateway gRPC service the devnet serves: Endorse, Submit, CommitStatus,
+Evaluate and ChaincodeEvents, with the request and error shapes of a real peer's
+gateway, so the official Gateway clients work against it unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+from fabric_protos.common import common_pb2
+from fabric_protos.gateway import gateway_pb2, gateway_pb2_grpc
+from fabric_protos.peer import proposal_pb2
+from google.protobuf import any_pb2
+from google.protobuf.message import DecodeError
+from google.rpc import code_pb2, status_pb2
+from grpc_status import rpc_status
+
+from flowblock.errors import IdentityError
+from flowblock.ledger import protocol
+from flowblock.network.devnet.chaincode_client import ChaincodeUnavailable
+from flowblock.network.devnet.ledger import ChannelLedger
+from flowblock.network.devnet.orderer import BroadcastRefused, Orderer
+from flowblock.network.devnet.peer import ERROR_THRESHOLD, Peer
+
+log = logging.getLogger(__name__)
+#: How long an events stream sleeps between looks for a new block when idle.
+EVENT_POLL_SECONDS = 0.5
+
+
+class GatewayService(gateway_pb2_grpc.GatewayServicer):
+    """One organisation's gateway onto the channel's peers and orderer."""
+
+    def __init__(
+        self,
+        address: str,
+        channel: str,
+        peers: dict[str, Peer],
+        local: str,
+        orderer: Orderer,
+        ledger: ChannelLedger,
+    ) -> None:
+        self.address = address
+        self.channel = channel
+        self.peers = peers
+        self.local = local
+        self.orderer = orderer
+        self.ledger = ledger
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _abort(self, context, code: int, message: str, details=()) -> None:
+        status = status_pb2.Status(code=code, message=message)
+        for detail in details:
+            packed = any_pb2.Any()
+            packed.Pack(detail)
+            status.details.append(packed)
+        context.abort_with_status(rpc_status.to_status(status))
+
+    def _detail(self, peer: Peer | None, message: str) -> gateway_pb2.ErrorDetail:
+        return gateway_pb2.ErrorDetail(
+            address=self.address, msp_id=peer.msp_id if peer else "", message=message
+        )
+
+    def _proposal(self, signed: proposal_pb2.SignedProposal, context) -> protocol.UnpackedProposal:
+        """The proposal, once its channel, creator, signature and transaction id check."""
+        try:
+            unpacked = protocol.unpack_proposal(signed)
+        except DecodeError:
+            self._abort(context, code_pb2.INVALID_ARGUMENT, "the proposal cannot be parsed")
+        if unpacked.channel_header.channel_id != self.channel:
+            self._abort(
+                context,
+                code_pb2.NOT_FOUND,
+                f"channel {unpacked.channel_header.channel_id!r} not found",
+            )
+        creator = unpacked.signature_header.creator
+        try:
+            self.ledger.membership.check_signature(creator, signed.proposal_bytes, signed.signature)
+        except IdentityError as error:
+            self._abort(
+                context,
+                code_pb2.PERMISSION_DENIED,
+                f"the proposal's creator is not authorised: {error}",
+            )
+        if unpacked.tx_id != protocol.transaction_id(unpacked.signature_header.nonce, creator):
+            self._abort(context, code_pb2.INVALID_ARGUMENT, "the transaction id does not match")
+        return unpacked
+
+    def _signed_request(self, request: bytes, signature: bytes, identity: bytes, context) -> None:
+        try:
+            self.ledger.membership.check_signature(identity, request, signature)
+        except IdentityError as error:
+            self._abort(context, code_pb2.PERMISSION_DENIED, f"the request is not authorised: {error}")
+
+    # -- the service -----------------------------------------------------------------
+
+    def Evaluate(self, request, context):  # noqa: N802 - gRPC method names
+        unpacked = self._proposal(request.proposed_transaction, context)
+        targets = list(request.target_organizations) or [self.local]
+        peer = self.peers.get(targets[0])
+        if peer is None:
+            self._abort(context, code_pb2.UNAVAILABLE, f"no peer of {targets[0]} on this channel")
+        try:
+            response, *_ = peer.simulate(unpacked, request.proposed_transaction)
+        except ChaincodeUnavailable as error:
+            self._abort(context, code_pb2.UNAVAILABLE, str(error), [self._detail(peer, str(error))])
+        if response.status >= ERROR_THRESHOLD:
+            message = f"chaincode response {response.status}, {response.message}"
+            self._abort(
+                context,
+                code_pb2.ABORTED,
+                "evaluate call to endorser returned error: " + message,
+                [self._detail(peer, message)],
+            )
+        return gateway_pb2.EvaluateResponse(result=response)
+
+    def Endorse(self, request, context):  # noqa: N802
+        signed = request.proposed_transaction
+        unpacked = self._proposal(signed, context)
+        organisations = list(request.endorsing_organizations) or sorted(self.peers)
+        responses, failures = [], []
+        for msp_id in organisations:
+            peer = self.peers.get(msp_id)
+            if peer is None:
+                failures.append(self._detail(None, f"no peer of {msp_id} on this channel"))
+                continue
+            try:
+                response = peer.endorse(unpacked, signed)
+            except ChaincodeUnavailable as error:
+                failures.append(self._detail(peer, str(error)))
+                continue
+            if response.response.status >= ERROR_THRESHOLD:
+                failures.append(
+                    self._detail(
+                        peer,
+                        f"chaincode response {response.response.status}, "
+                        f"{response.response.message}",
+                    )
+                )
+            else:
+                responses.append(response)
+        if failures:
+            self._abort(
+                context,
+                code_pb2.ABORTED,
+                "failed to endorse transaction, see attached details for more info",
+                failures,
+            )
+        if len({response.payload for response in responses}) != 1:
+            self._abort(
+                context,
+                code_pb2.ABORTED,
+                "failed to assemble transaction: ProposalResponsePayloads do not match "
+                "(the chaincode is not deterministic)",
+            )
+        payload = protocol.assemble_transaction(unpacked, responses)
+        return gateway_pb2.EndorseResponse(
+            prepared_transaction=common_pb2.Envelope(payload=payload.SerializeToString())
+        )
+
+    def Submit(self, request, context):  # noqa: N802
+        try:
+            self.orderer.broadcast(request.prepared_transaction)
+        except BroadcastRefused as refusal:
+            self._abort(
+                context,
+                code_pb2.ABORTED,
+                f"failed to submit transaction to the orderer: {refusal}",
+                [self._detail(None, str(refusal))],
+            )
+        return gateway_pb2.SubmitResponse()
+
+    def CommitStatus(self, request, context):  # noqa: N802
+        try:
+            inner = gateway_pb2.CommitStatusRequest.FromString(request.request)
+        except DecodeError:
+            self._abort(context, code_pb2.INVALID_ARGUMENT, "the request cannot be parsed")
+        self._signed_request(request.request, request.signature, inner.identity, context)
+        remaining = context.time_remaining()
+        timeout = 60.0 if remaining is None else max(0.0, min(remaining, 3600.0))
+        committed = self.ledger.wait_for_transaction(inner.transaction_id, timeout)
+        if committed is None:
+            self._abort(
+                context,
+                code_pb2.DEADLINE_EXCEEDED,
+                f"transaction {inner.transaction_id} was not committed in time",
+            )
+        return gateway_pb2.CommitStatusResponse(
+            result=committed.code, block_number=committed.block
+        )
+
+    def ChaincodeEvents(self, request, context):  # noqa: N802
+        try:
+            inner = gateway_pb2.ChaincodeEventsRequest.FromString(request.request)
+        except DecodeError:
+            self._abort(context, code_pb2.INVALID_ARGUMENT, "the request cannot be parsed")
+        self._signed_request(request.request, request.signature, inner.identity, context)
+        start = inner.start_position
+        if start.HasField("specified"):
+            number = start.specified.number
+        elif start.HasField("oldest"):
+            number = 0
+        else:  # next_commit, newest, or unset: from the next block to commit
+            number = self.ledger.height
+        skip_until = inner.after_transaction_id
+        while context.is_active():
+            if number >= self.ledger.height:
+                self.ledger.wait_for_height(number + 1, EVENT_POLL_SECONDS)
+                continue
+            events = self.ledger.events(number, inner.chaincode_id)
+            if skip_until:
+                ids = [event.tx_id for event in events]
+                if skip_until in ids:
+                    events = events[ids.index(skip_until) + 1 :]
+                skip_until = ""
+            if events:
+                yield gateway_pb2.ChaincodeEventsResponse(events=events, block_number=number)
+            number += 1

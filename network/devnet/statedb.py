@@ -1,0 +1,172 @@
+"""The world state: the latest value of every key, its version, its history.
+
+SQLite in WAL mode: simulations read through per-thread connections while the
+committer writes. A block's effects (values, history, transaction index and the new
+height) are applied in one SQLite transaction, so the state is always exactly "all
+blocks below ``height``" and recovery is replaying the blocks from there.
+Keys are stored as UTF-8 bytes so ordering is Fabric's byte order.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS state (
+    ns TEXT NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL,
+    block INTEGER NOT NULL, txnum INTEGER NOT NULL,
+    PRIMARY KEY (ns, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS history (
+    ns TEXT NOT NULL, key BLOB NOT NULL, block INTEGER NOT NULL, txnum INTEGER NOT NULL,
+    tx_id TEXT NOT NULL, value BLOB, is_delete INTEGER NOT NULL, seconds INTEGER NOT NULL,
+    nanos INTEGER NOT NULL, PRIMARY KEY (ns, key, block, txnum)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS transactions (
+    tx_id TEXT PRIMARY KEY, block INTEGER NOT NULL, txnum INTEGER NOT NULL,
+    code INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+Version = tuple[int, int]  # (block number, transaction number in the block)
+
+
+@dataclass(frozen=True)
+class Write:
+    """One key's change by one valid transaction."""
+
+    ns: str
+    key: str
+    value: bytes | None  # None deletes the key
+    block: int
+    txnum: int
+    tx_id: str
+    seconds: int
+    nanos: int
+
+
+@dataclass(frozen=True)
+class CommittedTransaction:
+    tx_id: str
+    block: int
+    txnum: int
+    code: int
+
+
+class StateDB:
+    """Versioned key-value state with history and a transaction index."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._writer = self._connect()
+        self._writer.executescript(SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        return connection
+
+    @property
+    def _reader(self) -> sqlite3.Connection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._local.connection = self._connect()
+        return connection
+
+    # -- reads -------------------------------------------------------------------
+
+    @property
+    def height(self) -> int:
+        row = self._reader.execute("SELECT value FROM meta WHERE name='height'").fetchone()
+        return row[0] if row else 0
+
+    def get(self, ns: str, key: str) -> tuple[bytes, Version] | None:
+        row = self._reader.execute(
+            "SELECT value, block, txnum FROM state WHERE ns=? AND key=?", (ns, key.encode())
+        ).fetchone()
+        return (row[0], (row[1], row[2])) if row else None
+
+    def version(self, ns: str, key: str) -> Version | None:
+        row = self._reader.execute(
+            "SELECT block, txnum FROM state WHERE ns=? AND key=?", (ns, key.encode())
+        ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def range(
+        self, ns: str, start: str, end: str, limit: int
+    ) -> Iterator[tuple[str, bytes, Version]]:
+        """Keys in [start, end) (end "" = unbounded), in byte order, at most ``limit``."""
+        if end:
+            rows = self._reader.execute(
+                "SELECT key, value, block, txnum FROM state WHERE ns=? AND key>=? AND key<? "
+                "ORDER BY key LIMIT ?",
+                (ns, start.encode(), end.encode(), limit),
+            )
+        else:
+            rows = self._reader.execute(
+                "SELECT key, value, block, txnum FROM state WHERE ns=? AND key>=? "
+                "ORDER BY key LIMIT ?",
+                (ns, start.encode(), limit),
+            )
+        for key, value, block, txnum in rows.fetchall():
+            yield key.decode(), value, (block, txnum)
+
+    def history(self, ns: str, key: str) -> list[tuple[str, bytes | None, bool, int, int]]:
+        """(tx id, value, deleted, seconds, nanos) of every change to ``key``, newest first."""
+        return self._reader.execute(
+            "SELECT tx_id, value, is_delete, seconds, nanos FROM history WHERE ns=? AND key=? "
+            "ORDER BY block DESC, txnum DESC",
+            (ns, key.encode()),
+        ).fetchall()
+
+    def transaction(self, tx_id: str) -> CommittedTransaction | None:
+        row = self._reader.execute(
+            "SELECT block, txnum, code FROM transactions WHERE tx_id=?", (tx_id,)
+        ).fetchone()
+        return CommittedTransaction(tx_id, *row) if row else None
+
+    # -- the one write path ------------------------------------------------------
+
+    def commit_block(
+        self, number: int, writes: list[Write], transactions: list[CommittedTransaction]
+    ) -> None:
+        """Apply one block's effects and advance the height, all or nothing."""
+        if number != self.height:
+            raise ValueError(f"state is at height {self.height}, cannot commit block {number}")
+        db = self._writer
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for w in writes:
+                key = w.key.encode()
+                if w.value is None:
+                    db.execute("DELETE FROM state WHERE ns=? AND key=?", (w.ns, key))
+                else:
+                    db.execute(
+                        "INSERT OR REPLACE INTO state VALUES (?,?,?,?,?)",
+                        (w.ns, key, w.value, w.block, w.txnum),
+                    )
+                db.execute(
+                    "INSERT OR REPLACE INTO history VALUES (?,?,?,?,?,?,?,?,?)",
+                    (w.ns, key, w.block, w.txnum, w.tx_id, w.value, w.value is None,
+                     w.seconds, w.nanos),
+                )
+            db.executemany(
+                "INSERT OR IGNORE INTO transactions VALUES (?,?,?,?)",
+                [(t.tx_id, t.block, t.txnum, t.code) for t in transactions],
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('height', ?)", (number + 1,)
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        self._writer.close()
