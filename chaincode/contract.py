@@ -126,8 +126,11 @@ class Chaincode:
                     for fn_name, fn in sorted(contract.transactions().items())
                 ],
             }
-        return {"$schema": "https://hyperledger.github.io/fabric-chaincode-node/main/api/contract-schema.json",
-                "contracts": contracts, "info": {"title": "flowblock", "version": "1"}}
+        return {
+            "$schema": "https://hyperledger.github.io/fabric-chaincode-node/main/api/contract-schema.json",
+            "contracts": contracts,
+            "info": {"title": "flowblock", "version": "1"},
+        }
 
 
 def convert_arguments(function: Callable, values: list[str], qualified: str) -> list[Any]:
@@ -181,11 +184,21 @@ def _convert(parameter: inspect.Parameter, value: str, qualified: str) -> Any:
             return decoded
     except ValueError:
         raise ChaincodeError(
-            f"argument {parameter.name!r} of {qualified} must be {_schema_type(kind)}, "
+            f"argument {parameter.name!r} of {qualified} must be {_DESCRIBED[_schema_type(kind)]}, "
             f"got {value[:80]!r}",
             BAD_REQUEST,
         ) from None
     return value
+
+
+_DESCRIBED = {
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "object": "a JSON object",
+    "array": "a JSON array",
+    "string": "a string",
+}
 
 
 def _schema_type(annotation: Any) -> str:

@@ -130,7 +130,9 @@ class _Servicer(chaincode_shim_pb2_grpc.ChaincodeServicer):
         self.server = server
 
     def Connect(self, request_iterator, context):  # noqa: N802 - gRPC method name
-        stream = ChaincodeStream(self.server.chaincode, self.server.chaincode_id, self.server.workers)
+        stream = ChaincodeStream(
+            self.server.chaincode, self.server.chaincode_id, self.server.workers
+        )
         threading.Thread(
             target=stream.serve, args=(request_iterator,), name="chaincode-stream", daemon=True
         ).start()

@@ -63,7 +63,11 @@ class ChaincodeStub:
     """The chaincode API of one transaction (Fabric's ``ChaincodeStubInterface``)."""
 
     def __init__(
-        self, request: Requester, channel_id: str, tx_id: str, args: list[bytes],
+        self,
+        request: Requester,
+        channel_id: str,
+        tx_id: str,
+        args: list[bytes],
         proposal: UnpackedProposal | None,
     ) -> None:
         self._request = request
@@ -153,9 +157,7 @@ class ChaincodeStub:
         self, object_type: str, attributes: list[str], page_size: int, bookmark: str = ""
     ) -> tuple[list[KV], str]:
         start = create_composite_key(object_type, attributes)
-        records, metadata = self._range(
-            start, start + MAX_UNICODE_RUNE, _page(page_size, bookmark)
-        )
+        records, metadata = self._range(start, start + MAX_UNICODE_RUNE, _page(page_size, bookmark))
         return list(records), metadata()
 
     def get_history_for_key(self, key: str) -> Iterator[KeyModification]:
@@ -223,7 +225,9 @@ def create_composite_key(object_type: str, attributes: list[str]) -> str:
     for part in (object_type, *attributes):
         if MIN_UNICODE_RUNE in part or MAX_UNICODE_RUNE in part:
             raise ChaincodeError(f"composite key part {part!r} contains a reserved character")
-    return COMPOSITE_KEY_NAMESPACE + "".join(p + MIN_UNICODE_RUNE for p in (object_type, *attributes))
+    return COMPOSITE_KEY_NAMESPACE + "".join(
+        p + MIN_UNICODE_RUNE for p in (object_type, *attributes)
+    )
 
 
 def split_composite_key(key: str) -> tuple[str, list[str]]:
@@ -251,4 +255,6 @@ def _writable(key: str) -> str:
 def _page(page_size: int, bookmark: str) -> bytes:
     if page_size <= 0:
         raise ChaincodeError("a page size must be a positive number")
-    return chaincode_shim_pb2.QueryMetadata(pageSize=page_size, bookmark=bookmark).SerializeToString()
+    return chaincode_shim_pb2.QueryMetadata(
+        pageSize=page_size, bookmark=bookmark
+    ).SerializeToString()

@@ -101,15 +101,36 @@ class InvalidSignature(IdentityError):
 
 
 class LedgerError(FlowBlockError):
-    """A transaction failed; ``tx_id`` names it so it can be looked up on the ledger."""
+    """A transaction failed; ``tx_id`` names it so it can be looked up on the ledger.
 
-    def __init__(self, message: str, tx_id: str | None = None) -> None:
+    ``status`` is the gateway's gRPC status name (``ABORTED``, ``PERMISSION_DENIED``…)
+    and ``details`` what each peer said, as (MSP id, message) pairs, when it said so.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        tx_id: str | None = None,
+        details: tuple[tuple[str, str], ...] = (),
+        status: str = "",
+    ) -> None:
         self.tx_id = tx_id
+        self.details = details
+        self.status = status
         super().__init__(message)
 
 
 class EndorseError(LedgerError):
     """The peers refused to endorse the proposal (the chaincode said no, or policy failed)."""
+
+    @property
+    def chaincode_message(self) -> str:
+        """What the chaincode said when it refused, without the peer's framing."""
+        for _, message in self.details:
+            status, _, text = message.partition(", ")
+            if status.startswith("chaincode response "):
+                return text
+        return str(self)
 
 
 class SubmitError(LedgerError):

@@ -22,11 +22,15 @@ flowblock demo                      # the demo organisations and people
 flowblock network init              # organisations, CAs and node identities
 flowblock identity issue alice --org University --role researcher
 flowblock identity list
+flowblock network up --chaincode asset=127.0.0.1:9999
+flowblock verify                    # the chain, its hashes and every signature
 """
     subcommands = {
         "demo": ("flowblock.cli.demo.DemoApp", "Set up the demo organisations and people."),
         "network": ("flowblock.network.cli.NetworkApp", "Organisations and the ledger network."),
         "identity": ("flowblock.cli.identity.IdentityApp", "Issue, show and list identities."),
+        "chaincode": ("flowblock.chaincode.cli.ChaincodeApp", "Serve chaincode for the peers."),
+        "verify": ("flowblock.network.cli.VerifyApp", "Check the ledger's chain and signatures."),
     }
 
 

@@ -8,6 +8,8 @@ command line, and ``--help-all`` documents them.
 from __future__ import annotations
 
 import difflib
+import signal
+import threading
 from pathlib import Path
 
 from traitlets import Unicode, default
@@ -132,3 +134,12 @@ class FlowBlockApp(Application):
                 " ".join(self.extra_args) or None,
             )
         return list(self.extra_args)
+
+
+def wait_for_termination() -> None:
+    """Block until SIGTERM or SIGINT, so a service can then stop cleanly."""
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    while not stop.wait(1.0):
+        pass

@@ -38,26 +38,19 @@ def _as_bytes(value: Argument) -> bytes:
     return canonical_json(value)
 
 
-def _reason(error: grpc.RpcError) -> str:
-    """The message of a gateway error, with the peers' ErrorDetails when there are any."""
-    status = rpc_status.from_call(error) if hasattr(error, "trailing_metadata") else None
+def _failure(error: grpc.RpcError) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """A gateway error's message and the (MSP id, message) each peer reported."""
+    status = rpc_status.from_call(error)
     details = []
-    if status is not None:
-        for packed in status.details:
-            detail = gateway_pb2.ErrorDetail()
-            if packed.Unpack(detail):
-                details.append(f"{detail.msp_id or detail.address}: {detail.message}")
-    message = error.details() if hasattr(error, "details") else str(error)
-    return message + ("" if not details else " (" + "; ".join(details) + ")")
-
-
-def chaincode_message(error: LedgerError) -> str:
-    """The chaincode's own message inside an endorse or evaluate error, if there is one."""
-    text = str(error)
-    marker = "chaincode response "
-    if marker in text:
-        return text.split(marker, 1)[1].split(", ", 1)[-1].rstrip(")")
-    return text
+    for packed in status.details if status is not None else ():
+        detail = gateway_pb2.ErrorDetail()
+        if packed.Unpack(detail):
+            details.append((detail.msp_id or detail.address, detail.message))
+    if details:
+        return "; ".join(f"{who}: {message}" for who, message in details), tuple(details)
+    if error.code() == grpc.StatusCode.UNAVAILABLE:
+        return f"the Fabric gateway does not answer ({error.details()})", ()
+    return error.details() or error.code().name, ()
 
 
 @dataclass(frozen=True)
@@ -182,7 +175,7 @@ class EventStream:
                     )
         except grpc.RpcError as error:
             if error.code() != grpc.StatusCode.CANCELLED:
-                raise LedgerError(f"the event stream failed: {_reason(error)}") from None
+                raise LedgerError(f"the event stream failed: {_failure(error)[0]}") from None
 
     def close(self) -> None:
         self._call.cancel()
@@ -218,7 +211,7 @@ class SubmittedTransaction:
             )
         except grpc.RpcError as error:
             raise CommitError(
-                f"the commit status of {self.tx_id} is unknown: {_reason(error)}", self.tx_id
+                f"the commit status of {self.tx_id} is unknown: {_failure(error)[0]}", self.tx_id
             ) from None
         return Status(self.tx_id, response.result, response.block_number)
 
@@ -262,17 +255,17 @@ class Contract:
                 timeout=gateway.timeout,
             )
         except grpc.RpcError as error:
-            raise EndorseError(_reason(error), proposal.tx_id) from None
+            raise EndorseError(*_failure_of(error, proposal.tx_id)) from None
         return response.result.payload
 
-    def submit_async(
+    def endorse(
         self,
         function: str,
         *args: Argument,
         transient: dict[str, Argument] | None = None,
         endorsing_organisations: list[str] | None = None,
-    ) -> SubmittedTransaction:
-        """Endorse and hand to the orderer; returns before the commit."""
+    ) -> tuple[str, common_pb2.Envelope]:
+        """Have the peers endorse a transaction; returns its id and the signed envelope."""
         gateway = self.network.gateway
         proposal = self._propose(function, args, transient)
         try:
@@ -286,10 +279,23 @@ class Contract:
                 timeout=gateway.timeout,
             )
         except grpc.RpcError as error:
-            raise EndorseError(_reason(error), proposal.tx_id) from None
+            raise EndorseError(*_failure_of(error, proposal.tx_id)) from None
         envelope = endorsed.prepared_transaction
         envelope.signature = gateway.identity.sign(envelope.payload)
-        return self.submit_envelope(proposal.tx_id, envelope)
+        return proposal.tx_id, envelope
+
+    def submit_async(
+        self,
+        function: str,
+        *args: Argument,
+        transient: dict[str, Argument] | None = None,
+        endorsing_organisations: list[str] | None = None,
+    ) -> SubmittedTransaction:
+        """Endorse and hand to the orderer; returns before the commit."""
+        tx_id, envelope = self.endorse(
+            function, *args, transient=transient, endorsing_organisations=endorsing_organisations
+        )
+        return self.submit_envelope(tx_id, envelope)
 
     def submit_envelope(self, tx_id: str, envelope: common_pb2.Envelope) -> SubmittedTransaction:
         """Hand a signed, endorsed transaction to the orderer."""
@@ -304,7 +310,7 @@ class Contract:
                 timeout=gateway.timeout,
             )
         except grpc.RpcError as error:
-            raise SubmitError(_reason(error), tx_id) from None
+            raise SubmitError(*_failure_of(error, tx_id)) from None
         return SubmittedTransaction(self, tx_id, _transaction_result(envelope))
 
     def submit(
@@ -326,6 +332,14 @@ class Contract:
                 status.code_name,
             )
         return submitted.result
+
+
+def _failure_of(
+    error: grpc.RpcError, tx_id: str
+) -> tuple[str, str, tuple[tuple[str, str], ...], str]:
+    """The arguments of a LedgerError for a failed gateway call."""
+    message, details = _failure(error)
+    return message, tx_id, details, error.code().name
 
 
 def _transaction_result(envelope: common_pb2.Envelope) -> bytes:

@@ -77,7 +77,9 @@ class MembershipService:
             )
         problem = validity_problem(certificate, at)
         if problem:
-            raise IdentityError(f"the certificate of {certificate.subject.rfc4514_string()} {problem}.")
+            raise IdentityError(
+                f"the certificate of {certificate.subject.rfc4514_string()} {problem}."
+            )
         identity = Identity(certificate, parsed.mspid)
         with self._lock:
             self._cache[serialized] = identity

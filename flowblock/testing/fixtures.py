@@ -21,3 +21,26 @@ def data_dir(tmp_path: Path) -> Path:
     path = tmp_path / "flowblock-data"
     path.mkdir()
     return path
+
+
+@pytest.fixture(scope="session")
+def asset_chaincode():
+    """The asset-transfer chaincode served on a free port for the whole session."""
+    from flowblock.testing.asset_transfer import AssetTransfer
+    from flowblock.testing.ledger import serve_chaincode
+
+    with serve_chaincode([AssetTransfer()], "asset") as server:
+        yield server
+
+
+@pytest.fixture
+def devnet(demo_world: DemoWorld, tmp_path: Path, asset_chaincode):
+    """A devnet process of the test's own, on a copy of the demo organisations."""
+    import shutil
+
+    from flowblock.testing.ledger import DevnetProcess
+
+    data_dir = tmp_path / "devnet-data"
+    shutil.copytree(demo_world.data_dir, data_dir)
+    with DevnetProcess(data_dir, {"asset": asset_chaincode.address}) as process:
+        yield process

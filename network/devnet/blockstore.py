@@ -1,9 +1,11 @@
-"""The channel's append-only block file: a length-prefixed record per block.
+"""The channel's append-only block file: one framed record per block.
 
-A block is appended and fsync'd before any of its transactions are applied to the
-world state, so after a crash the file holds every block the state has seen. A record
-cut short by a crash (its length runs past the end of the file) is the only thing ever
-truncated; damage anywhere else is left in place for ``flowblock verify`` to name.
+A record is ``magic, length, CRC-32 of the length`` followed by the block's bytes. A
+block is appended and fsync'd before any of its transactions reach the world state,
+so after a crash the file holds every block the state has seen. The only thing ever
+cut off is a record a crash left unfinished at the very end; a damaged record header
+anywhere else stops the store from opening rather than losing the blocks after it,
+and a damaged block body is left for ``flowblock verify`` to name.
 """
 
 from __future__ import annotations
@@ -11,41 +13,63 @@ from __future__ import annotations
 import os
 import struct
 import threading
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 from fabric_protos.common import common_pb2
 
-_LENGTH = struct.Struct(">I")
+from flowblock.errors import LedgerError
+
+MAGIC = b"FBLK"
+_HEADER = struct.Struct(">4sII")  # magic, length, crc32 of the length
+
+
+class DamagedBlockFile(LedgerError):
+    """The block file is damaged where no crash could have left it."""
+
+
+def _frame(length: int) -> bytes:
+    return _HEADER.pack(MAGIC, length, zlib.crc32(length.to_bytes(4, "big")))
 
 
 class BlockStore:
     """Blocks by number, appended in order, readable concurrently."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, read_only: bool = False) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.read_only = read_only
         self._offsets: list[tuple[int, int]] = []  # (offset of the block bytes, length)
         self._lock = threading.Lock()
-        self._recover()
-        self._append = open(self.path, "ab")  # noqa: SIM115 - kept open for the store's life
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.touch(exist_ok=True)
+        self._index()
+        self._append = None if read_only else open(self.path, "ab")  # noqa: SIM115
         self._read = open(self.path, "rb")  # noqa: SIM115
 
-    def _recover(self) -> None:
-        """Index the records; drop a record a crash left half-written at the end."""
-        if not self.path.exists():
-            self.path.touch()
+    def _index(self) -> None:
+        """Find every record; cut off an unfinished last one (unless read-only)."""
         size = self.path.stat().st_size
+        offset = 0
         with open(self.path, "rb") as blocks:
-            offset = 0
-            while offset + _LENGTH.size <= size:
+            while offset < size:
                 blocks.seek(offset)
-                (length,) = _LENGTH.unpack(blocks.read(_LENGTH.size))
-                if offset + _LENGTH.size + length > size:
-                    break
-                self._offsets.append((offset + _LENGTH.size, length))
-                offset += _LENGTH.size + length
-        if offset != size:
+                header = blocks.read(_HEADER.size)
+                if len(header) < _HEADER.size:
+                    break  # a header cut short by a crash
+                magic, length, check = _HEADER.unpack(header)
+                if magic != MAGIC or check != zlib.crc32(length.to_bytes(4, "big")):
+                    raise DamagedBlockFile(
+                        f"the block file {self.path} is damaged at byte {offset} "
+                        f"(the record of block {len(self._offsets)}); "
+                        "run 'flowblock verify' and restore it from another peer."
+                    )
+                if offset + _HEADER.size + length > size:
+                    break  # a body cut short by a crash
+                self._offsets.append((offset + _HEADER.size, length))
+                offset += _HEADER.size + length
+        if offset != size and not self.read_only:
             with open(self.path, "r+b") as blocks:
                 blocks.truncate(offset)
                 os.fsync(blocks.fileno())
@@ -56,15 +80,17 @@ class BlockStore:
         return len(self._offsets)
 
     def append(self, block: common_pb2.Block) -> None:
+        if self._append is None:
+            raise LedgerError(f"the block file {self.path} is open read-only.")
         if block.header.number != self.height:
             raise ValueError(f"block {block.header.number} cannot follow block {self.height - 1}")
         data = block.SerializeToString()
         with self._lock:
             offset = self._append.tell()
-            self._append.write(_LENGTH.pack(len(data)) + data)
+            self._append.write(_frame(len(data)) + data)
             self._append.flush()
             os.fsync(self._append.fileno())
-            self._offsets.append((offset + _LENGTH.size, len(data)))
+            self._offsets.append((offset + _HEADER.size, len(data)))
 
     def raw(self, number: int) -> bytes:
         """The stored bytes of block ``number``, unparsed (for verification)."""
@@ -81,5 +107,6 @@ class BlockStore:
             yield self.get(number)
 
     def close(self) -> None:
-        self._append.close()
+        if self._append is not None:
+            self._append.close()
         self._read.close()

@@ -21,9 +21,9 @@ from traitlets.config import LoggingConfigurable
 from flowblock.errors import ConfigError
 from flowblock.identity import CertificateAuthority, list_organisations, load_wallet, wallet_path
 from flowblock.identity.certificates import msp_id
+from flowblock.ledger.channel import genesis_block, msp_config
 from flowblock.network.devnet.chaincode_client import ChaincodeConnection
 from flowblock.network.devnet.gateway_service import GatewayService
-from flowblock.network.devnet.genesis import genesis_block, msp_config
 from flowblock.network.devnet.ledger import ChannelLedger
 from flowblock.network.devnet.orderer import Orderer, sign_block
 from flowblock.network.devnet.peer import Peer
@@ -72,9 +72,12 @@ class Devnet(LoggingConfigurable):
             org = member.name.removesuffix("MSP")
             identity = load_wallet(wallet_path(data_dir, org, PEER_NAME))
             connections = {
-                name: ChaincodeConnection(name, address) for name, address in self.chaincodes.items()
+                name: ChaincodeConnection(name, address)
+                for name, address in self.chaincodes.items()
             }
-            self.peers[identity.msp_id] = Peer(identity, self.ledger.state, connections, self.channel)
+            self.peers[identity.msp_id] = Peer(
+                identity, self.ledger.state, connections, self.channel
+            )
         local = msp_id(self.gateway_organisation) if self.gateway_organisation else min(self.peers)
         self.orderer = Orderer(
             orderer_identity,
@@ -93,7 +96,9 @@ class Devnet(LoggingConfigurable):
             raise ConfigError(f"the devnet cannot listen on {self.listen}.")
         self.address = f"{self.listen.rsplit(':', 1)[0]}:{port}"
         gateway_pb2_grpc.add_GatewayServicer_to_server(
-            GatewayService(self.address, self.channel, self.peers, local, self.orderer, self.ledger),
+            GatewayService(
+                self.address, self.channel, self.peers, local, self.orderer, self.ledger
+            ),
             self._server,
         )
         self._server.start()
@@ -114,7 +119,9 @@ class Devnet(LoggingConfigurable):
             )
 
         def config(org: str):
-            return msp_config(msp_id(org), [CertificateAuthority.load(data_dir, org).certificate_pem()])
+            return msp_config(
+                msp_id(org), [CertificateAuthority.load(data_dir, org).certificate_pem()]
+            )
 
         block = genesis_block(
             self.channel,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 
-import grpc
 from fabric_protos.common import common_pb2
 from fabric_protos.gateway import gateway_pb2, gateway_pb2_grpc
 from fabric_protos.peer import proposal_pb2
@@ -91,7 +90,9 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         try:
             self.ledger.membership.check_signature(identity, request, signature)
         except IdentityError as error:
-            self._abort(context, code_pb2.PERMISSION_DENIED, f"the request is not authorised: {error}")
+            self._abort(
+                context, code_pb2.PERMISSION_DENIED, f"the request is not authorised: {error}"
+            )
 
     # -- the service -----------------------------------------------------------------
 
@@ -186,9 +187,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
                 code_pb2.DEADLINE_EXCEEDED,
                 f"transaction {inner.transaction_id} was not committed in time",
             )
-        return gateway_pb2.CommitStatusResponse(
-            result=committed.code, block_number=committed.block
-        )
+        return gateway_pb2.CommitStatusResponse(result=committed.code, block_number=committed.block)
 
     def ChaincodeEvents(self, request, context):  # noqa: N802
         try:

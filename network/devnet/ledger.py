@@ -16,10 +16,10 @@ from fabric_protos.common import common_pb2
 from fabric_protos.peer import chaincode_event_pb2
 
 from flowblock.ledger import blocks
-from flowblock.ledger.protocol import unpack_transaction
+from flowblock.ledger.channel import ChannelConfig, read_channel_config
 from flowblock.ledger.membership import MembershipService
+from flowblock.ledger.protocol import unpack_transaction
 from flowblock.network.devnet.blockstore import BlockStore
-from flowblock.network.devnet.genesis import ChannelConfig, read_channel_config
 from flowblock.network.devnet.statedb import CommittedTransaction, StateDB
 from flowblock.network.devnet.validation import Validator
 

@@ -67,7 +67,9 @@ class Orderer:
         try:
             payload = common_pb2.Payload.FromString(envelope.payload)
             header = common_pb2.ChannelHeader.FromString(payload.header.channel_header)
-            signature_header = common_pb2.SignatureHeader.FromString(payload.header.signature_header)
+            signature_header = common_pb2.SignatureHeader.FromString(
+                payload.header.signature_header
+            )
         except DecodeError:
             raise BroadcastRefused("the envelope cannot be parsed") from None
         if header.channel_id != self.channel:

@@ -131,7 +131,9 @@ class Peer:
             simulation.delete(request.key)
             return b""
         if kind == Message.GET_STATE_BY_RANGE:
-            return self._range(shim.GetStateByRange.FromString(message.payload), simulation, queries)
+            return self._range(
+                shim.GetStateByRange.FromString(message.payload), simulation, queries
+            )
         if kind == Message.QUERY_STATE_NEXT:
             return queries.next(shim.QueryStateNext.FromString(message.payload).id)
         if kind == Message.QUERY_STATE_CLOSE:

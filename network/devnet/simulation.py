@@ -18,7 +18,9 @@ TOTAL_QUERY_LIMIT = 100_000
 
 
 def _version(version: Version | None) -> kv_rwset_pb2.Version | None:
-    return None if version is None else kv_rwset_pb2.Version(block_num=version[0], tx_num=version[1])
+    return (
+        None if version is None else kv_rwset_pb2.Version(block_num=version[0], tx_num=version[1])
+    )
 
 
 def kv_read(key: str, version: Version | None) -> kv_rwset_pb2.KVRead:
@@ -49,9 +51,7 @@ class Simulation:
     def delete(self, key: str) -> None:
         self.writes[key] = None
 
-    def range(
-        self, start: str, end: str, limit: int
-    ) -> tuple[list[tuple[str, bytes]], str | None]:
+    def range(self, start: str, end: str, limit: int) -> tuple[list[tuple[str, bytes]], str | None]:
         """Up to ``limit`` keys of [start, end) and the key after them (None at the end).
 
         The query and the versions it saw are recorded for the phantom-read check.

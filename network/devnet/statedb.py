@@ -153,16 +153,23 @@ class StateDB:
                     )
                 db.execute(
                     "INSERT OR REPLACE INTO history VALUES (?,?,?,?,?,?,?,?,?)",
-                    (w.ns, key, w.block, w.txnum, w.tx_id, w.value, w.value is None,
-                     w.seconds, w.nanos),
+                    (
+                        w.ns,
+                        key,
+                        w.block,
+                        w.txnum,
+                        w.tx_id,
+                        w.value,
+                        w.value is None,
+                        w.seconds,
+                        w.nanos,
+                    ),
                 )
             db.executemany(
                 "INSERT OR IGNORE INTO transactions VALUES (?,?,?,?)",
                 [(t.tx_id, t.block, t.txnum, t.code) for t in transactions],
             )
-            db.execute(
-                "INSERT OR REPLACE INTO meta VALUES ('height', ?)", (number + 1,)
-            )
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('height', ?)", (number + 1,))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")

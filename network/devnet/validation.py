@@ -1,9 +1,11 @@
 """Validating a block's transactions the way a Fabric committing peer does.
 
-Each transaction gets a ``TxValidationCode``: its creator and signature, its id, the
-endorsement policy (enough distinct organisations' peers signed the same response),
-and MVCC (every key it read still has the version it read, and every range it scanned
-still holds the same keys). Only VALID transactions change the world state.
+Each transaction gets a ``TxValidationCode``: first the checks that need no state
+(:func:`flowblock.ledger.validation.check_signatures`: creator, signature, id,
+endorsement policy), then duplicate ids and MVCC: every key it read still has the
+version it read, and every range it scanned still holds the same keys, counting the
+writes of the valid transactions before it in the block. Only VALID transactions
+change the world state.
 """
 
 from __future__ import annotations
@@ -14,69 +16,13 @@ from fabric_protos.common import common_pb2
 from fabric_protos.ledger.rwset import rwset_pb2
 from fabric_protos.ledger.rwset.kvrwset import kv_rwset_pb2
 from fabric_protos.peer import chaincode_event_pb2
-from fabric_protos.peer import transaction_pb2 as tx
 from google.protobuf.message import DecodeError
 
-from flowblock.errors import IdentityError
 from flowblock.ledger import protocol
+from flowblock.ledger.channel import ChannelConfig
 from flowblock.ledger.membership import MembershipService
-from flowblock.network.devnet.genesis import ChannelConfig
+from flowblock.ledger.validation import Code, Invalid, check_signatures, transaction_id_of
 from flowblock.network.devnet.statedb import CommittedTransaction, StateDB, Version, Write
-
-Code = tx.TxValidationCode
-
-
-class Invalid(Exception):
-    """A transaction failed validation; ``code`` is the reason."""
-
-    def __init__(self, code: int, reason: str) -> None:
-        self.code = code
-        super().__init__(reason)
-
-
-def check_signatures(
-    envelope: common_pb2.Envelope,
-    membership: MembershipService,
-    config: ChannelConfig,
-) -> protocol.UnpackedTransaction:
-    """Check everything about a transaction that does not depend on the world state."""
-    try:
-        unpacked = protocol.unpack_transaction(envelope)
-    except (DecodeError, ValueError) as error:
-        raise Invalid(Code.BAD_PAYLOAD, f"the transaction cannot be parsed: {error}") from None
-    header = unpacked.channel_header
-    if header.type != common_pb2.ENDORSER_TRANSACTION:
-        raise Invalid(Code.UNKNOWN_TX_TYPE, f"header type {header.type} is not a transaction")
-    if header.channel_id != config.channel:
-        raise Invalid(Code.TARGET_CHAIN_NOT_FOUND, f"channel {header.channel_id!r} is unknown")
-    creator = unpacked.signature_header.creator
-    try:
-        membership.check_signature(creator, envelope.payload, envelope.signature)
-    except IdentityError as error:
-        raise Invalid(Code.BAD_CREATOR_SIGNATURE, str(error)) from None
-    if header.tx_id != protocol.transaction_id(unpacked.signature_header.nonce, creator):
-        raise Invalid(Code.BAD_PROPOSAL_TXID, "the transaction id does not match its nonce")
-    endorsed_by: set[str] = set()
-    response_payload = unpacked.action_payload.action.proposal_response_payload
-    for endorsement in unpacked.endorsements:
-        try:
-            endorser = membership.check_signature(
-                endorsement.endorser,
-                protocol.endorsement_message(response_payload, endorsement.endorser),
-                endorsement.signature,
-            )
-        except IdentityError:
-            continue
-        if MembershipService.is_peer(endorser):
-            endorsed_by.add(endorser.msp_id)
-    application = {msp.name for msp in config.application}
-    if len(endorsed_by & application) < config.required_endorsements():
-        raise Invalid(
-            Code.ENDORSEMENT_POLICY_FAILURE,
-            f"endorsed by {sorted(endorsed_by) or 'no organisation'}, "
-            f"{config.required_endorsements()} of {len(application)} organisations required",
-        )
-    return unpacked
 
 
 @dataclass
@@ -102,7 +48,9 @@ class Validator:
         self.membership = membership
         self.state = state
 
-    def validate(self, block: common_pb2.Block, trusted_filter: bytes | None = None) -> BlockValidation:
+    def validate(
+        self, block: common_pb2.Block, trusted_filter: bytes | None = None
+    ) -> BlockValidation:
         """Validate every transaction; with ``trusted_filter`` (recovery) reuse its codes."""
         outcome = BlockValidation(block.header.number)
         updated: set[tuple[str, str]] = set()
@@ -120,7 +68,7 @@ class Validator:
                     raise Invalid(trusted_filter[txnum], "invalid when first committed")
             except Invalid as invalid:
                 outcome.codes.append(invalid.code)
-                tx_id = _tx_id(envelope)
+                tx_id = transaction_id_of(envelope)
                 if tx_id and tx_id not in seen:
                     seen.add(tx_id)
                     outcome.transactions.append(
@@ -138,9 +86,14 @@ class Validator:
                     updated.add((namespace, write.key))
                     outcome.writes.append(
                         Write(
-                            namespace, write.key, None if write.is_delete else write.value,
-                            block.header.number, txnum, unpacked.tx_id,
-                            timestamp.seconds, timestamp.nanos,
+                            namespace,
+                            write.key,
+                            None if write.is_delete else write.value,
+                            block.header.number,
+                            txnum,
+                            unpacked.tx_id,
+                            timestamp.seconds,
+                            timestamp.nanos,
                         )
                     )
             if unpacked.chaincode_action.events:
@@ -156,8 +109,7 @@ class Validator:
         try:
             results = rwset_pb2.TxReadWriteSet.FromString(action.results)
             sets = [
-                (ns.namespace, kv_rwset_pb2.KVRWSet.FromString(ns.rwset))
-                for ns in results.ns_rwset
+                (ns.namespace, kv_rwset_pb2.KVRWSet.FromString(ns.rwset)) for ns in results.ns_rwset
             ]
         except DecodeError:
             raise Invalid(Code.BAD_RWSET, "the read/write set cannot be parsed") from None
@@ -176,7 +128,9 @@ class Validator:
                 if (namespace, read.key) in updated or (
                     self.state.version(namespace, read.key) != read_version
                 ):
-                    raise Invalid(Code.MVCC_READ_CONFLICT, f"{read.key!r} changed since it was read")
+                    raise Invalid(
+                        Code.MVCC_READ_CONFLICT, f"{read.key!r} changed since it was read"
+                    )
             for query in kv.range_queries_info:
                 if self._phantom(namespace, query, updated):
                     raise Invalid(
@@ -201,11 +155,3 @@ def _as_version(read: kv_rwset_pb2.KVRead) -> Version | None:
     if not read.HasField("version"):
         return None
     return (read.version.block_num, read.version.tx_num)
-
-
-def _tx_id(envelope: common_pb2.Envelope) -> str:
-    try:
-        payload = common_pb2.Payload.FromString(envelope.payload)
-        return common_pb2.ChannelHeader.FromString(payload.header.channel_header).tx_id
-    except DecodeError:
-        return ""

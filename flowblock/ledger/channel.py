@@ -1,4 +1,4 @@
-"""The channel's genesis block: a config transaction naming its organisations.
+"""A channel's configuration: the genesis block that names its organisations.
 
 Block 0 carries the channel configuration the way Fabric does (a CONFIG envelope with
 the organisations' MSP definitions under ``Application`` and ``Orderer``, and the
@@ -26,7 +26,9 @@ def msp_config(msp_id: str, root_certificates: list[bytes]) -> msp_config_pb2.Fa
     root = root_certificates[0]
 
     def ou(name: str) -> msp_config_pb2.FabricOUIdentifier:
-        return msp_config_pb2.FabricOUIdentifier(certificate=root, organizational_unit_identifier=name)
+        return msp_config_pb2.FabricOUIdentifier(
+            certificate=root, organizational_unit_identifier=name
+        )
 
     return msp_config_pb2.FabricMSPConfig(
         name=msp_id,

@@ -1,0 +1,248 @@
+"""The devnet through the Gateway client: the behaviour Fabric users rely on."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from itertools import islice
+
+import pytest
+from fabric_protos.common import common_pb2
+from fabric_protos.peer import proposal_pb2, proposal_response_pb2, transaction_pb2
+
+from flowblock.cli import main
+from flowblock.errors import CommitError, EndorseError, SubmitError
+from flowblock.identity import CertificateAuthority
+from flowblock.ledger import protocol
+from flowblock.network.devnet.blockstore import BlockStore
+from flowblock.network.verify import verify_chain
+from flowblock.testing.ledger import DevnetProcess
+
+CHANNEL, CHAINCODE = "flowblock", "asset"
+
+
+def contract_of(devnet, identity):
+    return devnet.gateway(identity).get_network(CHANNEL).get_contract(CHAINCODE)
+
+
+def blocks_file(devnet: DevnetProcess):
+    return devnet.data_dir / "devnet" / CHANNEL / "blocks.bin"
+
+
+def test_submit_commit_evaluate_round_trip(devnet, demo_world):
+    contract = contract_of(devnet, demo_world.identity("alice"))
+    created = json.loads(contract.submit("Create", "asset1", "alice", 100))
+    assert created["created_by"] == "alice"
+    transferred = json.loads(contract.submit("Transfer", "asset1", "bob"))
+    assert transferred["owner"] == "bob"
+    assert json.loads(contract.evaluate("Read", "asset1"))["owner"] == "bob"
+    history = json.loads(contract.evaluate("History", "asset1"))
+    assert [json.loads(h["value"])["owner"] for h in history] == ["bob", "alice"]
+    submitted = contract.submit_async("Create", "asset2", "carol", 5)
+    status = submitted.status()
+    assert status.successful
+    assert status.block_number >= 1
+
+
+def test_chaincode_errors_reach_the_client_with_the_chaincodes_words(devnet, demo_world):
+    contract = contract_of(devnet, demo_world.identity("alice"))
+    contract.submit("Create", "dup", "alice", 1)
+    with pytest.raises(EndorseError) as caught:
+        contract.submit("Create", "dup", "alice", 1)
+    assert caught.value.chaincode_message == "the asset dup already exists"
+    assert caught.value.tx_id
+    with pytest.raises(EndorseError, match="does not exist"):
+        contract.evaluate("Read", "missing")
+    with pytest.raises(EndorseError, match="must be an integer"):
+        contract.submit("Create", "x", "alice", "not a number")
+
+
+def test_conflicting_submits_one_commits_the_other_fails_mvcc(devnet, demo_world):
+    contract = contract_of(devnet, demo_world.identity("alice"))
+    contract.submit("Create", "contested", "alice", 1)
+    # Both endorsed against the same version before either is ordered.
+    first = contract.endorse("Transfer", "contested", "bob")
+    second = contract.endorse("Transfer", "contested", "carol")
+    statuses = [
+        contract.submit_envelope(*first).status(),
+        contract.submit_envelope(*second).status(),
+    ]
+    assert [s.code_name for s in statuses] == ["VALID", "MVCC_READ_CONFLICT"]
+    assert json.loads(contract.evaluate("Read", "contested"))["owner"] == "bob"
+
+
+def test_submit_raises_commit_error_with_the_validation_code(devnet, demo_world):
+    contract = contract_of(devnet, demo_world.identity("alice"))
+    with pytest.raises(CommitError) as caught:
+        contract.submit("Create", "half", "alice", 1, endorsing_organisations=["UniversityMSP"])
+    assert caught.value.code == "ENDORSEMENT_POLICY_FAILURE"
+    assert caught.value.tx_id
+    assert "was not committed" in str(caught.value)
+
+
+def test_a_proposal_from_an_unknown_ca_is_refused(devnet, tmp_path):
+    impostor = CertificateAuthority.create(tmp_path / "impostor", "University")
+    contract = contract_of(devnet, impostor.issue("alice", "researcher"))
+    with pytest.raises(EndorseError) as caught:
+        contract.submit("Create", "forged", "alice", 1)
+    assert caught.value.status == "PERMISSION_DENIED"
+    with pytest.raises(EndorseError) as caught:
+        contract.evaluate("WhoAmI")
+    assert caught.value.status == "PERMISSION_DENIED"
+
+
+def test_an_envelope_with_a_broken_signature_is_refused_by_the_orderer(devnet, demo_world):
+    contract = contract_of(devnet, demo_world.identity("alice"))
+    tx_id, envelope = contract.endorse("Create", "tampered", "alice", 1)
+    envelope.payload = envelope.payload.replace(b"tampered", b"tamperee")
+    with pytest.raises(SubmitError, match="signature"):
+        contract.submit_envelope(tx_id, envelope)
+    with pytest.raises(EndorseError, match="does not exist"):
+        contract.evaluate("Read", "tamperee")
+
+
+def test_a_re_signed_altered_transaction_fails_the_endorsement_policy(devnet, demo_world):
+    alice = demo_world.identity("alice")
+    contract = contract_of(devnet, alice)
+    tx_id, envelope = contract.endorse("Create", "honest", "alice", 1)
+    forged = _alter_result(envelope, b'{"forged":true}')
+    forged.signature = alice.sign(forged.payload)
+    status = contract.submit_envelope(tx_id, forged).status()
+    assert status.code_name == "ENDORSEMENT_POLICY_FAILURE"
+
+
+def test_one_organisations_endorsement_alone_is_not_enough(devnet, demo_world):
+    contract = contract_of(devnet, demo_world.identity("alice"))
+    submitted = contract.submit_async(
+        "Create", "lonely", "alice", 1, endorsing_organisations=["HospitalMSP"]
+    )
+    assert submitted.status().code_name == "ENDORSEMENT_POLICY_FAILURE"
+    with pytest.raises(EndorseError):
+        contract.evaluate("Read", "lonely")
+
+
+def test_events_arrive_in_order_and_resume_from_a_block(devnet, demo_world):
+    contract = contract_of(devnet, demo_world.identity("alice"))
+    created = [f"evt{i}" for i in range(6)]
+    for asset in created:
+        contract.submit("Create", asset, "alice", 1)
+    network = devnet.gateway(demo_world.identity("alice")).get_network(CHANNEL)
+    with network.chaincode_events(CHAINCODE, start_block=0) as stream:
+        first = list(islice(stream, 3))
+    assert [json.loads(e.payload)["id"] for e in first] == created[:3]
+    assert [e.block_number for e in first] == sorted(e.block_number for e in first)
+    last = first[-1]
+    with network.chaincode_events(
+        CHAINCODE, start_block=last.block_number, after_tx_id=last.tx_id
+    ) as stream:
+        rest = list(islice(stream, 3))
+    assert [json.loads(e.payload)["id"] for e in rest] == created[3:]
+
+
+def test_live_events_are_delivered_as_blocks_commit(devnet, demo_world):
+    network = devnet.gateway(demo_world.identity("alice")).get_network(CHANNEL)
+    contract = network.get_contract(CHAINCODE)
+    received = []
+    stream = network.chaincode_events(CHAINCODE)
+
+    def listen():
+        for event in stream:
+            received.append(event)
+            if len(received) == 2:
+                return
+
+    listener = threading.Thread(target=listen)
+    listener.start()
+    time.sleep(0.3)
+    contract.submit("Create", "live1", "alice", 1)
+    contract.submit("Transfer", "live1", "bob")
+    listener.join(timeout=10)
+    stream.close()
+    assert [e.name for e in received] == ["AssetCreated", "AssetTransferred"]
+
+
+def test_kill_9_under_load_loses_no_committed_transaction(devnet, demo_world, asset_chaincode):
+    identity = demo_world.identity("alice")
+    committed: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def load(worker: int) -> None:
+        contract = contract_of(devnet, identity)
+        for n in range(10_000):
+            if stop.is_set():
+                return
+            asset = f"load-{worker}-{n}"
+            try:
+                if contract.submit_async("Create", asset, "alice", n).status().successful:
+                    with lock:
+                        committed.append(asset)
+            except Exception:  # the devnet is being killed under us
+                return
+
+    workers = [threading.Thread(target=load, args=(w,)) for w in range(4)]
+    for worker in workers:
+        worker.start()
+    deadline = time.monotonic() + 20
+    while len(committed) < 40 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    devnet.kill()
+    stop.set()
+    for worker in workers:
+        worker.join(timeout=30)
+    assert len(committed) >= 40
+
+    restarted = DevnetProcess(devnet.data_dir, {"asset": asset_chaincode.address}).start()
+    try:
+        contract = contract_of(restarted, identity)
+        everything = {asset["id"] for asset in json.loads(contract.evaluate("All"))}
+        missing = set(committed) - everything
+        assert not missing, f"lost {len(missing)} committed transactions"
+        contract.submit("Create", "after-restart", "alice", 1)
+    finally:
+        restarted.stop()
+    report = verify_chain(blocks_file(devnet))
+    assert report.ok, report.findings
+    assert report.valid >= len(committed) + 1
+
+
+def test_verify_names_the_block_with_a_flipped_byte(devnet, demo_world, capsys):
+    contract = contract_of(devnet, demo_world.identity("alice"))
+    for n in range(4):
+        contract.submit("Create", f"chain{n}", "alice", n)
+    devnet.stop()
+    assert main(["verify", "--data-dir", str(devnet.data_dir)]) == 0
+    assert "ledger verified" in capsys.readouterr().out
+
+    path = blocks_file(devnet)
+    store = BlockStore(path, read_only=True)
+    offset, length = store._offsets[2]
+    store.close()
+    data = bytearray(path.read_bytes())
+    data[offset + length // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+    assert main(["verify", "--data-dir", str(devnet.data_dir)]) == 1
+    out, err = capsys.readouterr()
+    assert "block 2:" in out
+    assert "the first in block 2" in err
+    assert verify_chain(path).first_bad_block == 2
+
+
+def _alter_result(envelope: common_pb2.Envelope, result: bytes) -> common_pb2.Envelope:
+    """The same transaction with a different chaincode result, endorsements untouched."""
+    payload = common_pb2.Payload.FromString(envelope.payload)
+    transaction = transaction_pb2.Transaction.FromString(payload.data)
+    action = transaction_pb2.ChaincodeActionPayload.FromString(transaction.actions[0].payload)
+    response = proposal_response_pb2.ProposalResponsePayload.FromString(
+        action.action.proposal_response_payload
+    )
+    chaincode_action = proposal_pb2.ChaincodeAction.FromString(response.extension)
+    chaincode_action.response.payload = result
+    response.extension = chaincode_action.SerializeToString()
+    action.action.proposal_response_payload = response.SerializeToString()
+    transaction.actions[0].payload = action.SerializeToString()
+    payload.data = transaction.SerializeToString()
+    assert protocol.unpack_transaction(common_pb2.Envelope(payload=payload.SerializeToString()))
+    return common_pb2.Envelope(payload=payload.SerializeToString())
