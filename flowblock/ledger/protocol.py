@@ -8,6 +8,7 @@ package and the official Gateway clients' proposal builder.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
 from dataclasses import dataclass
@@ -56,18 +57,26 @@ def build_proposal(
     transient: dict[str, bytes] | None = None,
     *,
     nonce: bytes | None = None,
+    timestamp: dt.datetime | None = None,
 ) -> Proposal:
-    """A proposal to invoke ``function(*args)`` of ``chaincode``, signed by ``identity``."""
+    """A proposal to invoke ``function(*args)`` of ``chaincode``, signed by ``identity``.
+
+    ``timestamp`` (default now) becomes the transaction's time, the only clock chaincode
+    has; tests set it to play a transaction at a chosen moment.
+    """
     creator = serialize_identity(identity)
     nonce = nonce or os.urandom(NONCE_SIZE)
     tx_id = transaction_id(nonce, creator)
     chaincode_id = chaincode_pb2.ChaincodeID(name=chaincode)
-    timestamp = Timestamp()
-    timestamp.GetCurrentTime()
+    proposed_at = Timestamp()
+    if timestamp is None:
+        proposed_at.GetCurrentTime()
+    else:
+        proposed_at.FromDatetime(timestamp)
     channel_header = common_pb2.ChannelHeader(
         type=common_pb2.ENDORSER_TRANSACTION,
         tx_id=tx_id,
-        timestamp=timestamp,
+        timestamp=proposed_at,
         channel_id=channel,
         epoch=0,
         extension=proposal_pb2.ChaincodeHeaderExtension(

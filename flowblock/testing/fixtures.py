@@ -44,3 +44,15 @@ def devnet(demo_world: DemoWorld, tmp_path: Path, asset_chaincode):
     shutil.copytree(demo_world.data_dir, data_dir)
     with DevnetProcess(data_dir, {"asset": asset_chaincode.address}) as process:
         yield process
+
+
+@pytest.fixture
+def asset_ledger(tmp_path: Path):
+    """The asset-transfer contract on an in-process ledger of the test's own."""
+    from flowblock.chaincode import Chaincode
+    from flowblock.testing.asset_transfer import AssetTransfer
+    from flowblock.testing.chaincode import LocalLedger
+
+    ledger = LocalLedger(Chaincode([AssetTransfer()]), tmp_path, name="asset")
+    yield ledger
+    ledger.close()

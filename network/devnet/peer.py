@@ -62,13 +62,12 @@ class Peer:
         if connection is None:
             raise ChaincodeUnavailable(f"chaincode {name!r} is not installed on this channel")
         simulation = Simulation(self.state, name)
-        queries = _Queries()
         response, event = connection.execute(
             self.channel,
             unpacked.tx_id,
             list(unpacked.spec.input.args),
             signed,
-            lambda message: self._answer(message, simulation, queries),
+            StateRequests(simulation).answer,
         )
         event_bytes = b""
         if event is not None:
@@ -102,17 +101,24 @@ class Peer:
             ),
         )
 
-    # -- the chaincode's requests ------------------------------------------------------
 
-    def _answer(self, message: Message, simulation: Simulation, queries: _Queries) -> Message:
+class StateRequests:
+    """Answers one transaction's state requests from its simulation, as a peer does."""
+
+    def __init__(self, simulation: Simulation) -> None:
+        self.simulation = simulation
+        self.queries = _Queries()
+
+    def answer(self, message: Message) -> Message:
+        """The RESPONSE (or ERROR) to one chaincode request."""
         try:
-            payload = self._dispatch(message, simulation, queries)
+            payload = self._dispatch(message)
         except _Refused as refusal:
             return Message(type=Message.ERROR, payload=str(refusal).encode())
         return Message(type=Message.RESPONSE, payload=payload)
 
-    def _dispatch(self, message: Message, simulation: Simulation, queries: _Queries) -> bytes:
-        shim = chaincode_shim_pb2
+    def _dispatch(self, message: Message) -> bytes:
+        shim, simulation, queries = chaincode_shim_pb2, self.simulation, self.queries
         kind = message.type
         if kind == Message.GET_STATE:
             request = shim.GetState.FromString(message.payload)
@@ -131,9 +137,7 @@ class Peer:
             simulation.delete(request.key)
             return b""
         if kind == Message.GET_STATE_BY_RANGE:
-            return self._range(
-                shim.GetStateByRange.FromString(message.payload), simulation, queries
-            )
+            return self._range(shim.GetStateByRange.FromString(message.payload))
         if kind == Message.QUERY_STATE_NEXT:
             return queries.next(shim.QueryStateNext.FromString(message.payload).id)
         if kind == Message.QUERY_STATE_CLOSE:
@@ -153,9 +157,8 @@ class Peer:
             return queries.open(results)
         raise _Refused(f"{Message.Type.Name(kind)} is not supported by this peer")
 
-    def _range(
-        self, request: chaincode_shim_pb2.GetStateByRange, simulation: Simulation, queries: _Queries
-    ) -> bytes:
+    def _range(self, request: chaincode_shim_pb2.GetStateByRange) -> bytes:
+        simulation, queries = self.simulation, self.queries
         _no_private_data(request.collection)
         if not request.metadata:
             rows, _ = simulation.range(request.startKey, request.endKey, TOTAL_QUERY_LIMIT)

@@ -1,0 +1,109 @@
+"""Run contracts in-process, without a network, for fast unit tests of chaincode.
+
+``LocalLedger`` gives a contract the real stub, the devnet peer's real handling of
+state requests and a real (SQLite) world state, and signs real proposals for the
+callers, so identities, attributes, timestamps, queries, history and events behave
+as on the devnet. What it leaves out is the network: no endorsement by several peers,
+no ordering and no MVCC, since each submit commits at once, alone in its block.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fabric_protos.peer import chaincode_event_pb2, chaincode_shim_pb2
+
+from flowblock.canonical import canonical_json
+from flowblock.chaincode import Chaincode, ChaincodeStub
+from flowblock.identity import Identity
+from flowblock.ledger import protocol
+from flowblock.network.devnet.peer import ERROR_THRESHOLD, StateRequests
+from flowblock.network.devnet.simulation import Simulation
+from flowblock.network.devnet.statedb import CommittedTransaction, StateDB, Write
+
+Message = chaincode_shim_pb2.ChaincodeMessage
+
+
+class ChaincodeRefused(Exception):
+    """The chaincode answered with an error status; ``status`` and ``message`` are its own."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        self.message = message
+        super().__init__(f"chaincode response {status}, {message}")
+
+
+@dataclass
+class LocalLedger:
+    """One chaincode, its world state in ``directory``, and the events it emitted."""
+
+    chaincode: Chaincode
+    directory: Path
+    channel: str = "flowblock"
+    name: str = "flowblock"
+    events: list[chaincode_event_pb2.ChaincodeEvent] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.state = StateDB(Path(self.directory) / "state.sqlite")
+        if self.state.height == 0:
+            self.state.commit_block(0, [], [])
+
+    def invoke(
+        self,
+        identity: Identity,
+        function: str,
+        *args: object,
+        submit: bool = True,
+        timestamp: dt.datetime | None = None,
+    ) -> bytes:
+        """Run ``function`` as ``identity``; commit its writes when ``submit`` and it succeeds."""
+        proposal = protocol.build_proposal(
+            identity,
+            self.channel,
+            self.name,
+            function,
+            [a if isinstance(a, bytes) else a.encode() if isinstance(a, str) else canonical_json(a)
+             for a in args],
+            timestamp=timestamp,
+        )  # fmt: skip
+        unpacked = protocol.unpack_proposal(proposal.signed)
+        simulation = Simulation(self.state, self.name)
+        requests = StateRequests(simulation)
+
+        def request(kind: int, payload: bytes) -> Message:
+            return requests.answer(Message(type=kind, payload=payload))
+
+        stub = ChaincodeStub(
+            request, self.channel, proposal.tx_id, list(unpacked.spec.input.args), unpacked
+        )
+        response = self.chaincode.invoke(stub)
+        if response.status >= ERROR_THRESHOLD:
+            raise ChaincodeRefused(response.status, response.message)
+        if submit:
+            self._commit(proposal.tx_id, simulation, unpacked)
+            if stub.event is not None:
+                stub.event.chaincode_id, stub.event.tx_id = self.name, proposal.tx_id
+                self.events.append(stub.event)
+        return response.payload
+
+    def submit(self, identity: Identity, function: str, *args: object, **options) -> bytes:
+        return self.invoke(identity, function, *args, submit=True, **options)
+
+    def evaluate(self, identity: Identity, function: str, *args: object, **options) -> bytes:
+        return self.invoke(identity, function, *args, submit=False, **options)
+
+    def _commit(
+        self, tx_id: str, simulation: Simulation, unpacked: protocol.UnpackedProposal
+    ) -> None:
+        number = self.state.height
+        moment = unpacked.channel_header.timestamp
+        writes = [
+            Write(self.name, key, value, number, 0, tx_id, moment.seconds, moment.nanos)
+            for key, value in sorted(simulation.writes.items())
+        ]
+        self.state.commit_block(number, writes, [CommittedTransaction(tx_id, number, 0, 0)])
+
+    def close(self) -> None:
+        self.state.close()
