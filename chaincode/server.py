@@ -21,7 +21,6 @@ from fabric_protos.peer import chaincode_pb2, chaincode_shim_pb2, chaincode_shim
 
 from flowblock.chaincode.contract import Chaincode
 from flowblock.chaincode.stub import ChaincodeStub
-from flowblock.ledger.protocol import unpack_proposal
 
 log = logging.getLogger(__name__)
 Message = chaincode_shim_pb2.ChaincodeMessage
@@ -102,11 +101,8 @@ class ChaincodeStream:
 
         try:
             arguments = chaincode_pb2.ChaincodeInput.FromString(message.payload)
-            proposal = (
-                unpack_proposal(message.proposal) if message.proposal.proposal_bytes else None
-            )
             stub = ChaincodeStub(
-                request, message.channel_id, message.txid, list(arguments.args), proposal
+                request, message.channel_id, message.txid, list(arguments.args), message.proposal
             )
             response = self.chaincode.invoke(stub)
         except Exception:

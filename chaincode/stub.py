@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from fabric_protos.ledger.queryresult import kv_query_result_pb2
-from fabric_protos.peer import chaincode_event_pb2, chaincode_shim_pb2
+from fabric_protos.peer import chaincode_event_pb2, chaincode_shim_pb2, proposal_pb2
 
 from flowblock.chaincode.identity import ClientIdentity
-from flowblock.ledger.protocol import UnpackedProposal
+from flowblock.ledger.protocol import UnpackedProposal, unpack_proposal
 
 Message = chaincode_shim_pb2.ChaincodeMessage
 
@@ -68,13 +68,13 @@ class ChaincodeStub:
         channel_id: str,
         tx_id: str,
         args: list[bytes],
-        proposal: UnpackedProposal | None,
+        signed_proposal: proposal_pb2.SignedProposal | None,
     ) -> None:
         self._request = request
         self.channel_id = channel_id
         self.tx_id = tx_id
         self.args = args
-        self._proposal = proposal
+        self._signed_proposal = signed_proposal
         self.event: chaincode_event_pb2.ChaincodeEvent | None = None
 
     # -- the invocation --------------------------------------------------------
@@ -86,6 +86,12 @@ class ChaincodeStub:
     @property
     def parameters(self) -> list[str]:
         return [arg.decode("utf-8", "replace") for arg in self.args[1:]]
+
+    @cached_property
+    def _proposal(self) -> UnpackedProposal | None:
+        """The proposal's parts, parsed only when a contract first asks for one."""
+        signed = self._signed_proposal
+        return unpack_proposal(signed) if signed is not None and signed.proposal_bytes else None
 
     @cached_property
     def creator(self) -> bytes:

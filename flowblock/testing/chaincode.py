@@ -76,7 +76,7 @@ class LocalLedger:
             return requests.answer(Message(type=kind, payload=payload))
 
         stub = ChaincodeStub(
-            request, self.channel, proposal.tx_id, list(unpacked.spec.input.args), unpacked
+            request, self.channel, proposal.tx_id, list(unpacked.spec.input.args), proposal.signed
         )
         response = self.chaincode.invoke(stub)
         if response.status >= ERROR_THRESHOLD:
