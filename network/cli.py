@@ -49,6 +49,10 @@ class NetworkUpApp(FlowBlockApp):
         "batch-timeout": "Devnet.batch_timeout",
         "batch-size": "Devnet.batch_size",
     }
+    flags = {
+        **FlowBlockApp.flags,
+        "tls": ({"Devnet": {"tls": True}}, "Serve the gateway over TLS."),
+    }
 
     @property
     def classes(self):  # type: ignore[override]
@@ -63,7 +67,8 @@ class NetworkUpApp(FlowBlockApp):
         devnet = Devnet(parent=self, data_dir=str(self.data_path)).start()
         members = ", ".join(sorted(devnet.peers))
         print(
-            f"flowblock network: gateway on {devnet.address}, channel {devnet.channel} "
+            f"flowblock network: gateway on {devnet.address}{' (TLS)' if devnet.tls else ''}, "
+            f"channel {devnet.channel} "
             f"at block {devnet.ledger.height}, peers of {members}",
             flush=True,
         )

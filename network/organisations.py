@@ -20,6 +20,8 @@ from flowblock.identity.certificates import check_organisation
 ORDERER_ORGANISATION: Final = "Orderer"
 #: Identities every peer organisation gets: name -> role.
 PEER_ORG_IDENTITIES: Final = {"admin": "admin", "peer0": "peer", "executor": "executor"}
+#: Names a peer's TLS certificate is valid for, on one machine.
+LOCAL_HOSTS: Final = ["localhost", "127.0.0.1"]
 #: Identities of the orderer organisation: name -> role.
 ORDERER_ORG_IDENTITIES: Final = {"admin": "admin", "orderer0": "orderer"}
 
@@ -31,6 +33,7 @@ class Step:
     what: str
     path: Path
     created: bool
+    kind: str = "identity"  # or "ca", "tls"
 
     def __str__(self) -> str:
         return f"{'created' if self.created else 'kept   '}  {self.what:<34} {self.path}"
@@ -40,8 +43,8 @@ def ensure_authority(data_dir: Path, org: str) -> tuple[CertificateAuthority, St
     """The CA of ``org``, created if the organisation does not exist yet."""
     path = organisation_dir(data_dir, org) / "ca"
     if path.exists():
-        return CertificateAuthority.load(data_dir, org), Step(f"CA of {org}", path, False)
-    return CertificateAuthority.create(data_dir, org), Step(f"CA of {org}", path, True)
+        return CertificateAuthority.load(data_dir, org), Step(f"CA of {org}", path, False, "ca")
+    return CertificateAuthority.create(data_dir, org), Step(f"CA of {org}", path, True, "ca")
 
 
 def ensure_identity(data_dir: Path, authority: CertificateAuthority, name: str, role: str) -> Step:
@@ -53,6 +56,16 @@ def ensure_identity(data_dir: Path, authority: CertificateAuthority, name: str, 
         return Step(what, path, False)
     authority.issue_wallet(data_dir, name, role)
     return Step(what, path, True)
+
+
+def ensure_tls(data_dir: Path, authority: CertificateAuthority, name: str) -> Step:
+    """The TLS server certificate of node ``name``, issued if missing."""
+    path = wallet_path(data_dir, authority.organisation, name) / "tls"
+    what = f"TLS certificate of {name} of {authority.organisation}"
+    if (path / "server.key").exists():
+        return Step(what, path, False, "tls")
+    authority.issue_tls(path, LOCAL_HOSTS)
+    return Step(what, path, True, "tls")
 
 
 def initialise(
@@ -71,4 +84,6 @@ def initialise(
         steps.extend(
             ensure_identity(data_dir, authority, name, role) for name, role in identities.items()
         )
+        if org != ORDERER_ORGANISATION:
+            steps.append(ensure_tls(data_dir, authority, "peer0"))
     return steps

@@ -25,5 +25,5 @@ class DemoApp(FlowBlockApp):
             f"FlowBlock demo in {self.data_path}: {created} created, {len(steps) - created} kept."
         )
         for step in steps:
-            if not step.what.startswith("CA "):
+            if step.kind == "identity":
                 print("  " + describe(load_wallet(step.path), step.path))

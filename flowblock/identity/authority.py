@@ -31,6 +31,7 @@ from flowblock.identity import signing
 from flowblock.identity.certificates import (
     build_ca_certificate,
     build_certificate,
+    build_tls_certificate,
     check_issued_by,
     check_name,
     check_organisation,
@@ -162,6 +163,28 @@ class CertificateAuthority:
         if path.exists():
             raise AlreadyExists(f"the identity {name!r} of {self.organisation!r}", str(path))
         return write_wallet(self.issue(name, role, **options), path)
+
+    def issue_tls(self, directory: str | os.PathLike[str], hosts: list[str]) -> Path:
+        """Write a TLS server key and certificate for ``hosts`` into ``directory``.
+
+        Files as Fabric names them: ``server.crt``, ``server.key`` (mode 0600) and
+        ``ca.crt``, the root clients must trust. Refused if a key is already there.
+        """
+        path = Path(directory).expanduser()
+        if (path / "server.key").exists():
+            raise AlreadyExists("a TLS key", str(path / "server.key"))
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        key = signing.generate_key()
+        certificate = build_tls_certificate(
+            hosts=hosts,
+            public_key=key.public_key(),
+            ca_certificate=self.certificate,
+            ca_key=self.private_key,
+        )
+        write_private(path / "server.key", signing.private_key_pem(key))
+        (path / "server.crt").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+        (path / "ca.crt").write_bytes(self.certificate_pem())
+        return path
 
     def load_member(self, data_dir: str | os.PathLike[str], name: str) -> Identity:
         """The wallet of a member, checked against this CA rather than its own cacerts."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import ipaddress
 import json
 import re
 from typing import Final
@@ -181,6 +182,50 @@ def build_certificate(
         )
         .add_extension(
             x509.UnrecognizedExtension(ATTRIBUTES_OID, encode_attributes(attrs)), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+
+
+def build_tls_certificate(
+    *,
+    hosts: list[str],
+    public_key: ec.EllipticCurvePublicKey,
+    ca_certificate: x509.Certificate,
+    ca_key: ec.EllipticCurvePrivateKey,
+    valid_days: int = 365,
+) -> x509.Certificate:
+    """A TLS server certificate for ``hosts`` (DNS names or IP addresses)."""
+    names: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    now = utcnow()
+    ca_ski = ca_certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    return (
+        x509.CertificateBuilder()
+        .subject_name(
+            x509.Name(
+                [
+                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation_of(ca_certificate)),
+                    x509.NameAttribute(NameOID.COMMON_NAME, hosts[0]),
+                ]
+            )
+        )
+        .issuer_name(ca_certificate.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=valid_days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False
         )
         .sign(ca_key, hashes.SHA256())
     )

@@ -21,7 +21,7 @@ from flowblock.chaincode import Chaincode, ChaincodeServer, Contract
 from flowblock.identity import Identity
 from flowblock.ledger import Gateway
 
-READY = re.compile(r"gateway on (\S+),")
+READY = re.compile(r"gateway on ([^ ,]+)")
 
 
 @contextmanager

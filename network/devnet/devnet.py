@@ -15,7 +15,7 @@ from pathlib import Path
 import grpc
 from fabric_protos.common import policies_pb2
 from fabric_protos.gateway import gateway_pb2_grpc
-from traitlets import Dict, Enum, Float, Int, Unicode
+from traitlets import Bool, Dict, Enum, Float, Int, Unicode
 from traitlets.config import LoggingConfigurable
 
 from flowblock.errors import ConfigError
@@ -58,6 +58,11 @@ class Devnet(LoggingConfigurable):
         "", help="Organisation whose peer evaluates by default; default: the first."
     ).tag(config=True)
     max_workers = Int(32, help="Threads serving gateway requests.").tag(config=True)
+    tls = Bool(
+        False,
+        help="Serve the gateway over TLS with the gateway organisation's peer certificate "
+        "(peer0/tls/server.crt from 'network init'); clients trust its tls/ca.crt.",
+    ).tag(config=True)
 
     @property
     def ledger_dir(self) -> Path:
@@ -91,7 +96,16 @@ class Devnet(LoggingConfigurable):
         )
         self.orderer.start()
         self._server = grpc.server(futures.ThreadPoolExecutor(self.max_workers, "gateway"))
-        port = self._server.add_insecure_port(self.listen)
+        if self.tls:
+            tls_dir = (
+                wallet_path(data_dir, self.peers[local].identity.organisation, PEER_NAME) / "tls"
+            )
+            credentials = grpc.ssl_server_credentials(
+                [((tls_dir / "server.key").read_bytes(), (tls_dir / "server.crt").read_bytes())]
+            )
+            port = self._server.add_secure_port(self.listen, credentials)
+        else:
+            port = self._server.add_insecure_port(self.listen)
         if port == 0:
             raise ConfigError(f"the devnet cannot listen on {self.listen}.")
         self.address = f"{self.listen.rsplit(':', 1)[0]}:{port}"

@@ -246,3 +246,22 @@ def _alter_result(envelope: common_pb2.Envelope, result: bytes) -> common_pb2.En
     payload.data = transaction.SerializeToString()
     assert protocol.unpack_transaction(common_pb2.Envelope(payload=payload.SerializeToString()))
     return common_pb2.Envelope(payload=payload.SerializeToString())
+
+
+def test_the_gateway_can_be_served_over_tls(demo_world, tmp_path, asset_chaincode):
+    import shutil
+
+    from flowblock.ledger import Gateway
+
+    data_dir = tmp_path / "data"
+    shutil.copytree(demo_world.data_dir, data_dir)
+    with DevnetProcess(data_dir, {"asset": asset_chaincode.address}, extra=("--tls",)) as devnet:
+        assert "(TLS)" in "".join(devnet.output)
+        ca = data_dir / "organizations" / "Hospital" / "identities" / "peer0" / "tls" / "ca.crt"
+        secure = Gateway.connect(devnet.address, demo_world.wallet("alice"), tls_ca=str(ca))
+        contract = secure.get_network(CHANNEL).get_contract(CHAINCODE)
+        assert json.loads(contract.evaluate("WhoAmI"))["name"] == "alice"
+        plain = contract_of(devnet, demo_world.identity("alice"))
+        with pytest.raises(EndorseError) as caught:
+            plain.evaluate("WhoAmI")
+        assert caught.value.status == "UNAVAILABLE"
