@@ -8,6 +8,7 @@ from traitlets import List, Unicode
 
 from flowblock.cli.base import FlowBlockApp, wait_for_termination
 from flowblock.errors import LedgerError
+from flowblock.network.devnet import Devnet
 from flowblock.network.organisations import ORDERER_ORGANISATION, initialise
 
 
@@ -54,15 +55,9 @@ class NetworkUpApp(FlowBlockApp):
         "tls": ({"Devnet": {"tls": True}}, "Serve the gateway over TLS."),
     }
 
-    @property
-    def classes(self):  # type: ignore[override]
-        from flowblock.network.devnet import Devnet
-
-        return [Devnet]
+    classes = [Devnet]
 
     def start(self) -> None:
-        from flowblock.network.devnet import Devnet
-
         self.positional()
         devnet = Devnet(parent=self, data_dir=str(self.data_path)).start()
         members = ", ".join(sorted(devnet.peers))

@@ -1,21 +1,40 @@
-"""``flowblock demo``: the demo organisations and people on this machine."""
+"""``flowblock demo``: the demo organisations and people, and the ledger running for them."""
 
 from __future__ import annotations
 
-from flowblock.cli.base import FlowBlockApp
+from traitlets import Bool
+
+from flowblock.cli.base import FlowBlockApp, wait_for_termination
 from flowblock.cli.identity import describe
-from flowblock.demo import create_demo
-from flowblock.identity import load_wallet
+from flowblock.demo import PEOPLE, create_demo
+from flowblock.identity import load_wallet, wallet_path
+from flowblock.network.devnet import Devnet
+from flowblock.stack import remove_stack_file, write_stack_file
+
+#: The chaincode the demo ledger serves until FlowBlock's own contracts join it.
+SAMPLE_CHAINCODE = "asset"
 
 
 class DemoApp(FlowBlockApp):
     name = "flowblock demo"
     description = (
-        "Set up the demo on this machine: the Hospital (holds the data) and the University "
-        "(its researchers), their certificate authorities, nodes and people, under the data "
-        "directory. Idempotent: run it again and everything made before is kept."
+        "Run FlowBlock's demo on this machine: the Hospital (holds the data) and the "
+        "University (its researchers) with their certificate authorities, nodes and people, "
+        "and the ledger (the devnet, serving the Fabric Gateway API) with a sample "
+        "asset-transfer chaincode. Writes <data-dir>/stack.json once everything answers; "
+        "runs until SIGTERM or Ctrl-C. Everything made before is kept."
     )
-    examples = "flowblock demo --data-dir /tmp/flowblock-demo"
+    examples = "flowblock demo --data-dir /tmp/flowblock-demo --listen 127.0.0.1:0"
+    setup_only = Bool(False, help="Create the organisations and people, print them, and exit.").tag(
+        config=True
+    )
+    aliases = {**FlowBlockApp.aliases, "listen": "Devnet.listen"}
+    flags = {
+        **FlowBlockApp.flags,
+        "setup-only": ({"DemoApp": {"setup_only": True}}, "Only create the demo people."),
+    }
+
+    classes = [Devnet]
 
     def start(self) -> None:
         self.positional()
@@ -27,3 +46,48 @@ class DemoApp(FlowBlockApp):
         for step in steps:
             if step.kind == "identity":
                 print("  " + describe(load_wallet(step.path), step.path))
+        if not self.setup_only:
+            self.run_ledger()
+
+    def run_ledger(self) -> None:
+        from flowblock.chaincode import Chaincode, ChaincodeServer
+        from flowblock.network.devnet import Devnet
+        from flowblock.testing.asset_transfer import AssetTransfer
+
+        chaincode = ChaincodeServer(Chaincode([AssetTransfer()]), SAMPLE_CHAINCODE).start()
+        devnet = Devnet(
+            parent=self,
+            data_dir=str(self.data_path),
+            chaincodes={SAMPLE_CHAINCODE: chaincode.address},
+        )
+        devnet.start()
+        try:
+            path = write_stack_file(
+                self.data_path,
+                {
+                    "gateway": devnet.address,
+                    "channel": devnet.channel,
+                    "chaincodes": sorted(devnet.chaincodes),
+                    "identities": {
+                        name: {
+                            "org": org,
+                            "role": role,
+                            "wallet": str(wallet_path(self.data_path, org, name)),
+                        }
+                        for org, name, role in PEOPLE
+                    },
+                    "datasets": [],
+                },
+            )
+            print(
+                f"Ledger up: Fabric Gateway on {devnet.address}, channel {devnet.channel}, "
+                f"chaincode {SAMPLE_CHAINCODE!r}; {path} says where everything is. "
+                "Ctrl-C stops it.",
+                flush=True,
+            )
+            wait_for_termination()
+        finally:
+            remove_stack_file(self.data_path)
+            devnet.stop()
+            chaincode.stop()
+            print("FlowBlock demo stopped.", flush=True)

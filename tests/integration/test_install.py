@@ -55,5 +55,5 @@ def test_the_installed_command_runs(installed):
     out = sh(flowblock, "--help", cwd=installed)
     assert "identity" in out and "network" in out
     data = installed / "data"
-    sh(flowblock, "demo", "--data-dir", data, cwd=installed)
+    sh(flowblock, "demo", "--setup-only", "--data-dir", data, cwd=installed)
     assert "alice" in sh(flowblock, "identity", "list", "--data-dir", data, cwd=installed)

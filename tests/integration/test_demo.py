@@ -1,0 +1,40 @@
+"""The README's first command: ``flowblock demo`` brings the system up and down cleanly."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+from flowblock.ledger import Gateway
+from flowblock.stack import read_stack_file
+
+
+def test_demo_serves_the_ledger_writes_stack_json_and_stops_cleanly(tmp_path):
+    data_dir = tmp_path / "demo"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flowblock", "demo", "--data-dir", str(data_dir),
+         "--listen", "127.0.0.1:0"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while (stack := read_stack_file(data_dir)) is None and time.monotonic() < deadline:
+            assert process.poll() is None, process.stdout.read()
+            time.sleep(0.1)
+        assert stack is not None, "stack.json never appeared"
+        assert "secret" not in json.dumps(stack).lower()
+        alice = stack["identities"]["alice"]
+        assert (alice["org"], alice["role"]) == ("University", "researcher")
+        with Gateway.connect(stack["gateway"], alice["wallet"]) as gateway:
+            contract = gateway.get_network(stack["channel"]).get_contract("asset")
+            contract.submit("Create", "demo-asset", "alice", 1)
+            assert json.loads(contract.evaluate("WhoAmI"))["role"] == "researcher"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    assert "FlowBlock demo stopped." in output
+    assert read_stack_file(data_dir) is None
