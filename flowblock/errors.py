@@ -126,11 +126,20 @@ class EndorseError(LedgerError):
     @property
     def chaincode_message(self) -> str:
         """What the chaincode said when it refused, without the peer's framing."""
+        return self._chaincode_response()[1] or str(self)
+
+    @property
+    def chaincode_status(self) -> int | None:
+        """The status the chaincode refused with (400 bad input, 403 forbidden…), if it did."""
+        return self._chaincode_response()[0]
+
+    def _chaincode_response(self) -> tuple[int | None, str]:
+        prefix = "chaincode response "
         for _, message in self.details:
             status, _, text = message.partition(", ")
-            if status.startswith("chaincode response "):
-                return text
-        return str(self)
+            if status.startswith(prefix) and status[len(prefix) :].isdigit():
+                return int(status[len(prefix) :]), text
+        return None, ""
 
 
 class SubmitError(LedgerError):

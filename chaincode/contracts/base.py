@@ -1,0 +1,170 @@
+"""What every FlowBlock contract shares: who is calling, keys, JSON state, refusals.
+
+Rules are enforced here, in chaincode, whatever a client sends: each transaction
+checks the caller's role and organisation from their certificate, validates every
+argument, and refuses with a status and one sentence. A refusal writes nothing, since
+an error response is never endorsed. State is canonical JSON under composite keys,
+and the transaction timestamp is the only clock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from flowblock.canonical import canonical_json
+from flowblock.chaincode import ChaincodeError, Context, Contract, create_composite_key
+from flowblock.chaincode.contract import BAD_REQUEST
+
+FORBIDDEN, NOT_FOUND, CONFLICT = 403, 404, 409
+#: Largest JSON argument a transaction accepts; blocks should stay well under 2 MB.
+MAX_ARGUMENT_BYTES = 512 * 1024
+#: Most records one page of a listing returns.
+MAX_PAGE_SIZE = 10_000
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:+-]{0,127}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class Refused(ChaincodeError):
+    """The caller may not do this (403)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, FORBIDDEN)
+
+
+class NotFound(ChaincodeError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, NOT_FOUND)
+
+
+class Invalid(ChaincodeError):
+    """An argument is malformed (400)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, BAD_REQUEST)
+
+
+class Conflict(ChaincodeError):
+    """The state does not allow this now (409): a token already claimed, say."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, CONFLICT)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The transaction's creator as FlowBlock sees them."""
+
+    name: str
+    organisation: str
+    role: str
+
+    @property
+    def key(self) -> str:
+        """How a person is named in grants, budgets and tokens: ``name@Organisation``."""
+        return f"{self.name}@{self.organisation}"
+
+
+def caller(ctx: Context) -> Caller:
+    identity = ctx.client_identity
+    return Caller(identity.name, identity.msp_id.removesuffix("MSP"), identity.role or "")
+
+
+def require(ctx: Context, *roles: str, organisation: str | None = None) -> Caller:
+    """The caller, if their role is one of ``roles`` (and they belong to ``organisation``)."""
+    who = caller(ctx)
+    if who.role not in roles:
+        raise Refused(
+            f"this needs the role {' or '.join(roles)}; {who.key} is a {who.role or 'nobody'}"
+        )
+    if organisation is not None and who.organisation != organisation:
+        raise Refused(f"this is for {organisation}'s {' or '.join(roles)}, not {who.key}")
+    return who
+
+
+def key(kind: str, *parts: str) -> str:
+    """The one way state keys are built: a composite key of ``kind`` and ``parts``."""
+    return create_composite_key(kind, list(parts))
+
+
+def read(ctx: Context, state_key: str) -> dict | None:
+    data = ctx.stub.get_state(state_key)
+    return None if data is None else json.loads(data)
+
+
+def write(ctx: Context, state_key: str, value: Any) -> None:
+    ctx.stub.put_state(state_key, canonical_json(value))
+
+
+def emit(ctx: Context, event: str, payload: dict) -> None:
+    ctx.stub.set_event(event, canonical_json(payload))
+
+
+def now(ctx: Context) -> dt.datetime:
+    return ctx.stub.timestamp
+
+
+def timestamp(moment: dt.datetime) -> str:
+    """Times in state are ISO 8601 UTC strings to the second: deterministic and sortable."""
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(value: str, argument: str) -> dt.datetime:
+    """A date (``2027-12-31``, meaning through that day) or an ISO 8601 time, in UTC."""
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            return dt.datetime.fromisoformat(value).replace(tzinfo=dt.UTC) + dt.timedelta(days=1)
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise Invalid(f"{argument} must be a date like 2027-12-31 or an ISO 8601 time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def name(value: str, argument: str) -> str:
+    if not _NAME.match(value):
+        raise Invalid(
+            f"{argument} must be 1 to 128 letters, digits or ._@:+- starting with a letter "
+            f"or digit, got {value[:40]!r}"
+        )
+    return value
+
+
+def sha256_hex(value: str, argument: str) -> str:
+    if not isinstance(value, str) or not _SHA256.match(value):
+        raise Invalid(f"{argument} must be a SHA-256 digest as 64 lowercase hex digits")
+    return value
+
+
+def text(value: str, argument: str, limit: int = 500) -> str:
+    if not value.strip():
+        raise Invalid(f"{argument} must not be empty")
+    if len(value) > limit:
+        raise Invalid(f"{argument} must be at most {limit} characters")
+    return value
+
+
+def json_argument(value: str, argument: str, kind: type = dict) -> Any:
+    """A JSON argument of the expected kind, no larger than MAX_ARGUMENT_BYTES."""
+    if len(value.encode()) > MAX_ARGUMENT_BYTES:
+        raise Invalid(f"{argument} is larger than {MAX_ARGUMENT_BYTES // 1024} KiB")
+    try:
+        decoded = json.loads(value)
+    except ValueError:
+        raise Invalid(f"{argument} must be valid JSON") from None
+    if not isinstance(decoded, kind):
+        expected = {dict: "a JSON object", list: "a JSON array"}.get(kind, kind.__name__)
+        raise Invalid(f"{argument} must be {expected}")
+    return decoded
+
+
+def page_size(value: int) -> int:
+    if not 1 <= value <= MAX_PAGE_SIZE:
+        raise Invalid(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
+    return value
+
+
+class FlowBlockContract(Contract):
+    """Base of FlowBlock's contracts."""

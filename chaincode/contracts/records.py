@@ -1,0 +1,230 @@
+"""Datasets and records: what data exists, whose it is, and the hash of every object.
+
+Only metadata lives on the ledger: each record's patient, object key in S3 and the
+SHA-256 of the object, so the data side can prove it computed on exactly the
+registered bytes. A steward of the organisation that holds a dataset registers its
+records in batches; re-registering an identical record changes nothing (imports are
+resumable), a changed one gets a new version (the ledger keeps the history), and a
+deletion is a recorded tombstone.
+"""
+
+from __future__ import annotations
+
+import json
+
+from flowblock.chaincode import Context, split_composite_key, transaction
+from flowblock.chaincode.contracts import events
+from flowblock.chaincode.contracts.base import (
+    Conflict,
+    FlowBlockContract,
+    Invalid,
+    NotFound,
+    Refused,
+    caller,
+    emit,
+    json_argument,
+    key,
+    name,
+    now,
+    page_size,
+    read,
+    require,
+    sha256_hex,
+    text,
+    timestamp,
+    write,
+)
+
+DATASET, RECORD, PATIENT_RECORD = "dataset", "record", "patient~record"
+KINDS = ("tabular", "images")
+COLUMN_TYPES = ("integer", "number", "string", "boolean", "category")
+#: Roles of the data organisation that may see its records' metadata.
+DATA_SIDE = ("steward", "executor", "auditor", "admin")
+
+
+def get_dataset(ctx: Context, dataset: str) -> dict:
+    found = read(ctx, key(DATASET, dataset))
+    if found is None:
+        raise NotFound(f"there is no dataset {dataset!r}")
+    return found
+
+
+def patient_key(patient: str, organisation: str) -> str:
+    """Records name a patient by their id at the organisation that enrolled them."""
+    return patient if "@" in patient else f"{patient}@{organisation}"
+
+
+def _check_schema(kind: str, schema: dict) -> dict:
+    columns = schema.get("columns", {})
+    if kind == "tabular" and not columns:
+        raise Invalid("a tabular dataset's schema must name its columns")
+    if not isinstance(columns, dict):
+        raise Invalid("schema.columns must map column names to types")
+    for column, spec in columns.items():
+        name(column, "a column name")
+        column_type = spec.get("type") if isinstance(spec, dict) else spec
+        if column_type not in COLUMN_TYPES:
+            raise Invalid(f"column {column!r} must have a type among {', '.join(COLUMN_TYPES)}")
+    return schema
+
+
+class RecordsContract(FlowBlockContract):
+    name = "records"
+
+    @transaction
+    def RegisterDataset(self, ctx: Context, dataset: str, kind: str, schema: str) -> dict:  # noqa: N802
+        """A steward declares a dataset their organisation holds, with its schema."""
+        steward = require(ctx, "steward")
+        name(dataset, "dataset")
+        if kind not in KINDS:
+            raise Invalid(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        if read(ctx, key(DATASET, dataset)) is not None:
+            raise Conflict(f"the dataset {dataset!r} already exists")
+        value = {
+            "name": dataset,
+            "kind": kind,
+            "organisation": steward.organisation,
+            "schema": _check_schema(kind, json_argument(schema, "schema")),
+            "registered_by": steward.key,
+            "registered_at": timestamp(now(ctx)),
+        }
+        write(ctx, key(DATASET, dataset), value)
+        emit(
+            ctx,
+            events.DATASET_REGISTERED,
+            {"dataset": dataset, "organisation": steward.organisation},
+        )
+        return value
+
+    @transaction(submit=False)
+    def GetDataset(self, ctx: Context, dataset: str) -> dict:  # noqa: N802
+        return get_dataset(ctx, dataset)
+
+    @transaction(submit=False)
+    def ListDatasets(self, ctx: Context) -> list:  # noqa: N802
+        return [
+            json.loads(kv.value) for kv in ctx.stub.get_state_by_partial_composite_key(DATASET, [])
+        ]
+
+    @transaction
+    def RegisterRecords(self, ctx: Context, dataset: str, records: str) -> dict:  # noqa: N802
+        """Register a batch of records' hashes; identical re-registrations change nothing."""
+        meta = get_dataset(ctx, dataset)
+        steward = require(ctx, "steward", organisation=meta["organisation"])
+        batch = json_argument(records, "records", list)
+        if not batch:
+            raise Invalid("records must not be empty")
+        seen: set[str] = set()
+        counts = {"registered": 0, "updated": 0, "unchanged": 0}
+        moment = timestamp(now(ctx))
+        for index, entry in enumerate(batch):
+            where = f"records[{index}]"
+            if not isinstance(entry, dict):
+                raise Invalid(f"{where} must be a JSON object")
+            record_id = name(str(entry.get("record_id", "")), f"{where}.record_id")
+            if record_id in seen:
+                raise Invalid(f"{where}.record_id {record_id!r} appears twice in the batch")
+            seen.add(record_id)
+            patient = patient_key(
+                name(str(entry.get("patient", "")), f"{where}.patient"), meta["organisation"]
+            )
+            digest = sha256_hex(entry.get("sha256", ""), f"{where}.sha256")
+            object_key = text(str(entry.get("object_key", "")), f"{where}.object_key", 1024)
+            state_key = key(RECORD, dataset, record_id)
+            existing = read(ctx, state_key)
+            if existing and not existing["deleted"]:
+                if existing["patient"] != patient:
+                    raise Conflict(f"{where} would move record {record_id!r} to another patient")
+                if (existing["sha256"], existing["object_key"]) == (digest, object_key):
+                    counts["unchanged"] += 1
+                    continue
+            record = {
+                "dataset": dataset,
+                "record_id": record_id,
+                "patient": patient,
+                "object_key": object_key,
+                "sha256": digest,
+                "version": (existing["version"] + 1) if existing else 1,
+                "deleted": False,
+                "registered_by": steward.key,
+                "registered_at": moment,
+            }
+            write(ctx, state_key, record)
+            if existing is None:
+                ctx.stub.put_state(key(PATIENT_RECORD, patient, dataset, record_id), b"\x00")
+            counts["updated" if existing else "registered"] += 1
+        emit(ctx, events.RECORDS_REGISTERED, {"dataset": dataset, **counts})
+        return counts
+
+    @transaction
+    def DeleteRecord(self, ctx: Context, dataset: str, record_id: str, reason: str) -> dict:  # noqa: N802
+        """Tombstone a record: it stays on the ledger, marked deleted, with its history."""
+        meta = get_dataset(ctx, dataset)
+        steward = require(ctx, "steward", organisation=meta["organisation"])
+        record = self._record(ctx, dataset, record_id)
+        if record["deleted"]:
+            raise Conflict(f"the record {record_id!r} is already deleted")
+        record.update(
+            deleted=True,
+            deleted_by=steward.key,
+            deleted_at=timestamp(now(ctx)),
+            reason=text(reason, "reason"),
+            version=record["version"] + 1,
+        )
+        write(ctx, key(RECORD, dataset, record_id), record)
+        emit(ctx, events.RECORD_DELETED, {"dataset": dataset, "record_id": record_id})
+        return record
+
+    @transaction(submit=False)
+    def GetRecord(self, ctx: Context, dataset: str, record_id: str) -> dict:  # noqa: N802
+        record = self._record(ctx, dataset, record_id)
+        self._may_see(ctx, get_dataset(ctx, dataset), record["patient"])
+        return record
+
+    @transaction(submit=False)
+    def RecordHistory(self, ctx: Context, dataset: str, record_id: str) -> list:  # noqa: N802
+        record = self._record(ctx, dataset, record_id)
+        self._may_see(ctx, get_dataset(ctx, dataset), record["patient"])
+        return [
+            {"tx_id": change.tx_id, "time": timestamp(change.timestamp),
+             "record": json.loads(change.value) if change.value else None}
+            for change in ctx.stub.get_history_for_key(key(RECORD, dataset, record_id))
+        ]  # fmt: skip
+
+    @transaction(submit=False)
+    def ListRecords(self, ctx: Context, dataset: str, size: int, bookmark: str) -> dict:  # noqa: N802
+        """A page of a dataset's records, for its organisation's data side."""
+        require(ctx, *DATA_SIDE, organisation=get_dataset(ctx, dataset)["organisation"])
+        page, following = ctx.stub.get_state_by_partial_composite_key_with_pagination(
+            RECORD, [dataset], page_size(size), bookmark
+        )
+        return {"records": [json.loads(kv.value) for kv in page], "bookmark": following}
+
+    @transaction(submit=False)
+    def MyRecords(self, ctx: Context, size: int, bookmark: str) -> dict:  # noqa: N802
+        """A patient's own records, across datasets."""
+        patient = require(ctx, "patient")
+        page, following = ctx.stub.get_state_by_partial_composite_key_with_pagination(
+            PATIENT_RECORD, [patient.key], page_size(size), bookmark
+        )
+        records = []
+        for kv in page:
+            _, (_, dataset, record_id) = split_composite_key(kv.key)
+            records.append(read(ctx, key(RECORD, dataset, record_id)))
+        return {"records": records, "bookmark": following}
+
+    @staticmethod
+    def _record(ctx: Context, dataset: str, record_id: str) -> dict:
+        record = read(ctx, key(RECORD, dataset, record_id))
+        if record is None:
+            raise NotFound(f"there is no record {record_id!r} in {dataset!r}")
+        return record
+
+    @staticmethod
+    def _may_see(ctx: Context, meta: dict, patient: str) -> None:
+        who = caller(ctx)
+        if who.role == "patient" and who.key == patient:
+            return
+        if who.role in DATA_SIDE and who.organisation == meta["organisation"]:
+            return
+        raise Refused(f"{who.key} may not see the records of {meta['name']!r}")

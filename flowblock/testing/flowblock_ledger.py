@@ -1,0 +1,147 @@
+"""Driving FlowBlock's chaincode the same way in-process and on a devnet.
+
+A test written against :class:`Driver` runs unchanged on a :class:`LocalDriver` (the
+contracts in-process, milliseconds) and a :class:`GatewayDriver` (a real devnet through
+the Gateway client), so every rule is proven at both layers. Both raise
+:class:`Refusal` with the chaincode's status and message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Protocol
+
+from flowblock.chaincode.contracts import CHAINCODE_NAME, flowblock_chaincode
+from flowblock.errors import EndorseError
+from flowblock.identity import Identity
+from flowblock.ledger import Gateway
+from flowblock.testing.chaincode import ChaincodeRefused, LocalLedger
+
+
+class Refusal(Exception):
+    """The chaincode refused: ``status`` (400, 403, 404, 409, 402) and its message."""
+
+    def __init__(self, status: int | None, message: str) -> None:
+        self.status = status
+        self.message = message
+        super().__init__(f"{status}: {message}")
+
+
+class Driver(Protocol):
+    def submit(self, who: Identity, function: str, *args: Any) -> Any: ...
+    def evaluate(self, who: Identity, function: str, *args: Any) -> Any: ...
+
+
+def _decode(payload: bytes) -> Any:
+    return json.loads(payload) if payload else None
+
+
+class LocalDriver:
+    """The FlowBlock chaincode in-process on a LocalLedger."""
+
+    def __init__(self, directory: Path) -> None:
+        self.ledger = LocalLedger(flowblock_chaincode(), directory, name=CHAINCODE_NAME)
+
+    def _run(self, submit: bool, who: Identity, function: str, args: tuple) -> Any:
+        try:
+            return _decode(self.ledger.invoke(who, function, *args, submit=submit))
+        except ChaincodeRefused as refused:
+            raise Refusal(refused.status, refused.message) from None
+
+    def submit(self, who: Identity, function: str, *args: Any) -> Any:
+        return self._run(True, who, function, args)
+
+    def evaluate(self, who: Identity, function: str, *args: Any) -> Any:
+        return self._run(False, who, function, args)
+
+    def close(self) -> None:
+        self.ledger.close()
+
+
+class GatewayDriver:
+    """The FlowBlock chaincode on a running devnet, through the Gateway client."""
+
+    def __init__(self, address: str, channel: str = "flowblock") -> None:
+        self.address = address
+        self.channel = channel
+        self._gateways: dict[bytes, Gateway] = {}
+
+    def _contract(self, who: Identity):
+        pem = who.certificate_pem()
+        if pem not in self._gateways:
+            self._gateways[pem] = Gateway(self.address, who, timeout=30)
+        return self._gateways[pem].get_network(self.channel).get_contract(CHAINCODE_NAME)
+
+    def _run(self, submit: bool, who: Identity, function: str, args: tuple) -> Any:
+        contract = self._contract(who)
+        try:
+            call = contract.submit if submit else contract.evaluate
+            return _decode(call(function, *args))
+        except EndorseError as error:
+            raise Refusal(error.chaincode_status, error.chaincode_message) from None
+
+    def submit(self, who: Identity, function: str, *args: Any) -> Any:
+        return self._run(True, who, function, args)
+
+    def evaluate(self, who: Identity, function: str, *args: Any) -> Any:
+        return self._run(False, who, function, args)
+
+    def close(self) -> None:
+        for gateway in self._gateways.values():
+            gateway.close()
+
+
+# -- building a small world on the ledger ---------------------------------------------
+
+VITALS_SCHEMA = {
+    "columns": {
+        "patient_id": "string",
+        "age": "integer",
+        "sex": {"type": "category", "values": ["F", "M"]},
+        "systolic": "integer",
+        "diastolic": "integer",
+        "heart_rate": "integer",
+        "bmi": "number",
+        "smoker": "boolean",
+        "diagnosis": "category",
+    }
+}
+
+
+def method_spec(name: str = "mean", version: str = "1.0", **overrides: Any) -> dict:
+    """A catalogue entry for tests; the code hash is derived from the name and version."""
+    return {
+        "name": name,
+        "version": version,
+        "description": f"The {name} of a column.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "column": {"type": "string", "minLength": 1},
+                "epsilon": {"type": "number", "minimum": 0},
+            },
+            "required": ["column"],
+            "additionalProperties": False,
+        },
+        "input_kind": "tabular",
+        "output_kind": "value",
+        "disclosure_class": "aggregate",
+        "code_hash": hashlib.sha256(f"{name}@{version}".encode()).hexdigest(),
+        **overrides,
+    }
+
+
+def records_for(patients: Iterable[str], dataset: str = "vitals", start: int = 0) -> list[dict]:
+    """One record per patient, each with a distinct object and hash."""
+    return [
+        {
+            "record_id": f"{dataset}-{start + n:06d}",
+            "patient": patient,
+            "object_key": f"{dataset}/{start + n:06d}.json",
+            "sha256": hashlib.sha256(f"{dataset}/{start + n}".encode()).hexdigest(),
+        }
+        for n, patient in enumerate(patients)
+    ]
