@@ -7,6 +7,7 @@ import importlib
 from traitlets import Int, List, Unicode
 
 from flowblock.chaincode.contract import Chaincode, Contract
+from flowblock.chaincode.contracts import flowblock_chaincode
 from flowblock.chaincode.server import ChaincodeServer
 from flowblock.cli.base import FlowBlockApp, wait_for_termination
 from flowblock.errors import InvalidArgument
@@ -31,7 +32,8 @@ class ChaincodeServeApp(FlowBlockApp):
         "the devnet's or real Fabric's with a ccaas connection.json, connect to the address."
     )
     examples = (
-        "flowblock chaincode serve --address 127.0.0.1:9999 --chaincode-id asset "
+        "flowblock chaincode serve --address 127.0.0.1:9999            # FlowBlock's chaincode\n"
+        "flowblock chaincode serve --address 127.0.0.1:9998 --chaincode-id asset "
         "--contract flowblock.testing.asset_transfer:AssetTransfer"
     )
     address = Unicode("127.0.0.1:9999", help="Address to listen on (port 0: any free).").tag(
@@ -41,7 +43,9 @@ class ChaincodeServeApp(FlowBlockApp):
         "flowblock", help="The chaincode id (package id) the chaincode registers with."
     ).tag(config=True)
     contracts = List(
-        Unicode(), help="Contract classes to serve, as 'module:Class'; the first is the default."
+        Unicode(),
+        help="Contract classes to serve, as 'module:Class'; the first is the default. "
+        "Default: FlowBlock's own chaincode (computation, consent, records, catalogue, budget).",
     ).tag(config=True)
     max_transactions = Int(32, help="Transactions run at once.").tag(config=True)
     aliases = {
@@ -53,9 +57,10 @@ class ChaincodeServeApp(FlowBlockApp):
 
     def start(self) -> None:
         self.positional()
-        if not self.contracts:
-            raise InvalidArgument("--contract", "given at least once, as 'module:Class'")
-        chaincode = Chaincode([load_contract(reference) for reference in self.contracts])
+        if self.contracts:
+            chaincode = Chaincode([load_contract(reference) for reference in self.contracts])
+        else:
+            chaincode = flowblock_chaincode()
         server = ChaincodeServer(
             chaincode, self.chaincode_id, self.address, max_transactions=self.max_transactions
         ).start()

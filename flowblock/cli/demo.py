@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from traitlets import Bool
 
+from flowblock.chaincode import ChaincodeServer
+from flowblock.chaincode.contracts import CHAINCODE_NAME, flowblock_chaincode
 from flowblock.cli.base import FlowBlockApp, wait_for_termination
 from flowblock.cli.identity import describe
 from flowblock.demo import PEOPLE, create_demo
@@ -11,17 +13,14 @@ from flowblock.identity import load_wallet, wallet_path
 from flowblock.network.devnet import Devnet
 from flowblock.stack import remove_stack_file, write_stack_file
 
-#: The chaincode the demo ledger serves until FlowBlock's own contracts join it.
-SAMPLE_CHAINCODE = "asset"
-
 
 class DemoApp(FlowBlockApp):
     name = "flowblock demo"
     description = (
         "Run FlowBlock's demo on this machine: the Hospital (holds the data) and the "
         "University (its researchers) with their certificate authorities, nodes and people, "
-        "and the ledger (the devnet, serving the Fabric Gateway API) with a sample "
-        "asset-transfer chaincode. Writes <data-dir>/stack.json once everything answers; "
+        "and the ledger (the devnet, serving the Fabric Gateway API) running FlowBlock's "
+        "chaincode. Writes <data-dir>/stack.json once everything answers; "
         "runs until SIGTERM or Ctrl-C. Everything made before is kept."
     )
     examples = "flowblock demo --data-dir /tmp/flowblock-demo --listen 127.0.0.1:0"
@@ -50,15 +49,11 @@ class DemoApp(FlowBlockApp):
             self.run_ledger()
 
     def run_ledger(self) -> None:
-        from flowblock.chaincode import Chaincode, ChaincodeServer
-        from flowblock.network.devnet import Devnet
-        from flowblock.testing.asset_transfer import AssetTransfer
-
-        chaincode = ChaincodeServer(Chaincode([AssetTransfer()]), SAMPLE_CHAINCODE).start()
+        chaincode = ChaincodeServer(flowblock_chaincode(), CHAINCODE_NAME).start()
         devnet = Devnet(
             parent=self,
             data_dir=str(self.data_path),
-            chaincodes={SAMPLE_CHAINCODE: chaincode.address},
+            chaincodes={CHAINCODE_NAME: chaincode.address},
         )
         devnet.start()
         try:
@@ -81,7 +76,7 @@ class DemoApp(FlowBlockApp):
             )
             print(
                 f"Ledger up: Fabric Gateway on {devnet.address}, channel {devnet.channel}, "
-                f"chaincode {SAMPLE_CHAINCODE!r}; {path} says where everything is. "
+                f"chaincode {CHAINCODE_NAME!r}; {path} says where everything is. "
                 "Ctrl-C stops it.",
                 flush=True,
             )

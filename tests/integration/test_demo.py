@@ -8,6 +8,9 @@ import subprocess
 import sys
 import time
 
+import pytest
+
+from flowblock.errors import EndorseError
 from flowblock.ledger import Gateway
 from flowblock.stack import read_stack_file
 
@@ -28,10 +31,13 @@ def test_demo_serves_the_ledger_writes_stack_json_and_stops_cleanly(tmp_path):
         assert "secret" not in json.dumps(stack).lower()
         alice = stack["identities"]["alice"]
         assert (alice["org"], alice["role"]) == ("University", "researcher")
+        assert stack["chaincodes"] == ["flowblock"]
         with Gateway.connect(stack["gateway"], alice["wallet"]) as gateway:
-            contract = gateway.get_network(stack["channel"]).get_contract("asset")
-            contract.submit("Create", "demo-asset", "alice", 1)
-            assert json.loads(contract.evaluate("WhoAmI"))["role"] == "researcher"
+            contract = gateway.get_network(stack["channel"]).get_contract("flowblock")
+            assert isinstance(json.loads(contract.evaluate("catalogue:ListAvailableMethods")), list)
+            with pytest.raises(EndorseError) as refused:
+                contract.submit("consent:Grant", "vitals", "org:University", "C", "x", "", "")
+            assert refused.value.chaincode_status == 403
     finally:
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=60)
