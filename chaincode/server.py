@@ -25,6 +25,8 @@ from flowblock.chaincode.stub import ChaincodeStub
 log = logging.getLogger(__name__)
 Message = chaincode_shim_pb2.ChaincodeMessage
 _CLOSED = Message(type=Message.ERROR, payload=b"the peer closed the chaincode stream")
+#: Seconds a transaction waits for the peer to answer one of its state requests.
+PEER_TIMEOUT = 120.0
 
 
 class ChaincodeStream:
@@ -97,7 +99,10 @@ class ChaincodeStream:
                     type=kind, payload=payload, txid=message.txid, channel_id=message.channel_id
                 )
             )
-            return replies.get()
+            try:
+                return replies.get(timeout=PEER_TIMEOUT)
+            except queue.Empty:
+                return Message(type=Message.ERROR, payload=b"the peer did not answer in time")
 
         try:
             arguments = chaincode_pb2.ChaincodeInput.FromString(message.payload)

@@ -81,6 +81,8 @@ def _verify(store: BlockStore, report: ChainReport) -> None:
     orderers = {msp.name for msp in config.orderers}
     previous: common_pb2.BlockHeader | None = None
     for number in range(store.height):
+        if not store.intact(number):
+            report.findings.append(Finding(number, "its stored bytes do not match their checksum"))
         try:
             block = common_pb2.Block.FromString(store.raw(number))
         except DecodeError:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from fabric_protos.msp import identities_pb2, msp_config_pb2
+from google.protobuf.message import DecodeError
 
 from flowblock.errors import IdentityError
 from flowblock.identity import Identity
@@ -53,19 +54,30 @@ class MembershipService:
             ]
         )
 
-    def identity(self, serialized: bytes, at: dt.datetime | None = None) -> Identity:
-        """The validated identity behind ``serialized``; raises IdentityError if invalid."""
+    def identity(
+        self, serialized: bytes, at: dt.datetime | None = None, *, check_expiry: bool = True
+    ) -> Identity:
+        """The validated identity behind ``serialized``; raises IdentityError if invalid.
+
+        ``check_expiry=False`` judges the certificate as when it was issued (for blocks
+        already ordered); otherwise it must be valid ``at`` (default now).
+        """
         with self._lock:
             cached = self._cache.get(serialized)
-        if cached is not None:
-            problem = validity_problem(cached.certificate, at)
-            if problem:
-                raise IdentityError(f"the certificate of {cached.name!r} {problem}.")
-            return cached
+        if cached is None:
+            cached = self._validate(serialized)
+            with self._lock:
+                self._cache[serialized] = cached
+        problem = validity_problem(cached.certificate, at) if check_expiry else None
+        if problem:
+            raise IdentityError(f"the certificate of {cached.name!r} {problem}.")
+        return cached
+
+    def _validate(self, serialized: bytes) -> Identity:
         try:
             parsed = identities_pb2.SerializedIdentity.FromString(serialized)
             certificate = x509.load_pem_x509_certificate(parsed.id_bytes)
-        except ValueError as error:  # DecodeError is a ValueError too
+        except (DecodeError, ValueError) as error:
             raise IdentityError("the identity is not a serialized X.509 identity.") from error
         organisation = self.organisations.get(parsed.mspid)
         if organisation is None:
@@ -75,19 +87,13 @@ class MembershipService:
                 f"the certificate of {certificate.subject.rfc4514_string()} was not issued "
                 f"by a certificate authority of {parsed.mspid}."
             )
-        problem = validity_problem(certificate, at)
-        if problem:
-            raise IdentityError(
-                f"the certificate of {certificate.subject.rfc4514_string()} {problem}."
-            )
-        identity = Identity(certificate, parsed.mspid)
-        with self._lock:
-            self._cache[serialized] = identity
-        return identity
+        return Identity(certificate, parsed.mspid)
 
-    def check_signature(self, serialized: bytes, data: bytes, signature: bytes) -> Identity:
+    def check_signature(
+        self, serialized: bytes, data: bytes, signature: bytes, *, check_expiry: bool = True
+    ) -> Identity:
         """The identity, once its certificate and its signature over ``data`` both check."""
-        identity = self.identity(serialized)
+        identity = self.identity(serialized, check_expiry=check_expiry)
         verify(identity.certificate.public_key(), data, signature)
         return identity
 

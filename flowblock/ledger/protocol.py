@@ -164,6 +164,20 @@ def proposal_hash(unpacked: UnpackedProposal) -> bytes:
     return digest.digest()
 
 
+def transaction_proposal_hash(unpacked: UnpackedTransaction) -> bytes:
+    """Fabric's ``GetProposalHash2``: the proposal hash as a transaction restates it.
+
+    The endorsers signed a response to exactly this hash, so a committer recomputing it
+    from the transaction knows the endorsements were given for this transaction and not
+    lifted from another one.
+    """
+    digest = hashlib.sha256()
+    digest.update(unpacked.payload.header.channel_header)
+    digest.update(unpacked.payload.header.signature_header)
+    digest.update(unpacked.action_payload.chaincode_proposal_payload)
+    return digest.digest()
+
+
 def endorsement_message(response_payload: bytes, endorser: bytes) -> bytes:
     """The bytes an endorser signs: the proposal response payload, then its identity."""
     return response_payload + endorser
@@ -198,6 +212,7 @@ class UnpackedTransaction:
     channel_header: common_pb2.ChannelHeader
     signature_header: common_pb2.SignatureHeader
     creator: identities_pb2.SerializedIdentity
+    action_header: bytes
     action_payload: transaction_pb2.ChaincodeActionPayload
     response_payload: proposal_response_pb2.ProposalResponsePayload
     chaincode_action: proposal_pb2.ChaincodeAction
@@ -230,6 +245,7 @@ def unpack_transaction(envelope: common_pb2.Envelope) -> UnpackedTransaction:
         channel_header=channel_header,
         signature_header=signature_header,
         creator=identities_pb2.SerializedIdentity.FromString(signature_header.creator),
+        action_header=transaction.actions[0].header,
         action_payload=action_payload,
         response_payload=response_payload,
         chaincode_action=proposal_pb2.ChaincodeAction.FromString(response_payload.extension),

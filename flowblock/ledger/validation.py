@@ -31,7 +31,12 @@ def check_signatures(
     membership: MembershipService,
     config: ChannelConfig,
 ) -> protocol.UnpackedTransaction:
-    """Check everything about a transaction that does not depend on the world state."""
+    """Check everything about a transaction that does not depend on the world state.
+
+    Certificates are judged as of when they were issued, not now, as Fabric's MSP does
+    at commit: a block's validity must not change with the day it is replayed or
+    verified. Expiry is enforced where transactions enter (gateway and orderer).
+    """
     try:
         unpacked = protocol.unpack_transaction(envelope)
     except (DecodeError, ValueError) as error:
@@ -43,11 +48,22 @@ def check_signatures(
         raise Invalid(Code.TARGET_CHAIN_NOT_FOUND, f"channel {header.channel_id!r} is unknown")
     creator = unpacked.signature_header.creator
     try:
-        membership.check_signature(creator, envelope.payload, envelope.signature)
+        membership.check_signature(
+            creator, envelope.payload, envelope.signature, check_expiry=False
+        )
     except IdentityError as error:
         raise Invalid(Code.BAD_CREATOR_SIGNATURE, str(error)) from None
     if header.tx_id != protocol.transaction_id(unpacked.signature_header.nonce, creator):
         raise Invalid(Code.BAD_PROPOSAL_TXID, "the transaction id does not match its nonce")
+    if unpacked.action_header != unpacked.payload.header.signature_header:
+        raise Invalid(
+            Code.INVALID_ENDORSER_TRANSACTION, "the action's header is not the transaction's"
+        )
+    if unpacked.response_payload.proposal_hash != protocol.transaction_proposal_hash(unpacked):
+        raise Invalid(
+            Code.INVALID_ENDORSER_TRANSACTION,
+            "the endorsed proposal hash does not match this transaction",
+        )
     endorsed_by: set[str] = set()
     response_payload = unpacked.action_payload.action.proposal_response_payload
     for endorsement in unpacked.endorsements:
@@ -56,6 +72,7 @@ def check_signatures(
                 endorsement.endorser,
                 protocol.endorsement_message(response_payload, endorsement.endorser),
                 endorsement.signature,
+                check_expiry=False,
             )
         except IdentityError:
             continue

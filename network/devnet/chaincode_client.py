@@ -145,21 +145,32 @@ class _Stream:
                     replies = self._waiting.get((message.channel_id, message.txid))
                 if replies is not None:
                     replies.put(message)
-                else:
-                    log.warning("chaincode message for an unknown transaction %s", message.txid)
+                elif message.type not in (Message.COMPLETED, Message.ERROR):
+                    # A transaction the peer gave up on: tell the chaincode, as Fabric does.
+                    self.send(
+                        Message(
+                            type=Message.ERROR,
+                            payload=b"no ledger context: the peer is no longer running this",
+                            txid=message.txid,
+                            channel_id=message.channel_id,
+                        )
+                    )
         except grpc.RpcError as error:
             if not self.closed:
                 log.warning("chaincode stream broke: %s", error.code())
         finally:
-            self.closed = True
             with self._lock:
+                self.closed = True
                 waiting, self._waiting = list(self._waiting.values()), {}
             for replies in waiting:
                 replies.put(None)
+            self._outbound.put(None)  # ends the request stream, freeing its thread
 
     def expect(self, channel: str, tx_id: str) -> queue.SimpleQueue[Message | None]:
         replies: queue.SimpleQueue[Message | None] = queue.SimpleQueue()
         with self._lock:
+            if self.closed:
+                raise ChaincodeUnavailable("the chaincode stream has just closed")
             if (channel, tx_id) in self._waiting:
                 raise ChaincodeUnavailable(f"transaction {tx_id} is already executing")
             self._waiting[(channel, tx_id)] = replies

@@ -57,7 +57,12 @@ class Devnet(LoggingConfigurable):
     gateway_organisation = Unicode(
         "", help="Organisation whose peer evaluates by default; default: the first."
     ).tag(config=True)
-    max_workers = Int(32, help="Threads serving gateway requests.").tag(config=True)
+    max_workers = Int(
+        256,
+        help="Threads serving gateway requests. Each open event stream and each waiting "
+        "commit-status call holds one; calls beyond this are refused (RESOURCE_EXHAUSTED) "
+        "rather than left to hang.",
+    ).tag(config=True)
     tls = Bool(
         False,
         help="Serve the gateway over TLS with the gateway organisation's peer certificate "
@@ -95,7 +100,10 @@ class Devnet(LoggingConfigurable):
             batch_timeout=self.batch_timeout,
         )
         self.orderer.start()
-        self._server = grpc.server(futures.ThreadPoolExecutor(self.max_workers, "gateway"))
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(self.max_workers, "gateway"),
+            maximum_concurrent_rpcs=self.max_workers,
+        )
         if self.tls:
             tls_dir = (
                 wallet_path(data_dir, self.peers[local].identity.organisation, PEER_NAME) / "tls"

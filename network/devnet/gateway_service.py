@@ -19,7 +19,7 @@ from flowblock.errors import IdentityError
 from flowblock.ledger import protocol
 from flowblock.network.devnet.chaincode_client import ChaincodeUnavailable
 from flowblock.network.devnet.ledger import ChannelLedger
-from flowblock.network.devnet.orderer import BroadcastRefused, Orderer
+from flowblock.network.devnet.orderer import BroadcastRefused, Orderer, OrdererUnavailable
 from flowblock.network.devnet.peer import ERROR_THRESHOLD, Peer
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,8 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         if peer is None:
             self._abort(context, code_pb2.UNAVAILABLE, f"no peer of {targets[0]} on this channel")
         try:
-            response, *_ = peer.simulate(unpacked, request.proposed_transaction)
+            with self.ledger.state.snapshot():
+                response, *_ = peer.simulate(unpacked, request.proposed_transaction)
         except ChaincodeUnavailable as error:
             self._abort(context, code_pb2.UNAVAILABLE, str(error), [self._detail(peer, str(error))])
         if response.status >= ERROR_THRESHOLD:
@@ -121,26 +122,27 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         unpacked = self._proposal(signed, context)
         organisations = list(request.endorsing_organizations) or sorted(self.peers)
         responses, failures = [], []
-        for msp_id in organisations:
-            peer = self.peers.get(msp_id)
-            if peer is None:
-                failures.append(self._detail(None, f"no peer of {msp_id} on this channel"))
-                continue
-            try:
-                response = peer.endorse(unpacked, signed)
-            except ChaincodeUnavailable as error:
-                failures.append(self._detail(peer, str(error)))
-                continue
-            if response.response.status >= ERROR_THRESHOLD:
-                failures.append(
-                    self._detail(
-                        peer,
-                        f"chaincode response {response.response.status}, "
-                        f"{response.response.message}",
+        with self.ledger.state.snapshot():
+            for msp_id in organisations:
+                peer = self.peers.get(msp_id)
+                if peer is None:
+                    failures.append(self._detail(None, f"no peer of {msp_id} on this channel"))
+                    continue
+                try:
+                    response = peer.endorse(unpacked, signed)
+                except ChaincodeUnavailable as error:
+                    failures.append(self._detail(peer, str(error)))
+                    continue
+                if response.response.status >= ERROR_THRESHOLD:
+                    failures.append(
+                        self._detail(
+                            peer,
+                            f"chaincode response {response.response.status}, "
+                            f"{response.response.message}",
+                        )
                     )
-                )
-            else:
-                responses.append(response)
+                else:
+                    responses.append(response)
         if failures:
             self._abort(
                 context,
@@ -152,8 +154,8 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
             self._abort(
                 context,
                 code_pb2.ABORTED,
-                "failed to assemble transaction: ProposalResponsePayloads do not match "
-                "(the chaincode is not deterministic)",
+                "failed to assemble transaction: ProposalResponsePayloads do not match; "
+                "the peers' simulations of the chaincode gave different results",
             )
         payload = protocol.assemble_transaction(unpacked, responses)
         return gateway_pb2.EndorseResponse(
@@ -163,6 +165,8 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
     def Submit(self, request, context):  # noqa: N802
         try:
             self.orderer.broadcast(request.prepared_transaction)
+        except OrdererUnavailable as refusal:
+            self._abort(context, code_pb2.UNAVAILABLE, str(refusal))
         except BroadcastRefused as refusal:
             self._abort(
                 context,
@@ -177,6 +181,9 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
             inner = gateway_pb2.CommitStatusRequest.FromString(request.request)
         except DecodeError:
             self._abort(context, code_pb2.INVALID_ARGUMENT, "the request cannot be parsed")
+        self._channel(inner.channel_id, context)
+        if not inner.transaction_id:
+            self._abort(context, code_pb2.INVALID_ARGUMENT, "a transaction id is required")
         self._signed_request(request.request, request.signature, inner.identity, context)
         remaining = context.time_remaining()
         timeout = 60.0 if remaining is None else max(0.0, min(remaining, 3600.0))
@@ -190,29 +197,48 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         return gateway_pb2.CommitStatusResponse(result=committed.code, block_number=committed.block)
 
     def ChaincodeEvents(self, request, context):  # noqa: N802
+        """Events from a block on, or from just after a transaction, until cancelled.
+
+        As Fabric's gateway: with ``after_transaction_id`` of a committed transaction the
+        stream starts in that transaction's block, after it; otherwise at the specified
+        block or at the next block to commit.
+        """
         try:
             inner = gateway_pb2.ChaincodeEventsRequest.FromString(request.request)
         except DecodeError:
             self._abort(context, code_pb2.INVALID_ARGUMENT, "the request cannot be parsed")
+        self._channel(inner.channel_id, context)
         self._signed_request(request.request, request.signature, inner.identity, context)
         start = inner.start_position
-        if start.HasField("specified"):
+        after = (
+            self.ledger.state.transaction(inner.after_transaction_id)
+            if (inner.after_transaction_id)
+            else None
+        )
+        skip_through = -1
+        if after is not None:
+            number, skip_through = after.block, after.txnum
+        elif start.HasField("specified"):
             number = start.specified.number
-        elif start.HasField("oldest"):
-            number = 0
-        else:  # next_commit, newest, or unset: from the next block to commit
+        elif start.HasField("next_commit") or not start.WhichOneof("Type"):
             number = self.ledger.height
-        skip_until = inner.after_transaction_id
+        else:
+            self._abort(
+                context,
+                code_pb2.INVALID_ARGUMENT,
+                "the start position must be a specified block or the next commit",
+            )
         while context.is_active():
             if number >= self.ledger.height:
                 self.ledger.wait_for_height(number + 1, EVENT_POLL_SECONDS)
                 continue
-            events = self.ledger.events(number, inner.chaincode_id)
-            if skip_until:
-                ids = [event.tx_id for event in events]
-                if skip_until in ids:
-                    events = events[ids.index(skip_until) + 1 :]
-                skip_until = ""
+            events = [e for txnum, e in self.ledger.events(number, inner.chaincode_id)
+                      if txnum > skip_through]  # fmt: skip
+            skip_through = -1
             if events:
                 yield gateway_pb2.ChaincodeEventsResponse(events=events, block_number=number)
             number += 1
+
+    def _channel(self, channel_id: str, context) -> None:
+        if channel_id != self.channel:
+            self._abort(context, code_pb2.NOT_FOUND, f"channel {channel_id!r} not found")

@@ -46,8 +46,7 @@ class ChannelLedger:
         if self.state.height == 0:
             self.state.commit_block(0, [], [])
         for number in range(self.state.height, self.blocks.height):
-            block = self.blocks.get(number)
-            outcome = self.validator.validate(block, trusted_filter=block.metadata.metadata[FILTER])
+            outcome = self.validator.replay(self.blocks.get(number))
             self.state.commit_block(number, outcome.writes, outcome.transactions)
 
     @property
@@ -77,8 +76,10 @@ class ChannelLedger:
         with self._committed:
             return self._committed.wait_for(lambda: self.height >= height, timeout)
 
-    def events(self, number: int, chaincode: str) -> list[chaincode_event_pb2.ChaincodeEvent]:
-        """The chaincode events of valid transactions in block ``number``, in order."""
+    def events(
+        self, number: int, chaincode: str
+    ) -> list[tuple[int, chaincode_event_pb2.ChaincodeEvent]]:
+        """(transaction number, event) of ``chaincode``'s valid transactions in a block."""
         block = self.blocks.get(number)
         codes = block.metadata.metadata[FILTER]
         found = []
@@ -89,7 +90,7 @@ class ChannelLedger:
             if action.events:
                 event = chaincode_event_pb2.ChaincodeEvent.FromString(action.events)
                 if event.chaincode_id == chaincode:
-                    found.append(event)
+                    found.append((txnum, event))
         return found
 
     def close(self) -> None:

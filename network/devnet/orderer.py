@@ -32,6 +32,10 @@ class BroadcastRefused(Exception):
     """The orderer would not accept the envelope; the message says why."""
 
 
+class OrdererUnavailable(BroadcastRefused):
+    """The orderer has stopped (shutting down, or a block could not be committed)."""
+
+
 class Orderer:
     """Solo ordering for one channel."""
 
@@ -58,6 +62,7 @@ class Orderer:
         self._pending: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._cut_blocks, name="orderer", daemon=True)
         self._stopping = False
+        self._failure = ""
 
     def start(self) -> None:
         self._thread.start()
@@ -80,8 +85,10 @@ class Orderer:
             )
         except IdentityError as error:
             raise BroadcastRefused(f"the envelope's signature is not valid: {error}") from None
+        if self._failure:
+            raise OrdererUnavailable(f"the orderer has stopped: {self._failure}")
         if self._stopping:
-            raise BroadcastRefused("the orderer is shutting down")
+            raise OrdererUnavailable("the orderer is shutting down")
         self._pending.put(envelope.SerializeToString())
 
     def _cut_blocks(self) -> None:
@@ -104,18 +111,20 @@ class Orderer:
                     stop = True
                     break
                 batch.append(item)
-            self._write(batch)
+            try:
+                self._write(batch)
+            except Exception as error:
+                # Nothing more can be ordered safely; refuse new work rather than lose it.
+                log.exception("block %d could not be committed; the orderer stops", self._number)
+                self._failure = f"block {self._number} could not be committed ({error})"
+                return
             if stop:
                 return
 
     def _write(self, envelopes: list[bytes]) -> None:
         block = blocks.new_block(self._number, self._previous_hash, envelopes)
         sign_block(block, self.identity)
-        try:
-            self.commit(block)
-        except Exception:
-            log.exception("block %d could not be committed", self._number)
-            raise
+        self.commit(block)
         self._number += 1
         self._previous_hash = blocks.header_hash(block.header)
 

@@ -8,7 +8,8 @@ payload commits to the proposal's hash and the simulated read/write set.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Iterable, Iterator
 from itertools import islice
 
 from fabric_protos.ledger.queryresult import kv_query_result_pb2
@@ -23,9 +24,14 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from flowblock.identity import Identity
 from flowblock.ledger import protocol
 from flowblock.network.devnet.chaincode_client import ChaincodeConnection, ChaincodeUnavailable
-from flowblock.network.devnet.simulation import TOTAL_QUERY_LIMIT, Simulation
+from flowblock.network.devnet.simulation import (
+    TOTAL_QUERY_LIMIT,
+    Simulation,
+    WriteAfterPaginatedQuery,
+)
 from flowblock.network.devnet.statedb import StateDB
 
+log = logging.getLogger(__name__)
 Message = chaincode_shim_pb2.ChaincodeMessage
 #: Results per QueryResponse, as Fabric's ``maxResultsPerBatch``.
 BATCH_SIZE = 100
@@ -115,6 +121,10 @@ class StateRequests:
             payload = self._dispatch(message)
         except _Refused as refusal:
             return Message(type=Message.ERROR, payload=str(refusal).encode())
+        except Exception:
+            # Never leave the chaincode waiting: whatever went wrong, it gets an answer.
+            log.exception("could not answer the chaincode's %s", Message.Type.Name(message.type))
+            return Message(type=Message.ERROR, payload=b"the peer could not answer this request")
         return Message(type=Message.RESPONSE, payload=payload)
 
     def _dispatch(self, message: Message) -> bytes:
@@ -129,12 +139,18 @@ class StateRequests:
             _no_private_data(request.collection)
             if not request.key:
                 raise _Refused("a key must not be empty")
-            simulation.put(request.key, request.value)
+            try:
+                simulation.put(request.key, request.value)
+            except WriteAfterPaginatedQuery as refusal:
+                raise _Refused(str(refusal)) from None
             return b""
         if kind == Message.DEL_STATE:
             request = shim.DelState.FromString(message.payload)
             _no_private_data(request.collection)
-            simulation.delete(request.key)
+            try:
+                simulation.delete(request.key)
+            except WriteAfterPaginatedQuery as refusal:
+                raise _Refused(str(refusal)) from None
             return b""
         if kind == Message.GET_STATE_BY_RANGE:
             return self._range(shim.GetStateByRange.FromString(message.payload))
@@ -161,15 +177,18 @@ class StateRequests:
         simulation, queries = self.simulation, self.queries
         _no_private_data(request.collection)
         if not request.metadata:
-            rows, _ = simulation.range(request.startKey, request.endKey, TOTAL_QUERY_LIMIT)
+            rows = simulation.scan(request.startKey, request.endKey, TOTAL_QUERY_LIMIT)
             return queries.open(_kvs(simulation.namespace, rows))
         page = chaincode_shim_pb2.QueryMetadata.FromString(request.metadata)
         if page.pageSize <= 0:
             raise _Refused("the page size must be positive")
         start = page.bookmark or request.startKey
-        rows, following = simulation.range(start, request.endKey, page.pageSize)
+        try:
+            rows, following = simulation.page(start, request.endKey, page.pageSize)
+        except WriteAfterPaginatedQuery as refusal:
+            raise _Refused(str(refusal)) from None
         metadata = chaincode_shim_pb2.QueryResponseMetadata(
-            fetched_records_count=len(rows), bookmark=following or ""
+            fetched_records_count=len(rows), bookmark=following
         ).SerializeToString()
         return queries.open(_kvs(simulation.namespace, rows), metadata)
 
@@ -183,7 +202,7 @@ def _no_private_data(collection: str) -> None:
         raise _Refused("private data collections are not supported by the devnet")
 
 
-def _kvs(namespace: str, rows: list[tuple[str, bytes]]) -> Iterator[bytes]:
+def _kvs(namespace: str, rows: Iterable[tuple[str, bytes]]) -> Iterator[bytes]:
     for key, value in rows:
         yield kv_query_result_pb2.KV(namespace=namespace, key=key, value=value).SerializeToString()
 

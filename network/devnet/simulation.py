@@ -8,6 +8,8 @@ that two peers simulating the same proposal produce identical bytes.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from fabric_protos.ledger.rwset import rwset_pb2
 from fabric_protos.ledger.rwset.kvrwset import kv_rwset_pb2
 
@@ -15,6 +17,15 @@ from flowblock.network.devnet.statedb import StateDB, Version
 
 #: Fabric's ``totalQueryLimit``: most results one unpaginated range query returns.
 TOTAL_QUERY_LIMIT = 100_000
+#: Rows read from the state database at a time while a query is consumed.
+SCAN_CHUNK = 200
+
+
+class WriteAfterPaginatedQuery(Exception):
+    """Fabric refuses writes and paginated queries in the same transaction."""
+
+    def __str__(self) -> str:
+        return "a transaction cannot both write and run a paginated query"
 
 
 def _version(version: Version | None) -> kv_rwset_pb2.Version | None:
@@ -39,6 +50,7 @@ class Simulation:
         self.reads: dict[str, Version | None] = {}
         self.writes: dict[str, bytes | None] = {}
         self.range_queries: list[kv_rwset_pb2.RangeQueryInfo] = []
+        self.paginated = False
 
     def get(self, key: str) -> bytes | None:
         found = self.state.get(self.namespace, key)
@@ -46,31 +58,50 @@ class Simulation:
         return found[0] if found else None
 
     def put(self, key: str, value: bytes) -> None:
-        self.writes[key] = value
+        if self.paginated:
+            raise WriteAfterPaginatedQuery()
+        # As in Fabric, writing an empty value deletes the key.
+        self.writes[key] = value or None
 
     def delete(self, key: str) -> None:
+        if self.paginated:
+            raise WriteAfterPaginatedQuery()
         self.writes[key] = None
 
-    def range(self, start: str, end: str, limit: int) -> tuple[list[tuple[str, bytes]], str | None]:
-        """Up to ``limit`` keys of [start, end) and the key after them (None at the end).
+    def scan(self, start: str, end: str, limit: int) -> Iterator[tuple[str, bytes]]:
+        """Keys of [start, end) in order, at most ``limit``, read lazily as consumed.
 
-        The query and the versions it saw are recorded for the phantom-read check.
+        Only the keys actually read are recorded (with their versions) for the phantom
+        check, and the query counts as exhausted only if it reached the end of the range.
         """
-        rows = list(self.state.range(self.namespace, start, end, limit + 1))
-        exhausted = len(rows) <= limit
-        following = None if exhausted else rows[limit][0]
-        rows = rows[:limit]
-        self.range_queries.append(
-            kv_rwset_pb2.RangeQueryInfo(
-                start_key=start,
-                end_key=end,
-                itr_exhausted=exhausted,
-                raw_reads=kv_rwset_pb2.QueryReads(
-                    kv_reads=[kv_read(key, version) for key, _, version in rows]
-                ),
-            )
-        )
-        return [(key, value) for key, value, _ in rows], following
+        info = kv_rwset_pb2.RangeQueryInfo(start_key=start, end_key=end)
+        info.raw_reads.SetInParent()
+        self.range_queries.append(info)
+        cursor, after, fetched = start, False, 0
+        while fetched < limit:
+            asked = min(SCAN_CHUNK, limit - fetched)
+            rows = self.state.range(self.namespace, cursor, end, asked, after=after)
+            for key, value, version in rows:
+                info.raw_reads.kv_reads.append(kv_read(key, version))
+                fetched += 1
+                yield key, value
+            if len(rows) < asked:
+                info.itr_exhausted = True
+                return
+            cursor, after = rows[-1][0], True
+        info.itr_exhausted = not self.state.range(self.namespace, cursor, end, 1, after=True)
+
+    def page(self, start: str, end: str, size: int) -> tuple[list[tuple[str, bytes]], str]:
+        """One page of [start, end) and the bookmark of the next one ("" at the end)."""
+        if self.writes:
+            raise WriteAfterPaginatedQuery()
+        self.paginated = True
+        rows = list(self.scan(start, end, size))
+        following = ""
+        if len(rows) == size:
+            after = self.state.range(self.namespace, rows[-1][0], end, 1, after=True)
+            following = after[0][0] if after else ""
+        return rows, following
 
     def history(self, key: str) -> list[tuple[str, bytes | None, bool, int, int]]:
         return self.state.history(self.namespace, key)

@@ -13,6 +13,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,6 +82,20 @@ class StateDB:
 
     # -- reads -------------------------------------------------------------------
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Make every read of this thread inside the block see one committed state.
+
+        Peers endorsing one proposal read through the same snapshot, so a block
+        committed between their simulations cannot make their read sets differ.
+        """
+        reader = self._reader
+        reader.execute("BEGIN")
+        try:
+            yield
+        finally:
+            reader.execute("COMMIT")
+
     @property
     def height(self) -> int:
         row = self._reader.execute("SELECT value FROM meta WHERE name='height'").fetchone()
@@ -99,23 +114,19 @@ class StateDB:
         return (row[0], row[1]) if row else None
 
     def range(
-        self, ns: str, start: str, end: str, limit: int
-    ) -> Iterator[tuple[str, bytes, Version]]:
-        """Keys in [start, end) (end "" = unbounded), in byte order, at most ``limit``."""
+        self, ns: str, start: str, end: str, limit: int, *, after: bool = False
+    ) -> list[tuple[str, bytes, Version]]:
+        """Keys from ``start`` (or just ``after`` it) up to ``end`` ("" = unbounded), in byte
+        order, at most ``limit``."""
+        bound = ">" if after else ">="
+        # Only the comparison operator is spliced in, and it is one of two constants.
+        query = f"SELECT key, value, block, txnum FROM state WHERE ns=? AND key{bound}?"  # noqa: S608
+        values: tuple = (ns, start.encode())
         if end:
-            rows = self._reader.execute(
-                "SELECT key, value, block, txnum FROM state WHERE ns=? AND key>=? AND key<? "
-                "ORDER BY key LIMIT ?",
-                (ns, start.encode(), end.encode(), limit),
-            )
-        else:
-            rows = self._reader.execute(
-                "SELECT key, value, block, txnum FROM state WHERE ns=? AND key>=? "
-                "ORDER BY key LIMIT ?",
-                (ns, start.encode(), limit),
-            )
-        for key, value, block, txnum in rows.fetchall():
-            yield key.decode(), value, (block, txnum)
+            query += " AND key<?"
+            values += (end.encode(),)
+        rows = self._reader.execute(query + " ORDER BY key LIMIT ?", (*values, limit))
+        return [(key.decode(), value, (block, txnum)) for key, value, block, txnum in rows]
 
     def history(self, ns: str, key: str) -> list[tuple[str, bytes | None, bool, int, int]]:
         """(tx id, value, deleted, seconds, nanos) of every change to ``key``, newest first."""

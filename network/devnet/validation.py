@@ -10,6 +10,7 @@ change the world state.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from fabric_protos.common import common_pb2
@@ -23,6 +24,9 @@ from flowblock.ledger.channel import ChannelConfig
 from flowblock.ledger.membership import MembershipService
 from flowblock.ledger.validation import Code, Invalid, check_signatures, transaction_id_of
 from flowblock.network.devnet.statedb import CommittedTransaction, StateDB, Version, Write
+
+log = logging.getLogger(__name__)
+FILTER = common_pb2.BlockMetadataIndex.TRANSACTIONS_FILTER
 
 
 @dataclass
@@ -48,59 +52,88 @@ class Validator:
         self.membership = membership
         self.state = state
 
-    def validate(
-        self, block: common_pb2.Block, trusted_filter: bytes | None = None
-    ) -> BlockValidation:
-        """Validate every transaction; with ``trusted_filter`` (recovery) reuse its codes."""
+    def validate(self, block: common_pb2.Block) -> BlockValidation:
+        """Give every transaction of a new block its validation code and collect its writes."""
         outcome = BlockValidation(block.header.number)
         updated: set[tuple[str, str]] = set()
         seen: set[str] = set()
         for txnum, raw in enumerate(block.data.data):
-            envelope = common_pb2.Envelope.FromString(raw)
             try:
-                unpacked = check_signatures(envelope, self.membership, self.config)
+                unpacked = check_signatures(
+                    common_pb2.Envelope.FromString(raw), self.membership, self.config
+                )
                 if unpacked.tx_id in seen or self.state.transaction(unpacked.tx_id):
                     raise Invalid(Code.DUPLICATE_TXID, f"{unpacked.tx_id} was already submitted")
                 rwsets = self._read_write_sets(unpacked)
-                if trusted_filter is None:
-                    self._check_mvcc(rwsets, updated)
-                elif trusted_filter[txnum] != Code.VALID:
-                    raise Invalid(trusted_filter[txnum], "invalid when first committed")
+                self._check_mvcc(rwsets, updated)
             except Invalid as invalid:
-                outcome.codes.append(invalid.code)
-                tx_id = transaction_id_of(envelope)
-                if tx_id and tx_id not in seen:
-                    seen.add(tx_id)
-                    outcome.transactions.append(
-                        CommittedTransaction(tx_id, block.header.number, txnum, invalid.code)
-                    )
+                self._invalid(outcome, block, txnum, raw, invalid.code, seen)
+                continue
+            except Exception:
+                # A transaction no check foresaw must not stop the chain: it is invalid.
+                log.exception("transaction %d of block %d is malformed", txnum, outcome.number)
+                self._invalid(outcome, block, txnum, raw, Code.INVALID_OTHER_REASON, seen)
                 continue
             seen.add(unpacked.tx_id)
-            outcome.codes.append(Code.VALID)
-            outcome.transactions.append(
-                CommittedTransaction(unpacked.tx_id, block.header.number, txnum, Code.VALID)
-            )
-            timestamp = unpacked.channel_header.timestamp
-            for namespace, kv in rwsets:
-                for write in kv.writes:
-                    updated.add((namespace, write.key))
-                    outcome.writes.append(
-                        Write(
-                            namespace,
-                            write.key,
-                            None if write.is_delete else write.value,
-                            block.header.number,
-                            txnum,
-                            unpacked.tx_id,
-                            timestamp.seconds,
-                            timestamp.nanos,
-                        )
-                    )
-            if unpacked.chaincode_action.events:
-                outcome.events.append(
-                    chaincode_event_pb2.ChaincodeEvent.FromString(unpacked.chaincode_action.events)
-                )
+            self._valid(outcome, txnum, unpacked, rwsets, updated)
         return outcome
+
+    def replay(self, block: common_pb2.Block) -> BlockValidation:
+        """A committed block's effects again, from the codes it was stored with (recovery).
+
+        Nothing is re-judged: a block's outcome was decided when it was committed.
+        """
+        outcome = BlockValidation(block.header.number)
+        codes = block.metadata.metadata[FILTER]
+        seen: set[str] = set()
+        for txnum, raw in enumerate(block.data.data):
+            if codes[txnum] != Code.VALID:
+                self._invalid(outcome, block, txnum, raw, codes[txnum], seen)
+                continue
+            unpacked = protocol.unpack_transaction(common_pb2.Envelope.FromString(raw))
+            seen.add(unpacked.tx_id)
+            self._valid(outcome, txnum, unpacked, self._read_write_sets(unpacked), set())
+        return outcome
+
+    @staticmethod
+    def _invalid(
+        outcome: BlockValidation, block: common_pb2.Block, txnum: int, raw: bytes, code: int,
+        seen: set[str],
+    ) -> None:  # fmt: skip
+        outcome.codes.append(code)
+        try:
+            tx_id = transaction_id_of(common_pb2.Envelope.FromString(raw))
+        except DecodeError:
+            tx_id = ""
+        if tx_id and tx_id not in seen:
+            seen.add(tx_id)
+            outcome.transactions.append(
+                CommittedTransaction(tx_id, block.header.number, txnum, code)
+            )
+
+    @staticmethod
+    def _valid(
+        outcome: BlockValidation, txnum: int, unpacked: protocol.UnpackedTransaction,
+        rwsets: list[tuple[str, kv_rwset_pb2.KVRWSet]], updated: set[tuple[str, str]],
+    ) -> None:  # fmt: skip
+        outcome.codes.append(Code.VALID)
+        outcome.transactions.append(
+            CommittedTransaction(unpacked.tx_id, outcome.number, txnum, Code.VALID)
+        )
+        moment = unpacked.channel_header.timestamp
+        for namespace, kv in rwsets:
+            for write in kv.writes:
+                updated.add((namespace, write.key))
+                outcome.writes.append(
+                    Write(
+                        namespace, write.key, None if write.is_delete else write.value,
+                        outcome.number, txnum, unpacked.tx_id, moment.seconds, moment.nanos,
+                    )
+                )  # fmt: skip
+        if unpacked.chaincode_action.events:
+            outcome.events.append(
+                chaincode_event_pb2.ChaincodeEvent.FromString(unpacked.chaincode_action.events)
+            )
 
     def _read_write_sets(
         self, unpacked: protocol.UnpackedTransaction
@@ -141,11 +174,24 @@ class Validator:
     def _phantom(
         self, namespace: str, query: kv_rwset_pb2.RangeQueryInfo, updated: set[tuple[str, str]]
     ) -> bool:
+        """Whether the keys a range query saw are no longer what it would see now.
+
+        A query that stopped early only vouches for the keys up to the last one it read.
+        """
         start, end = query.start_key, query.end_key
-        for ns, key in updated:
-            if ns == namespace and key >= start and (not end or key < end):
-                return True
         seen = [(read.key, _as_version(read)) for read in query.raw_reads.kv_reads]
+        if not query.itr_exhausted and not seen:
+            return False
+
+        def covered(key: str) -> bool:
+            if key < start:
+                return False
+            if query.itr_exhausted:
+                return not end or key < end
+            return key <= seen[-1][0]
+
+        if any(ns == namespace and covered(key) for ns, key in updated):
+            return True
         limit = len(seen) + (1 if query.itr_exhausted else 0)
         now = [(key, version) for key, _, version in self.state.range(namespace, start, end, limit)]
         return now != seen

@@ -110,13 +110,35 @@ def test_block_store_drops_only_a_record_cut_short_by_a_crash(tmp_path):
     path = tmp_path / "blocks.bin"
     _store_with(path, 3)
     whole = path.read_bytes()
-    for cut in (5, 11, 20):  # inside the last record's header, and its body
+    for cut in (5, 11, 20):  # inside the last record's body, and its header
         path.write_bytes(whole[:-cut])
         store = BlockStore(path)
         assert store.height == 2
         assert store.get(1).data.data == [b"tx1"]
         store.close()
     assert path.stat().st_size < len(whole)
+
+
+def test_a_torn_last_body_is_dropped_and_a_damaged_middle_one_kept(tmp_path):
+    path = tmp_path / "blocks.bin"
+    _store_with(path, 3)
+    whole = bytearray(path.read_bytes())
+    whole[-2] ^= 0xFF  # the last block's body: bytes a crash never finished writing
+    path.write_bytes(bytes(whole))
+    store = BlockStore(path)
+    assert store.height == 2
+    store.close()
+    _store_with(tmp_path / "again.bin", 3)
+    data = bytearray((tmp_path / "again.bin").read_bytes())
+    store = BlockStore(tmp_path / "again.bin", read_only=True)
+    middle, _ = store._offsets[1]
+    store.close()
+    data[middle + 2] ^= 0xFF
+    (tmp_path / "again.bin").write_bytes(bytes(data))
+    store = BlockStore(tmp_path / "again.bin")
+    assert store.height == 3
+    assert [store.intact(n) for n in range(3)] == [True, False, True]
+    store.close()
 
 
 def test_block_store_refuses_to_open_over_a_damaged_record_header(tmp_path):
@@ -126,7 +148,7 @@ def test_block_store_refuses_to_open_over_a_damaged_record_header(tmp_path):
     second_body, _ = store._offsets[1]
     store.close()
     data = bytearray(path.read_bytes())
-    data[second_body - 5] ^= 0xFF  # a byte of block 1's length
+    data[second_body - 9] ^= 0xFF  # a byte of block 1's length
     path.write_bytes(bytes(data))
     with pytest.raises(DamagedBlockFile, match="block 1"):
         BlockStore(path)
