@@ -101,7 +101,9 @@ class Chaincode:
         try:
             arguments = convert_arguments(function, stub.parameters, qualified)
             self.contracts[contract_name].before_transaction(ctx)
-            return _response(OK, encode_result(function(ctx, *arguments)))
+            result = encode_result(function(ctx, *arguments))
+            stub.finish_write_batch()
+            return _response(OK, result)
         except ChaincodeError as error:
             return _response(error.status, message=error.message)
         except Exception:

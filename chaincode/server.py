@@ -20,7 +20,7 @@ import grpc
 from fabric_protos.peer import chaincode_pb2, chaincode_shim_pb2, chaincode_shim_pb2_grpc
 
 from flowblock.chaincode.contract import Chaincode
-from flowblock.chaincode.stub import ChaincodeStub
+from flowblock.chaincode.stub import ChaincodeStub, PeerOffer
 
 log = logging.getLogger(__name__)
 Message = chaincode_shim_pb2.ChaincodeMessage
@@ -39,6 +39,7 @@ class ChaincodeStream:
         self._outbound: queue.SimpleQueue[Message | None] = queue.SimpleQueue()
         self._waiting: dict[tuple[str, str], queue.SimpleQueue[Message]] = {}
         self._lock = threading.Lock()
+        self.offer = PeerOffer()
 
     def send(self, message: Message) -> None:
         self._outbound.put(message)
@@ -79,7 +80,9 @@ class ChaincodeStream:
                 replies.put(message)
         elif kind == Message.KEEPALIVE:
             self.send(message)
-        elif kind not in (Message.REGISTERED, Message.READY):
+        elif kind == Message.READY:
+            self.offer = PeerOffer.from_ready(message.payload)
+        elif kind != Message.REGISTERED:
             log.warning("ignoring unexpected %s from the peer", Message.Type.Name(kind))
 
     def _run(self, message: Message) -> None:
@@ -107,7 +110,12 @@ class ChaincodeStream:
         try:
             arguments = chaincode_pb2.ChaincodeInput.FromString(message.payload)
             stub = ChaincodeStub(
-                request, message.channel_id, message.txid, list(arguments.args), message.proposal
+                request,
+                message.channel_id,
+                message.txid,
+                list(arguments.args),
+                message.proposal,
+                self.offer,
             )
             response = self.chaincode.invoke(stub)
         except Exception:

@@ -18,6 +18,7 @@ from fabric_protos.peer import chaincode_event_pb2, chaincode_shim_pb2, proposal
 
 from flowblock.chaincode.identity import ClientIdentity
 from flowblock.ledger.protocol import UnpackedProposal, unpack_proposal
+from flowblock.ledger.shim_params import ChaincodeAdditionalParams
 
 Message = chaincode_shim_pb2.ChaincodeMessage
 
@@ -39,6 +40,24 @@ class ChaincodeError(Exception):
 
 class PeerError(ChaincodeError):
     """The peer refused a state request (bad key, query limit, closed transaction...)."""
+
+
+@dataclass(frozen=True)
+class PeerOffer:
+    """What the peer said it accepts in READY: batch sizes, 0 where it does not."""
+
+    write_batch: int = 0
+    get_multiple: int = 0
+
+    @classmethod
+    def from_ready(cls, payload: bytes) -> PeerOffer:
+        if not payload:
+            return cls()
+        params = ChaincodeAdditionalParams.FromString(payload)
+        return cls(
+            write_batch=params.max_size_write_batch if params.use_write_batch else 0,
+            get_multiple=params.max_size_get_multiple_keys if params.use_get_multiple_keys else 0,
+        )
 
 
 @dataclass(frozen=True)
@@ -69,11 +88,14 @@ class ChaincodeStub:
         tx_id: str,
         args: list[bytes],
         signed_proposal: proposal_pb2.SignedProposal | None,
+        offer: PeerOffer = PeerOffer(),
     ) -> None:
         self._request = request
         self.channel_id = channel_id
         self.tx_id = tx_id
         self.args = args
+        self.offer = offer
+        self._batch: list[chaincode_shim_pb2.WriteRecord] | None = None
         self._signed_proposal = signed_proposal
         self.event: chaincode_event_pb2.ChaincodeEvent | None = None
 
@@ -126,15 +148,59 @@ class ChaincodeStub:
         return reply.payload or None
 
     def get_states(self, keys: list[str]) -> list[bytes | None]:
-        return [self.get_state(key) for key in keys]
+        """Several keys' values (None where absent), in one request when the peer allows."""
+        size = self.offer.get_multiple
+        if not size:
+            return [self.get_state(key) for key in keys]
+        values: list[bytes | None] = []
+        for start in range(0, len(keys), size):
+            reply = self._call(
+                Message.GET_STATE_MULTIPLE,
+                chaincode_shim_pb2.GetStateMultiple(keys=keys[start : start + size]),
+            )
+            found = chaincode_shim_pb2.GetStateMultipleResult.FromString(reply.payload).values
+            values.extend(value or None for value in found)
+        return values
 
     def put_state(self, key: str, value: bytes) -> None:
         if not isinstance(value, bytes | bytearray):
             raise ChaincodeError(f"the value of {key!r} must be bytes")
+        if self._batch is not None:
+            self._batch.append(
+                chaincode_shim_pb2.WriteRecord(
+                    key=_writable(key), value=value, type=chaincode_shim_pb2.WriteRecord.PUT_STATE
+                )
+            )
+            return
         self._call(Message.PUT_STATE, chaincode_shim_pb2.PutState(key=_writable(key), value=value))
 
     def del_state(self, key: str) -> None:
+        if self._batch is not None:
+            self._batch.append(
+                chaincode_shim_pb2.WriteRecord(
+                    key=_writable(key), type=chaincode_shim_pb2.WriteRecord.DEL_STATE
+                )
+            )
+            return
         self._call(Message.DEL_STATE, chaincode_shim_pb2.DelState(key=_writable(key)))
+
+    def start_write_batch(self) -> None:
+        """Collect the writes that follow and send them together (Fabric 3.1's write batch).
+
+        With a peer that does not offer batches, writes simply go one by one.
+        """
+        if self.offer.write_batch and self._batch is None:
+            self._batch = []
+
+    def finish_write_batch(self) -> None:
+        """Send the collected writes; also done for the contract when the transaction ends."""
+        batch, self._batch = self._batch, None
+        size = self.offer.write_batch
+        for start in range(0, len(batch or []), size or 1):
+            self._call(
+                Message.WRITE_BATCH_STATE,
+                chaincode_shim_pb2.WriteBatchState(rec=batch[start : start + size]),
+            )
 
     # -- queries -------------------------------------------------------------------
 

@@ -114,36 +114,29 @@ class RecordsContract(FlowBlockContract):
         batch = json_argument(records, "records", list)
         if not batch:
             raise Invalid("records must not be empty")
-        seen: set[str] = set()
+        entries = _parse_records(batch, meta["organisation"])
+        keys = [key(RECORD, dataset, entry["record_id"]) for entry in entries]
         counts = {"registered": 0, "updated": 0, "unchanged": 0}
         moment = timestamp(now(ctx))
-        for index, entry in enumerate(batch):
-            where = f"records[{index}]"
-            if not isinstance(entry, dict):
-                raise Invalid(f"{where} must be a JSON object")
-            record_id = name(str(entry.get("record_id", "")), f"{where}.record_id")
-            if record_id in seen:
-                raise Invalid(f"{where}.record_id {record_id!r} appears twice in the batch")
-            seen.add(record_id)
-            patient = patient_key(
-                name(str(entry.get("patient", "")), f"{where}.patient"), meta["organisation"]
-            )
-            digest = sha256_hex(entry.get("sha256", ""), f"{where}.sha256")
-            object_key = text(str(entry.get("object_key", "")), f"{where}.object_key", 1024)
-            state_key = key(RECORD, dataset, record_id)
-            existing = read(ctx, state_key)
+        ctx.stub.start_write_batch()
+        for index, (entry, state_key, found) in enumerate(
+            zip(entries, keys, ctx.stub.get_states(keys), strict=True)
+        ):
+            existing = json.loads(found) if found else None
             if existing and not existing["deleted"]:
-                if existing["patient"] != patient:
-                    raise Conflict(f"{where} would move record {record_id!r} to another patient")
-                if (existing["sha256"], existing["object_key"]) == (digest, object_key):
+                if existing["patient"] != entry["patient"]:
+                    raise Conflict(
+                        f"records[{index}] would move record {entry['record_id']!r} "
+                        "to another patient"
+                    )
+                if (existing["sha256"], existing["object_key"]) == (
+                    entry["sha256"], entry["object_key"],
+                ):  # fmt: skip
                     counts["unchanged"] += 1
                     continue
             record = {
                 "dataset": dataset,
-                "record_id": record_id,
-                "patient": patient,
-                "object_key": object_key,
-                "sha256": digest,
+                **entry,
                 "version": (existing["version"] + 1) if existing else 1,
                 "deleted": False,
                 "registered_by": steward.key,
@@ -151,7 +144,8 @@ class RecordsContract(FlowBlockContract):
             }
             write(ctx, state_key, record)
             if existing is None:
-                ctx.stub.put_state(key(PATIENT_RECORD, patient, dataset, record_id), b"\x00")
+                marker = key(PATIENT_RECORD, entry["patient"], dataset, entry["record_id"])
+                ctx.stub.put_state(marker, b"\x00")
             counts["updated" if existing else "registered"] += 1
         emit(ctx, events.RECORDS_REGISTERED, {"dataset": dataset, **counts})
         return counts
@@ -228,3 +222,27 @@ class RecordsContract(FlowBlockContract):
         if who.role in DATA_SIDE and who.organisation == meta["organisation"]:
             return
         raise Refused(f"{who.key} may not see the records of {meta['name']!r}")
+
+
+def _parse_records(batch: list, organisation: str) -> list[dict]:
+    """Every entry of a registration batch, checked before anything is read or written."""
+    entries, seen = [], set()
+    for index, entry in enumerate(batch):
+        where = f"records[{index}]"
+        if not isinstance(entry, dict):
+            raise Invalid(f"{where} must be a JSON object")
+        record_id = name(str(entry.get("record_id", "")), f"{where}.record_id")
+        if record_id in seen:
+            raise Invalid(f"{where}.record_id {record_id!r} appears twice in the batch")
+        seen.add(record_id)
+        entries.append(
+            {
+                "record_id": record_id,
+                "patient": patient_key(
+                    name(str(entry.get("patient", "")), f"{where}.patient"), organisation
+                ),
+                "sha256": sha256_hex(entry.get("sha256", ""), f"{where}.sha256"),
+                "object_key": text(str(entry.get("object_key", "")), f"{where}.object_key", 1024),
+            }
+        )
+    return entries

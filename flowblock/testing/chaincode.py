@@ -17,8 +17,10 @@ from fabric_protos.peer import chaincode_event_pb2, chaincode_shim_pb2
 
 from flowblock.canonical import canonical_json
 from flowblock.chaincode import Chaincode, ChaincodeStub
+from flowblock.chaincode.stub import PeerOffer
 from flowblock.identity import Identity
 from flowblock.ledger import protocol
+from flowblock.network.devnet.chaincode_client import READY_OFFER
 from flowblock.network.devnet.peer import ERROR_THRESHOLD, StateRequests
 from flowblock.network.devnet.simulation import Simulation
 from flowblock.network.devnet.statedb import CommittedTransaction, StateDB, Write
@@ -44,6 +46,9 @@ class LocalLedger:
     channel: str = "flowblock"
     name: str = "flowblock"
     events: list[chaincode_event_pb2.ChaincodeEvent] = field(default_factory=list)
+    #: What the simulated peer offers in READY: the devnet's batches by default,
+    #: ``PeerOffer()`` to behave like a Fabric 2.5 peer that offers none.
+    offer: PeerOffer = field(default_factory=lambda: PeerOffer.from_ready(READY_OFFER))
 
     def __post_init__(self) -> None:
         self.state = StateDB(Path(self.directory) / "state.sqlite")
@@ -76,7 +81,12 @@ class LocalLedger:
             return requests.answer(Message(type=kind, payload=payload))
 
         stub = ChaincodeStub(
-            request, self.channel, proposal.tx_id, list(unpacked.spec.input.args), proposal.signed
+            request,
+            self.channel,
+            proposal.tx_id,
+            list(unpacked.spec.input.args),
+            proposal.signed,
+            self.offer,
         )
         response = self.chaincode.invoke(stub)
         if response.status >= ERROR_THRESHOLD:

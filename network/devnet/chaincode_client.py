@@ -24,8 +24,21 @@ from fabric_protos.peer import (
     proposal_response_pb2,
 )
 
+from flowblock.ledger.shim_params import ChaincodeAdditionalParams
+
 log = logging.getLogger(__name__)
 Message = chaincode_shim_pb2.ChaincodeMessage
+
+
+#: What the devnet's peers offer chaincode in READY, as a Fabric 3.1 peer can: batched
+#: writes and multi-key reads of up to this many keys.
+BATCH_LIMIT = 1000
+READY_OFFER = ChaincodeAdditionalParams(
+    use_write_batch=True,
+    max_size_write_batch=BATCH_LIMIT,
+    use_get_multiple_keys=True,
+    max_size_get_multiple_keys=BATCH_LIMIT,
+).SerializeToString()
 
 
 class ChaincodeUnavailable(Exception):
@@ -136,7 +149,7 @@ class _Stream:
             for message in responses:
                 if message.type == Message.REGISTER:
                     self.send(Message(type=Message.REGISTERED))
-                    self.send(Message(type=Message.READY))
+                    self.send(Message(type=Message.READY, payload=READY_OFFER))
                     registered.set()
                     continue
                 if message.type == Message.KEEPALIVE:

@@ -23,7 +23,11 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from flowblock.identity import Identity
 from flowblock.ledger import protocol
-from flowblock.network.devnet.chaincode_client import ChaincodeConnection, ChaincodeUnavailable
+from flowblock.network.devnet.chaincode_client import (
+    BATCH_LIMIT,
+    ChaincodeConnection,
+    ChaincodeUnavailable,
+)
 from flowblock.network.devnet.simulation import (
     TOTAL_QUERY_LIMIT,
     Simulation,
@@ -137,20 +141,32 @@ class StateRequests:
         if kind == Message.PUT_STATE:
             request = shim.PutState.FromString(message.payload)
             _no_private_data(request.collection)
-            if not request.key:
-                raise _Refused("a key must not be empty")
-            try:
-                simulation.put(request.key, request.value)
-            except WriteAfterPaginatedQuery as refusal:
-                raise _Refused(str(refusal)) from None
+            self._write(request.key, request.value)
+            return b""
+        if kind == Message.GET_STATE_MULTIPLE:
+            request = shim.GetStateMultiple.FromString(message.payload)
+            _no_private_data(request.collection)
+            if len(request.keys) > BATCH_LIMIT:
+                raise _Refused(f"at most {BATCH_LIMIT} keys may be read at once")
+            values = [simulation.get(key) or b"" for key in request.keys]
+            return shim.GetStateMultipleResult(values=values).SerializeToString()
+        if kind == Message.WRITE_BATCH_STATE:
+            batch = shim.WriteBatchState.FromString(message.payload)
+            if len(batch.rec) > BATCH_LIMIT:
+                raise _Refused(f"at most {BATCH_LIMIT} writes may be batched at once")
+            for record in batch.rec:
+                _no_private_data(record.collection)
+                if record.type == shim.WriteRecord.PUT_STATE:
+                    self._write(record.key, record.value)
+                elif record.type == shim.WriteRecord.DEL_STATE:
+                    self._write(record.key, None)
+                else:
+                    raise _Refused("only puts and deletes can be batched on the devnet")
             return b""
         if kind == Message.DEL_STATE:
             request = shim.DelState.FromString(message.payload)
             _no_private_data(request.collection)
-            try:
-                simulation.delete(request.key)
-            except WriteAfterPaginatedQuery as refusal:
-                raise _Refused(str(refusal)) from None
+            self._write(request.key, None)
             return b""
         if kind == Message.GET_STATE_BY_RANGE:
             return self._range(shim.GetStateByRange.FromString(message.payload))
@@ -172,6 +188,17 @@ class StateRequests:
             )
             return queries.open(results)
         raise _Refused(f"{Message.Type.Name(kind)} is not supported by this peer")
+
+    def _write(self, key: str, value: bytes | None) -> None:
+        if not key:
+            raise _Refused("a key must not be empty")
+        try:
+            if value is None:
+                self.simulation.delete(key)
+            else:
+                self.simulation.put(key, value)
+        except WriteAfterPaginatedQuery as refusal:
+            raise _Refused(str(refusal)) from None
 
     def _range(self, request: chaincode_shim_pb2.GetStateByRange) -> bytes:
         simulation, queries = self.simulation, self.queries

@@ -17,6 +17,7 @@ from flowblock.chaincode import (
     transaction,
 )
 from flowblock.chaincode.contract import METADATA_FUNCTION
+from flowblock.chaincode.stub import PeerOffer
 from flowblock.testing.chaincode import ChaincodeRefused, LocalLedger
 
 
@@ -161,3 +162,33 @@ def test_metadata_lists_contracts_and_their_parameters(tmp_path, demo_world):
     assert [p["schema"]["type"] for p in echo["parameters"]] == [
         "integer", "number", "boolean", "object", "array",
     ]  # fmt: skip
+
+
+class Bulk(Contract):
+    @transaction
+    def Write(self, ctx: Context, count: int) -> list:
+        keys = [f"k{n:04d}" for n in range(count)]
+        before = ctx.stub.get_states(keys)
+        ctx.stub.start_write_batch()
+        for key in keys:
+            ctx.stub.put_state(key, key.encode())
+        ctx.stub.del_state("k0000")
+        return [value is None for value in before]
+
+    @transaction(submit=False)
+    def Read(self, ctx: Context, count: int) -> list:
+        return [
+            (v or b"").decode() for v in ctx.stub.get_states([f"k{n:04d}" for n in range(count)])
+        ]
+
+
+@pytest.mark.parametrize("offer", [None, PeerOffer()], ids=["batched", "fabric-2.5-peer"])
+def test_batched_reads_and_writes_match_one_by_one(tmp_path, demo_world, offer):
+    ledger = LocalLedger(Chaincode([Bulk()]), tmp_path, name="bulk")
+    if offer is not None:
+        ledger.offer = offer
+    alice = demo_world.identity("alice")
+    assert json.loads(ledger.submit(alice, "Write", 2500)) == [True] * 2500
+    values = json.loads(ledger.evaluate(alice, "Read", 2500))
+    assert values[0] == ""
+    assert values[1:] == [f"k{n:04d}" for n in range(1, 2500)]
