@@ -20,70 +20,17 @@ the benchmark prints each rate as a fraction of its ceiling too.
 from __future__ import annotations
 
 import argparse
-import itertools
-import re
-import statistics
-import subprocess
-import sys
 import tempfile
-import threading
 import time
-from concurrent import futures
 from pathlib import Path
 
-import grpc
+from common import echo_baseline, percentiles, rate, start_chaincode
 
 from flowblock.testing import make_demo_world
 from flowblock.testing.ledger import DevnetProcess
 
-ECHO_METHOD = "/benchmark.Echo/Call"
 #: gRPC round trips one operation needs by protocol (see the module docstring).
 EVALUATE_ROUND_TRIPS, SUBMIT_ROUND_TRIPS = 3, 11
-
-
-def serve_echo() -> None:
-    """The baseline server: a gRPC method that returns its request, nothing more."""
-    handler = grpc.method_handlers_generic_handler(
-        "benchmark.Echo", {"Call": grpc.unary_unary_rpc_method_handler(lambda request, _: request)}
-    )
-    server = grpc.server(futures.ThreadPoolExecutor(32))
-    server.add_generic_rpc_handlers((handler,))
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    print(f"echo on 127.0.0.1:{port}", flush=True)
-    server.wait_for_termination()
-
-
-def start_process(argv: list[str], pattern: str) -> tuple[subprocess.Popen[str], str]:
-    """Start a server process and return it with the address it announces."""
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    for line in process.stdout:
-        match = re.search(pattern, line)
-        if match:
-            return process, match.group(1)
-    raise RuntimeError(f"{argv[:4]} did not start")
-
-
-def rate(threads: int, seconds: float, work) -> float:
-    """Calls of ``work(thread, n)`` per second, summed over ``threads`` threads."""
-    done = [0] * threads
-    stop = time.monotonic() + seconds
-
-    def run(thread: int) -> None:
-        for n in itertools.count():
-            if time.monotonic() >= stop:
-                return
-            work(thread, n)
-            done[thread] += 1
-
-    started = time.monotonic()
-    workers = [threading.Thread(target=run, args=(t,)) for t in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    return sum(done) / (time.monotonic() - started)
 
 
 def main() -> None:
@@ -92,24 +39,12 @@ def main() -> None:
     options.add_argument("--threads", type=int, default=8, help="client threads")
     options.add_argument("--latency-samples", type=int, default=200)
     options.add_argument("--batch-timeout", type=float, default=0.02)
-    options.add_argument("--echo-server", action="store_true", help=argparse.SUPPRESS)
     args = options.parse_args()
-    if args.echo_server:
-        serve_echo()
-        return
 
-    python = sys.executable
     data_dir = Path(tempfile.mkdtemp(prefix="flowblock-bench-"))
     world = make_demo_world(data_dir)
-    chaincode, chaincode_address = start_process(
-        [python, "-m", "flowblock", "chaincode", "serve", "--address", "127.0.0.1:0",
-         "--chaincode-id", "asset", "--contract", "flowblock.testing.asset_transfer:AssetTransfer"],
-        r"on (\S+)$",
-    )  # fmt: skip
-    echo, echo_address = start_process([python, __file__, "--echo-server"], r"echo on (\S+)")
-    devnet = DevnetProcess(
-        data_dir, {"asset": chaincode_address}, batch_timeout=args.batch_timeout
-    ).start()
+    chaincode, address = start_chaincode("flowblock.testing.asset_transfer:AssetTransfer")
+    devnet = DevnetProcess(data_dir, {"asset": address}, batch_timeout=args.batch_timeout).start()
     try:
         identity = world.identity("alice")
         contracts = [
@@ -123,31 +58,22 @@ def main() -> None:
             started = time.perf_counter()
             contracts[0].submit("Create", f"latency-{n}", "alice", n)
             latencies.append((time.perf_counter() - started) * 1000)
-        p50 = statistics.median(latencies)
-        p99 = statistics.quantiles(latencies, n=100)[98]
+        p50, p99 = percentiles(latencies)
 
         def submit(thread: int, n: int) -> None:
-            if (
-                not contracts[thread]
-                .submit_async("Create", f"t{thread}-{n}", "x", n)
-                .status()
-                .successful
-            ):
+            submitted = contracts[thread].submit_async("Create", f"t{thread}-{n}", "x", n)
+            if not submitted.status().successful:
                 raise RuntimeError("a benchmark transaction was not committed")
 
+        def evaluate(thread: int, n: int) -> None:
+            contracts[thread].evaluate("Read", "read-me")
+
         committed = rate(args.threads, args.seconds, submit)
-        evaluations = rate(
-            args.threads,
-            args.seconds,
-            lambda thread, n: contracts[thread].evaluate("Read", "read-me"),
-        )
-        channels = [grpc.insecure_channel(echo_address) for _ in range(args.threads)]
-        calls = [channel.unary_unary(ECHO_METHOD) for channel in channels]
-        baseline = rate(args.threads, args.seconds, lambda thread, n: calls[thread](b"x" * 64))
+        evaluations = rate(args.threads, args.seconds, evaluate)
+        baseline = echo_baseline(args.threads, args.seconds)
     finally:
         devnet.stop()
         chaincode.terminate()
-        echo.terminate()
 
     timeout_ms = args.batch_timeout * 1000
     print(

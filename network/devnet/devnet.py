@@ -45,6 +45,11 @@ class Devnet(LoggingConfigurable):
         0.02, help="Seconds the orderer waits after a block's first transaction before cutting it."
     ).tag(config=True)
     batch_size = Int(100, help="Most transactions in one block.").tag(config=True)
+    preferred_max_bytes = Int(
+        2 * 1024 * 1024,
+        help="A block is cut before a transaction would take it past this size (a bigger "
+        "transaction gets a block of its own), as Fabric's PreferredMaxBytes.",
+    ).tag(config=True)
     chaincodes = Dict(
         value_trait=Unicode(),
         help="Chaincodes on the channel: name -> address of its chaincode-as-a-service server.",
@@ -98,6 +103,7 @@ class Devnet(LoggingConfigurable):
             self.ledger.last_header_hash(),
             batch_size=self.batch_size,
             batch_timeout=self.batch_timeout,
+            preferred_max_bytes=self.preferred_max_bytes,
         )
         self.orderer.start()
         self._server = grpc.server(

@@ -2,9 +2,10 @@
 
 Transactions arrive through ``broadcast``; the orderer refuses any whose creator or
 signature it cannot verify (as Fabric's orderer applies the channel's Writers policy),
-then cuts a block when ``batch_size`` transactions are waiting or ``batch_timeout`` has
-passed since the first, chains it to the previous header, signs it and hands it to
-the committer, one block at a time.
+then cuts a block when ``batch_size`` transactions are waiting, when ``batch_timeout``
+has passed since the first, or when the next would take it past ``preferred_max_bytes``
+(Fabric's BatchSize settings); it chains the block to the previous header, signs it
+and hands it to the committer, one block at a time.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class Orderer:
         *,
         batch_size: int = 100,
         batch_timeout: float = 0.02,
+        preferred_max_bytes: int = 2 * 1024 * 1024,
     ) -> None:
         self.identity = identity
         self.membership = membership
@@ -57,6 +59,8 @@ class Orderer:
         self.commit = commit
         self.batch_size = batch_size
         self.batch_timeout = batch_timeout
+        self.preferred_max_bytes = preferred_max_bytes
+        self._held: bytes | None = None  # a transaction that starts the next block
         self._number = next_number
         self._previous_hash = previous_hash
         self._pending: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
@@ -93,10 +97,11 @@ class Orderer:
 
     def _cut_blocks(self) -> None:
         while True:
-            first = self._pending.get()
+            first = self._held if self._held is not None else self._pending.get()
+            self._held = None
             if first is None:
                 return
-            batch = [first]
+            batch, size = [first], len(first)
             deadline = time.monotonic() + self.batch_timeout
             stop = False
             while len(batch) < self.batch_size:
@@ -110,7 +115,11 @@ class Orderer:
                 if item is None:
                     stop = True
                     break
+                if size + len(item) > self.preferred_max_bytes:
+                    self._held = item  # as Fabric: the block is full, this one opens the next
+                    break
                 batch.append(item)
+                size += len(item)
             try:
                 self._write(batch)
             except Exception as error:
@@ -119,6 +128,8 @@ class Orderer:
                 self._failure = f"block {self._number} could not be committed ({error})"
                 return
             if stop:
+                if self._held is not None:
+                    self._write([self._held])
                 return
 
     def _write(self, envelopes: list[bytes]) -> None:

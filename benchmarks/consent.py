@@ -1,0 +1,176 @@
+"""Consent and records at hospital scale: grants, registrations, who-may-compute listings.
+
+Run: ``.venv/bin/python benchmarks/consent.py [--patients 100000] [--records 100000]``.
+
+On a devnet serving FlowBlock's chaincode (each in its own process):
+- one patient grants and revokes on a quiet ledger: latency p50/p99; then 50 patients
+  at once grant and revoke: grants/s (and their latency under that load);
+- a steward registers 100,000 records in batches: total time and records/s;
+- the executor lists who may compute on a dataset of 100,000 consenting patients,
+  page by page. Grants are one transaction per patient by design (only the patient can
+  sign one), so the 100,000 consents the listing reads are seeded into the world state
+  directly, exactly as those transactions would have left it, and stated as seeded.
+Each figure is printed beside a baseline from the same run: latencies against the
+orderer's batch timeout, rates against empty gRPC calls to a server process.
+Targets (issue 5): grant p50 ≤ 50 ms, ≥ 200 grants/s, 100,000 records in ≤ 60 s, the
+100,000-patient listing in ≤ 5 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from common import echo_baseline, percentiles, rate, start_chaincode
+
+from flowblock.canonical import canonical_json
+from flowblock.chaincode import create_composite_key
+from flowblock.identity import CertificateAuthority
+from flowblock.testing import make_demo_world
+from flowblock.testing.flowblock_ledger import VITALS_SCHEMA, GatewayDriver, records_for
+from flowblock.testing.ledger import DevnetProcess
+
+BATCH = 500  # records per registration transaction, about 150 KB
+
+
+def seed_consents(data_dir: Path, dataset: str, patients: int) -> None:
+    """Write the consent entries ``patients`` Grant transactions would leave in the state."""
+    entry = canonical_json(
+        {"grantee": "org:University", "purpose": "research", "record_id": "", "rights": "C",
+         "until": ""}
+    )  # fmt: skip
+    rows = [
+        ("flowblock",
+         create_composite_key("consent", [dataset, f"seed{n:06d}@Hospital", f"{n:064x}"]).encode(),
+         entry, 0, 0)
+        for n in range(patients)
+    ]  # fmt: skip
+    with sqlite3.connect(data_dir / "devnet" / "flowblock" / "state.sqlite") as db:
+        db.executemany("INSERT OR REPLACE INTO state VALUES (?,?,?,?,?)", rows)
+
+
+def main() -> None:
+    options = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    options.add_argument("--concurrent-patients", type=int, default=50)
+    options.add_argument("--latency-samples", type=int, default=100)
+    options.add_argument("--seconds", type=float, default=10.0, help="length of the grant run")
+    options.add_argument("--records", type=int, default=100_000)
+    options.add_argument("--patients", type=int, default=100_000, help="patients listed")
+    options.add_argument("--page", type=int, default=10_000, help="patients per listing page")
+    args = options.parse_args()
+
+    data_dir = Path(tempfile.mkdtemp(prefix="flowblock-consent-bench-"))
+    world = make_demo_world(data_dir)
+    hospital = CertificateAuthority.load(data_dir, "Hospital")
+    steward, executor = world.identity("steward"), world.identity("executor", org="Hospital")
+    chaincode, address = start_chaincode()
+    devnet = DevnetProcess(data_dir, {"flowblock": address}).start()
+    driver = GatewayDriver(devnet.address)
+    try:
+        for dataset in ("vitals", "listed"):
+            driver.submit(steward, "records:RegisterDataset", dataset, "tabular",
+                          json.dumps(VITALS_SCHEMA))  # fmt: skip
+
+        # 1. Grant and revoke latency on a quiet ledger, then many patients at once.
+        alone = hospital.issue("bench-alone", "patient")
+        quiet_grant: list[float] = []
+        quiet_revoke: list[float] = []
+        for _ in range(args.latency_samples):
+            started = time.perf_counter()
+            grant = driver.submit(alone, "consent:Grant", "vitals", "org:University", "C",
+                                  "research", "", "")  # fmt: skip
+            granted = time.perf_counter()
+            driver.submit(alone, "consent:RevokeGrant", grant["grant_id"])
+            quiet_grant.append((granted - started) * 1000)
+            quiet_revoke.append((time.perf_counter() - granted) * 1000)
+        patients = [
+            hospital.issue(f"bench{n:03d}", "patient") for n in range(args.concurrent_patients)
+        ]
+        grant_ms: list[float] = []
+        revoke_ms: list[float] = []
+        lock = threading.Lock()
+
+        def grant_and_revoke(thread: int, n: int) -> None:
+            started = time.perf_counter()
+            grant = driver.submit(patients[thread], "consent:Grant", "vitals", "org:University",
+                                  "C", "research", "", "")  # fmt: skip
+            granted = time.perf_counter()
+            driver.submit(patients[thread], "consent:RevokeGrant", grant["grant_id"])
+            with lock:
+                grant_ms.append((granted - started) * 1000)
+                revoke_ms.append((time.perf_counter() - granted) * 1000)
+
+        cycles = rate(args.concurrent_patients, args.seconds, grant_and_revoke)
+        grants_per_second = cycles  # one grant (and one revocation) per cycle
+
+        # 2. A steward registers records in batches, four transactions in flight.
+        names = [f"patient{n % 1000:04d}" for n in range(args.records)]
+        batches = [records_for(names[i : i + BATCH], "vitals", start=i)
+                   for i in range(0, args.records, BATCH)]  # fmt: skip
+        started = time.perf_counter()
+        with ThreadPoolExecutor(4) as pool:
+            done = list(pool.map(
+                lambda batch: driver.submit(steward, "records:RegisterRecords", "vitals",
+                                            json.dumps(batch)), batches))  # fmt: skip
+        registration_s = time.perf_counter() - started
+        registered = sum(result["registered"] for result in done)
+
+        # 3. Who may compute on a dataset of many consenting patients.
+        devnet.stop()
+        seed_consents(data_dir, "listed", args.patients)
+        devnet.start()
+        driver.close()
+        driver = GatewayDriver(devnet.address)
+        listed, bookmark = 0, ""
+        started = time.perf_counter()
+        while True:
+            page = driver.evaluate(executor, "consent:WhoMayCompute", "listed", "alice@University",
+                                   "study", args.page, bookmark)  # fmt: skip
+            listed += len(page["patients"])
+            bookmark = page["bookmark"]
+            if not bookmark:
+                break
+        listing_s = time.perf_counter() - started
+        baseline = echo_baseline(8, min(args.seconds, 5.0))
+    finally:
+        driver.close()
+        devnet.stop()
+        chaincode.terminate()
+
+    grant_p50, grant_p99 = percentiles(quiet_grant)
+    revoke_p50, revoke_p99 = percentiles(quiet_revoke)
+    loaded_p50, loaded_p99 = percentiles(grant_ms)
+    print("FlowBlock consent benchmark: devnet, FlowBlock chaincode, batch timeout 20 ms")
+    print(
+        f"  grant   p50 {grant_p50:6.1f} ms  p99 {grant_p99:6.1f} ms   "
+        f"p50 = {grant_p50 / 20:.2f}x the batch timeout   (target p50 ≤ 50 ms)"
+    )
+    print(f"  revoke  p50 {revoke_p50:6.1f} ms  p99 {revoke_p99:6.1f} ms")
+    print(
+        f"  grants with {args.concurrent_patients} patients at once {grants_per_second:7.0f} /s "
+        f"(and as many revocations) = {grants_per_second / baseline:.3f}x empty gRPC calls "
+        f"(target ≥ 200/s)\n          grant latency under that load: p50 {loaded_p50:.0f} ms, "
+        f"p99 {loaded_p99:.0f} ms"
+    )
+    print(
+        f"  registered {registered:,} records in {registration_s:5.1f} s = "
+        f"{registered / registration_s:7.0f} records/s = "
+        f"{registered / registration_s / baseline:.2f} records per empty gRPC call "
+        f"(target {args.records:,} in ≤ 60 s)"
+    )
+    print(
+        f"  listed {listed:,} patients who may compute (consents seeded) in {listing_s:5.2f} s = "
+        f"{listed / listing_s:7.0f} patients/s = {listed / listing_s / baseline:.1f} patients "
+        f"per empty gRPC call (target {args.patients:,} in ≤ 5 s)"
+    )
+    print(f"  baseline: empty gRPC unary calls {baseline:8.0f} /s with 8 threads")
+
+
+if __name__ == "__main__":
+    main()
