@@ -1,0 +1,35 @@
+"""The benchmarks still run: each is started with tiny sizes and must print its figures.
+
+These assert no speed (benchmarks measure that, with same-run baselines); they keep the
+benchmark scripts from rotting as the code they drive changes.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+@pytest.mark.parametrize(
+    ("script", "arguments", "expected"),
+    [
+        ("ledger.py", ["--seconds", "0.3", "--latency-samples", "5"],
+         ["submit→commit latency", "committed transactions", "evaluations", "baseline"]),
+        ("consent.py", ["--seconds", "0.5", "--records", "1000", "--patients", "2000",
+                        "--page", "500", "--latency-samples", "3", "--concurrent-patients", "4"],
+         ["grant   p50", "registered 1,000 records", "listed 2,000 patients", "baseline"]),
+    ],
+)  # fmt: skip
+def test_benchmark_runs_and_reports(script, arguments, expected):
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *arguments],
+        capture_output=True, text=True, timeout=240, cwd=BENCHMARKS,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    for line in expected:
+        assert line in done.stdout
