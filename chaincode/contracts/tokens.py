@@ -202,9 +202,7 @@ class ComputationContract(FlowBlockContract):
                 f"{token['requester']} has too little privacy budget left for this token"
             )
         token.update(status="APPROVED", decided_by=admin.key, decided_at=timestamp(now(ctx)))
-        self._save(ctx, token)
-        emit(ctx, events.COMPUTATION_APPROVED, _event(token))
-        return token
+        return self._change(ctx, token, events.COMPUTATION_APPROVED)
 
     @transaction
     def Deny(self, ctx: Context, token_id: str, reason: str) -> dict:  # noqa: N802
@@ -217,9 +215,7 @@ class ComputationContract(FlowBlockContract):
             decided_at=timestamp(now(ctx)),
             reason=text(reason, "reason"),
         )
-        self._save(ctx, token)
-        emit(ctx, events.COMPUTATION_DENIED, _event(token))
-        return token
+        return self._change(ctx, token, events.COMPUTATION_DENIED)
 
     @transaction
     def Claim(self, ctx: Context, token_id: str) -> dict:  # noqa: N802
@@ -228,9 +224,7 @@ class ComputationContract(FlowBlockContract):
         executor = require(ctx, "executor", organisation=token["data_org"])
         self._expect(ctx, token, "APPROVED")
         token.update(status="RUNNING", claimed_by=executor.key, claimed_at=timestamp(now(ctx)))
-        self._save(ctx, token)
-        emit(ctx, events.COMPUTATION_CLAIMED, _event(token))
-        return token
+        return self._change(ctx, token, events.COMPUTATION_CLAIMED)
 
     @transaction
     def ReportProgress(self, ctx: Context, token_id: str, percent: int, message: str) -> dict:  # noqa: N802
@@ -238,9 +232,7 @@ class ComputationContract(FlowBlockContract):
         if not 0 <= percent <= 100:
             raise Invalid("percent must be between 0 and 100")
         token.update(progress=percent, progress_message=message[:200])
-        self._save(ctx, token)
-        emit(ctx, events.COMPUTATION_PROGRESS, {**_event(token), "progress": percent})
-        return token
+        return self._change(ctx, token, events.COMPUTATION_PROGRESS, progress=percent)
 
     @transaction
     def Complete(self, ctx: Context, token_id: str, result: str) -> dict:  # noqa: N802
@@ -280,9 +272,7 @@ class ComputationContract(FlowBlockContract):
                 "epsilon": epsilon,
             },
         )
-        self._save(ctx, token)
-        emit(ctx, events.COMPUTATION_COMPLETED, _event(token))
-        return token
+        return self._change(ctx, token, events.COMPUTATION_COMPLETED)
 
     @transaction
     def Fail(self, ctx: Context, token_id: str, reason: str) -> dict:  # noqa: N802
@@ -296,9 +286,7 @@ class ComputationContract(FlowBlockContract):
         token.update(
             status="FAILED", reason=text(reason, "reason"), completed_at=timestamp(now(ctx))
         )
-        self._save(ctx, token)
-        emit(ctx, events.COMPUTATION_FAILED, _event(token))
-        return token
+        return self._change(ctx, token, events.COMPUTATION_FAILED)
 
     # -- reading tokens ------------------------------------------------------------------
 
@@ -343,6 +331,12 @@ class ComputationContract(FlowBlockContract):
         return {"tokens": tokens, "bookmark": following}
 
     # -- helpers -------------------------------------------------------------------------
+
+    def _change(self, ctx: Context, token: dict, event: str, **extra: object) -> dict:
+        """Store a token's new state and emit the event that announces it."""
+        self._save(ctx, token)
+        emit(ctx, event, {**_event(token), **extra})
+        return token
 
     def _save(self, ctx: Context, token: dict, new: bool = False) -> None:
         write(ctx, key(TOKEN, token["token_id"]), token)
