@@ -1,8 +1,9 @@
 """The organisations of a network and the identities each one's nodes need.
 
 ``flowblock network init`` creates, under a data directory, one certificate authority
-per organisation and the identities Fabric and FlowBlock run with: an admin, a peer and
-an executor per organisation, and an orderer organisation with its orderer. Running it
+per organisation and the identities Fabric and FlowBlock run with: an admin, a peer
+(with its TLS certificate) and an executor per organisation, S3 credentials for each
+organisation's own bucket, and an orderer organisation with its orderer. Running it
 again keeps everything that exists and adds what is missing; no key is ever replaced.
 """
 
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from flowblock.executor.storage.credentials import credentials_path, ensure_credentials
 from flowblock.identity import CertificateAuthority, organisation_dir, wallet_path
 from flowblock.identity.certificates import check_organisation
 
@@ -68,6 +70,12 @@ def ensure_tls(data_dir: Path, authority: CertificateAuthority, name: str) -> St
     return Step(what, path, True, "tls")
 
 
+def ensure_s3(data_dir: Path, org: str) -> Step:
+    """The organisation's S3 credentials for its own bucket, generated if missing."""
+    _, created = ensure_credentials(data_dir, org)
+    return Step(f"S3 credentials of {org}", credentials_path(data_dir, org), created, "s3")
+
+
 def initialise(
     data_dir: str | os.PathLike[str], organisations: list[str] | tuple[str, ...]
 ) -> list[Step]:
@@ -86,4 +94,5 @@ def initialise(
         )
         if org != ORDERER_ORGANISATION:
             steps.append(ensure_tls(data_dir, authority, "peer0"))
+            steps.append(ensure_s3(data_dir, org))
     return steps

@@ -56,3 +56,20 @@ def asset_ledger(tmp_path: Path):
     ledger = LocalLedger(Chaincode([AssetTransfer()]), tmp_path, name="asset")
     yield ledger
     ledger.close()
+
+
+@pytest.fixture(scope="session")
+def s3_server(demo_world: DemoWorld, tmp_path_factory: pytest.TempPathFactory):
+    """A real SeaweedFS S3 server for the demo organisations, for the whole session."""
+    from flowblock.executor.storage.credentials import load_credentials
+    from flowblock.executor.storage.seaweedfs import SeaweedFS
+    from flowblock.network.organisations import ORDERER_ORGANISATION
+
+    organisations = {
+        org: load_credentials(demo_world.data_dir, org)
+        for org in ("Hospital", "University")
+        if org != ORDERER_ORGANISATION
+    }
+    server = SeaweedFS(tmp_path_factory.mktemp("s3"), organisations).start()
+    yield server
+    server.stop(graceful=False)  # throwaway data: no need to wait for a clean shutdown

