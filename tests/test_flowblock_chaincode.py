@@ -12,11 +12,9 @@ import datetime as dt
 import hashlib
 import itertools
 import json
-import shutil
 
 import pytest
 
-from flowblock.chaincode.contracts import CHAINCODE_NAME, flowblock_chaincode
 from flowblock.identity import CertificateAuthority
 from flowblock.testing.flowblock_ledger import (
     VITALS_SCHEMA,
@@ -26,23 +24,15 @@ from flowblock.testing.flowblock_ledger import (
     method_spec,
     records_for,
 )
-from flowblock.testing.ledger import DevnetProcess, serve_chaincode
 
 _names = itertools.count()
 
 
 @pytest.fixture(scope="module")
-def devnet_driver(demo_world, tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("chaincode-devnet") / "data"
-    shutil.copytree(demo_world.data_dir, data_dir)
-    contracts = [*flowblock_chaincode().contracts.values()]
-    with (
-        serve_chaincode(contracts, CHAINCODE_NAME) as server,
-        DevnetProcess(data_dir, {CHAINCODE_NAME: server.address}) as devnet,
-    ):
-        driver = GatewayDriver(devnet.address)
-        yield driver
-        driver.close()
+def devnet_driver(flowblock_devnet):
+    driver = GatewayDriver(flowblock_devnet.address)
+    yield driver
+    driver.close()
 
 
 @pytest.fixture(

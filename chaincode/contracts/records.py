@@ -35,7 +35,7 @@ from flowblock.chaincode.contracts.base import (
     write,
 )
 
-DATASET, RECORD, PATIENT_RECORD = "dataset", "record", "patient~record"
+DATASET, RECORD, PATIENT_RECORD, PARTITION = "dataset", "record", "patient~record", "partition"
 KINDS = ("tabular", "images")
 COLUMN_TYPES = ("integer", "number", "string", "boolean", "category")
 #: Roles of the data organisation that may see its records' metadata.
@@ -193,6 +193,39 @@ class RecordsContract(FlowBlockContract):
             RECORD, [dataset], page_size(size), bookmark
         )
         return {"records": [json.loads(kv.value) for kv in page], "bookmark": following}
+
+    @transaction
+    def RegisterPartition(  # noqa: N802
+        self, ctx: Context, dataset: str, object_key: str, sha256: str, rows: int
+    ) -> dict:
+        """A steward registers one stored object that holds many records (a Parquet part).
+
+        Each record in it keeps its own row hash (``RegisterRecords``); the partition's
+        hash covers its bytes, so the data side verifies a whole part with one check.
+        """
+        meta = get_dataset(ctx, dataset)
+        steward = require(ctx, "steward", organisation=meta["organisation"])
+        if rows < 1:
+            raise Invalid("rows must be at least 1")
+        state_key = key(PARTITION, dataset, text(object_key, "object_key", 1024))
+        entry = {"dataset": dataset, "object_key": object_key,
+                 "sha256": sha256_hex(sha256, "sha256"), "rows": rows}  # fmt: skip
+        existing = read(ctx, state_key)
+        if existing is not None and all(existing[k] == v for k, v in entry.items()):
+            return {**existing, "changed": False}
+        value = {**entry, "registered_by": steward.key, "registered_at": timestamp(now(ctx))}
+        write(ctx, state_key, value)
+        emit(ctx, events.RECORDS_REGISTERED, {"dataset": dataset, "partition": object_key})
+        return {**value, "changed": True}
+
+    @transaction(submit=False)
+    def ListPartitions(self, ctx: Context, dataset: str, size: int, bookmark: str) -> dict:  # noqa: N802
+        """A page of a dataset's partitions, for its organisation's data side."""
+        require(ctx, *DATA_SIDE, organisation=get_dataset(ctx, dataset)["organisation"])
+        page, following = ctx.stub.get_state_by_partial_composite_key_with_pagination(
+            PARTITION, [dataset], page_size(size), bookmark
+        )
+        return {"partitions": [json.loads(kv.value) for kv in page], "bookmark": following}
 
     @transaction(submit=False)
     def MyRecords(self, ctx: Context, size: int, bookmark: str) -> dict:  # noqa: N802

@@ -73,3 +73,21 @@ def s3_server(demo_world: DemoWorld, tmp_path_factory: pytest.TempPathFactory):
     server = SeaweedFS(tmp_path_factory.mktemp("s3"), organisations).start()
     yield server
     server.stop(graceful=False)  # throwaway data: no need to wait for a clean shutdown
+
+
+@pytest.fixture(scope="session")
+def flowblock_devnet(demo_world: DemoWorld, tmp_path_factory: pytest.TempPathFactory):
+    """A devnet serving FlowBlock's chaincode, shared by the session: use unique names."""
+    import shutil
+
+    from flowblock.chaincode.contracts import CHAINCODE_NAME, flowblock_chaincode
+    from flowblock.testing.ledger import DevnetProcess, serve_chaincode
+
+    data_dir = tmp_path_factory.mktemp("flowblock-devnet") / "data"
+    shutil.copytree(demo_world.data_dir, data_dir)
+    contracts = list(flowblock_chaincode().contracts.values())
+    with (
+        serve_chaincode(contracts, CHAINCODE_NAME) as server,
+        DevnetProcess(data_dir, {CHAINCODE_NAME: server.address}) as devnet,
+    ):
+        yield devnet
