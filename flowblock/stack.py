@@ -1,9 +1,10 @@
 """The parts of FlowBlock running together on one machine, and ``stack.json``.
 
-``<data-dir>/stack.json`` tells clients, tests and dashboards where everything is. It
-is written only once every part answers, atomically, and removed on a clean stop, so
-its presence means the stack is up. It never holds a secret: identities are named by
-the paths of their wallets.
+``Stack`` starts the parts in order (the chaincode service, the devnet, the S3 server)
+and stops them in reverse. ``<data-dir>/stack.json`` tells clients, tests and
+dashboards where everything is: it is written only once every part answers,
+atomically, and removed on a clean stop, so its presence means the stack is up. It
+never holds a secret: identities are named by the paths of their wallets.
 """
 
 from __future__ import annotations
@@ -13,7 +14,77 @@ import os
 from pathlib import Path
 from typing import Any
 
+from traitlets.config import Configurable
+
+from flowblock.chaincode import ChaincodeServer
+from flowblock.chaincode.contracts import CHAINCODE_NAME, flowblock_chaincode
+from flowblock.errors import ConfigError
+from flowblock.identity import list_organisations, wallet_path
+from flowblock.network.devnet import Devnet
+from flowblock.network.organisations import ORDERER_ORGANISATION
+
 STACK_FILE = "stack.json"
+
+
+class Stack:
+    """The embedded default: FlowBlock's chaincode, the devnet and SeaweedFS."""
+
+    def __init__(self, data_dir: Path, parent: Configurable | None = None) -> None:
+        self.data_dir = data_dir
+        self.parent = parent
+        self.chaincode: ChaincodeServer | None = None
+        self.devnet: Devnet | None = None
+        self.s3 = None
+
+    def start(self) -> Stack:
+        from flowblock.executor.storage.credentials import load_credentials
+        from flowblock.executor.storage.seaweedfs import SeaweedFS
+
+        try:
+            self.chaincode = ChaincodeServer(flowblock_chaincode(), CHAINCODE_NAME).start()
+            self.devnet = Devnet(
+                parent=self.parent,
+                data_dir=str(self.data_dir),
+                chaincodes={CHAINCODE_NAME: self.chaincode.address},
+            ).start()
+            organisations = {
+                org: load_credentials(self.data_dir, org)
+                for org in list_organisations(self.data_dir)
+                if org != ORDERER_ORGANISATION
+            }
+            self.s3 = SeaweedFS(self.data_dir / "s3", organisations).start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        if self.s3 is not None:
+            self.s3.stop()
+        if self.devnet is not None:
+            self.devnet.stop()
+        if self.chaincode is not None:
+            self.chaincode.stop()
+
+    def describe(self, people: list[tuple[str, str, str]], datasets: list[str]) -> dict:
+        """What ``stack.json`` says: endpoints, wallets (paths), datasets; no secrets."""
+        if self.devnet is None or self.s3 is None:
+            raise ConfigError("the stack is not running.")
+        return {
+            "gateway": self.devnet.address,
+            "channel": self.devnet.channel,
+            "chaincodes": sorted(self.devnet.chaincodes),
+            "s3": {"endpoint": self.s3.endpoint},
+            "identities": {
+                name: {
+                    "org": org,
+                    "role": role,
+                    "wallet": str(wallet_path(self.data_dir, org, name)),
+                }
+                for org, name, role in people
+            },
+            "datasets": datasets,
+        }
 
 
 def write_stack_file(data_dir: str | os.PathLike[str], stack: dict[str, Any]) -> Path:

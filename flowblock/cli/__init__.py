@@ -30,6 +30,7 @@ flowblock verify                    # the chain, its hashes and every signature
         "network": ("flowblock.network.cli.NetworkApp", "Organisations and the ledger network."),
         "identity": ("flowblock.cli.identity.IdentityApp", "Issue, show and list identities."),
         "chaincode": ("flowblock.chaincode.cli.ChaincodeApp", "Serve chaincode for the peers."),
+        "data": ("flowblock.executor.cli.DataApp", "Import a steward's data."),
         "verify": ("flowblock.network.cli.VerifyApp", "Check the ledger's chain and signatures."),
     }
 

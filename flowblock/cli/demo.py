@@ -1,26 +1,27 @@
-"""``flowblock demo``: the demo organisations and people, and the ledger running for them."""
+"""``flowblock demo``: the demo world and the system running for it on this machine."""
 
 from __future__ import annotations
 
+import sys
+
 from traitlets import Bool
 
-from flowblock.chaincode import ChaincodeServer
-from flowblock.chaincode.contracts import CHAINCODE_NAME, flowblock_chaincode
 from flowblock.cli.base import FlowBlockApp, wait_for_termination
 from flowblock.cli.identity import describe
-from flowblock.demo import PEOPLE, create_demo
+from flowblock.demo import DATA_ORGANISATION, PEOPLE, VITALS, create_demo, synthetic_vitals
 from flowblock.identity import load_wallet, wallet_path
 from flowblock.network.devnet import Devnet
-from flowblock.stack import remove_stack_file, write_stack_file
+from flowblock.stack import Stack, remove_stack_file, write_stack_file
 
 
 class DemoApp(FlowBlockApp):
     name = "flowblock demo"
     description = (
         "Run FlowBlock's demo on this machine: the Hospital (holds the data) and the "
-        "University (its researchers) with their certificate authorities, nodes and people, "
-        "and the ledger (the devnet, serving the Fabric Gateway API) running FlowBlock's "
-        "chaincode. Writes <data-dir>/stack.json once everything answers; "
+        "University (its researchers) with their certificate authorities, nodes and people; "
+        "the ledger (the devnet, serving the Fabric Gateway API) running FlowBlock's "
+        "chaincode; the S3 server (SeaweedFS) holding the Hospital's records; and the demo "
+        "dataset 'vitals' imported. Writes <data-dir>/stack.json once everything answers; "
         "runs until SIGTERM or Ctrl-C. Everything made before is kept."
     )
     examples = "flowblock demo --data-dir /tmp/flowblock-demo --listen 127.0.0.1:0"
@@ -32,57 +33,49 @@ class DemoApp(FlowBlockApp):
         **FlowBlockApp.flags,
         "setup-only": ({"DemoApp": {"setup_only": True}}, "Only create the demo people."),
     }
-
     classes = [Devnet]
 
     def start(self) -> None:
         self.positional()
         steps = create_demo(self.data_path)
         created = sum(step.created for step in steps)
-        print(
-            f"FlowBlock demo in {self.data_path}: {created} created, {len(steps) - created} kept."
-        )
+        kept = len(steps) - created
+        print(f"FlowBlock demo in {self.data_path}: {created} created, {kept} kept.")
         for step in steps:
             if step.kind == "identity":
                 print("  " + describe(load_wallet(step.path), step.path))
         if not self.setup_only:
-            self.run_ledger()
+            self.run()
 
-    def run_ledger(self) -> None:
-        chaincode = ChaincodeServer(flowblock_chaincode(), CHAINCODE_NAME).start()
-        devnet = Devnet(
-            parent=self,
-            data_dir=str(self.data_path),
-            chaincodes={CHAINCODE_NAME: chaincode.address},
-        )
-        devnet.start()
+    def run(self) -> None:
+        stack = Stack(self.data_path, parent=self).start()
         try:
-            path = write_stack_file(
-                self.data_path,
-                {
-                    "gateway": devnet.address,
-                    "channel": devnet.channel,
-                    "chaincodes": sorted(devnet.chaincodes),
-                    "identities": {
-                        name: {
-                            "org": org,
-                            "role": role,
-                            "wallet": str(wallet_path(self.data_path, org, name)),
-                        }
-                        for org, name, role in PEOPLE
-                    },
-                    "datasets": [],
-                },
-            )
+            self.import_demo_data(stack)
+            path = write_stack_file(self.data_path, stack.describe(list(PEOPLE), [VITALS]))
             print(
-                f"Ledger up: Fabric Gateway on {devnet.address}, channel {devnet.channel}, "
-                f"chaincode {CHAINCODE_NAME!r}; {path} says where everything is. "
-                "Ctrl-C stops it.",
+                f"FlowBlock up: Fabric Gateway on {stack.devnet.address}, S3 on "
+                f"{stack.s3.endpoint}; {path} says where everything is. Ctrl-C stops it.",
                 flush=True,
             )
             wait_for_termination()
         finally:
             remove_stack_file(self.data_path)
-            devnet.stop()
-            chaincode.stop()
+            stack.stop()
             print("FlowBlock demo stopped.", flush=True)
+
+    def import_demo_data(self, stack: Stack) -> None:
+        from flowblock.executor.ingest import import_table
+        from flowblock.executor.storage.credentials import load_credentials
+        from flowblock.executor.storage.objects import ObjectStore
+        from flowblock.ledger import Gateway
+
+        steward = load_wallet(wallet_path(self.data_path, DATA_ORGANISATION, "steward"))
+        store = ObjectStore(stack.s3.endpoint, load_credentials(self.data_path, DATA_ORGANISATION))
+        with Gateway(stack.devnet.address, steward) as gateway:
+            records = gateway.get_network(stack.devnet.channel).get_contract("flowblock", "records")
+            report = import_table(synthetic_vitals(), VITALS, records, store)
+        print(
+            f"Dataset {VITALS!r}: {report.rows} records in {report.parts} part(s), "
+            f"{report.registered} newly registered.",
+            file=sys.stderr,
+        )

@@ -32,9 +32,24 @@ def test_demo_serves_the_ledger_writes_stack_json_and_stops_cleanly(tmp_path):
         alice = stack["identities"]["alice"]
         assert (alice["org"], alice["role"]) == ("University", "researcher")
         assert stack["chaincodes"] == ["flowblock"]
+        assert stack["datasets"] == ["vitals"]
+        assert stack["s3"]["endpoint"].startswith("http://127.0.0.1:")
         with Gateway.connect(stack["gateway"], alice["wallet"]) as gateway:
             contract = gateway.get_network(stack["channel"]).get_contract("flowblock")
             assert isinstance(json.loads(contract.evaluate("catalogue:ListAvailableMethods")), list)
+            vitals = json.loads(contract.evaluate("records:GetDataset", "vitals"))
+            assert vitals["organisation"] == "Hospital"
+            assert "systolic" in vitals["schema"]["columns"]
+            # A steward imports a table into the running demo, as the README shows.
+            table = tmp_path / "labs.csv"
+            table.write_text("patient_id,cholesterol\npatient1,5.2\npatient2,6.1\n")
+            imported = subprocess.run(
+                [sys.executable, "-m", "flowblock", "data", "import", str(table),
+                 "--dataset", "labs", "--data-dir", str(data_dir)],
+                capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+            assert imported.returncode == 0, imported.stderr
+            assert "labs: 2 records in 1 part(s); 2 registered" in imported.stdout
             with pytest.raises(EndorseError) as refused:
                 contract.submit("consent:Grant", "vitals", "org:University", "C", "x", "", "")
             assert refused.value.chaincode_status == 403
@@ -43,4 +58,5 @@ def test_demo_serves_the_ledger_writes_stack_json_and_stops_cleanly(tmp_path):
         output, _ = process.communicate(timeout=60)
     assert process.returncode == 0, output
     assert "FlowBlock demo stopped." in output
+    assert "Dataset 'vitals': 300 records in 1 part(s), 300 newly registered." in output
     assert read_stack_file(data_dir) is None
