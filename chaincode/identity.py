@@ -6,6 +6,7 @@ import base64
 from functools import cached_property
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from fabric_protos.msp import identities_pb2
 
 from flowblock.identity.certificates import ROLE_ATTRIBUTE, read_attributes
@@ -29,6 +30,10 @@ class ClientIdentity:
         subject = _distinguished_name(self.certificate.subject)
         issuer = _distinguished_name(self.certificate.issuer)
         return base64.b64encode(f"x509::{subject}::{issuer}".encode()).decode()
+
+    @cached_property
+    def certificate_pem(self) -> str:
+        return self.certificate.public_bytes(serialization.Encoding.PEM).decode()
 
     @cached_property
     def attributes(self) -> dict[str, str]:

@@ -9,3 +9,14 @@ This package is the core every part shares; the parts are its subpackages
 """
 
 __version__ = "0.1.0"
+
+__all__ = ["Client", "__version__"]
+
+
+def __getattr__(name: str):
+    # ``from flowblock import Client`` without importing gRPC for every ``import flowblock``.
+    if name == "Client":
+        from flowblock.client import Client
+
+        return Client
+    raise AttributeError(f"module 'flowblock' has no attribute {name!r}")

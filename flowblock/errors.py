@@ -176,11 +176,10 @@ class DisclosureRefused(FlowBlockError):
 class BudgetExhausted(FlowBlockError):
     """The differential-privacy budget left is smaller than the query asks for."""
 
-    def __init__(self, dataset: str, asked: float, left: float) -> None:
-        self.dataset = dataset
-        self.asked = asked
-        self.left = left
-        super().__init__(
-            f"the privacy budget for {dataset!r} has ε={left:g} left, "
-            f"less than the ε={asked:g} this query needs."
-        )
+
+class RequestRefused(FlowBlockError):
+    """The ledger refused a request as malformed (400), unknown (404) or untimely (409)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(message)

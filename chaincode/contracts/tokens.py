@@ -156,6 +156,8 @@ class ComputationContract(FlowBlockContract):
         token = {
             "token_id": ctx.stub.tx_id,
             "requester": researcher.key,
+            # Public: the executor seals the result to this certificate's key.
+            "requester_certificate": ctx.client_identity.certificate_pem,
             "method": found["name"],
             "version": found["version"],
             "code_hash": found["code_hash"],

@@ -1,0 +1,74 @@
+"""What an algorithm is: a named, versioned computation the catalogue can vouch for.
+
+Algorithms are plugins under the entry-point group ``flowblock.algorithms``, as
+JupyterHub finds its spawners; a hospital adds one by installing a package. Each has a
+parameter schema (checked in chaincode and again here), the kinds of data it takes
+and returns, and a disclosure class; its code hash (SHA-256 of the module that
+defines it) is published in the catalogue, and the executor runs it only if the
+installed code still has that hash.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import inspect
+import sys
+from importlib.metadata import entry_points
+from typing import Any, ClassVar
+
+import pandas as pd
+
+from flowblock.errors import FlowBlockError
+
+GROUP = "flowblock.algorithms"
+
+
+class AlgorithmError(FlowBlockError):
+    """An algorithm could not run on this input; the message says why, without data."""
+
+
+class Algorithm(abc.ABC):
+    """Subclass, set the class attributes, implement :meth:`run`."""
+
+    name: ClassVar[str]
+    version: ClassVar[str] = "1.0"
+    description: ClassVar[str] = ""
+    parameters: ClassVar[dict] = {"type": "object", "properties": {}, "additionalProperties": False}
+    input_kind: ClassVar[str] = "tabular"
+    output_kind: ClassVar[str] = "value"
+    disclosure_class: ClassVar[str] = "aggregate"
+
+    @abc.abstractmethod
+    def run(self, frame: pd.DataFrame, params: dict[str, Any]) -> Any:
+        """The result over the cohort's rows: a dict, a DataFrame or a figure spec."""
+
+    @classmethod
+    def code_hash(cls) -> str:
+        """SHA-256 of the source of the module that defines the algorithm."""
+        module = sys.modules[cls.__module__]
+        return hashlib.sha256(inspect.getsource(module).encode()).hexdigest()
+
+    @classmethod
+    def catalogue_entry(cls) -> dict:
+        """What the catalogue publishes about this algorithm."""
+        return {
+            "name": cls.name,
+            "version": cls.version,
+            "description": cls.description,
+            "parameters": cls.parameters,
+            "input_kind": cls.input_kind,
+            "output_kind": cls.output_kind,
+            "disclosure_class": cls.disclosure_class,
+            "code_hash": cls.code_hash(),
+        }
+
+
+def load_algorithms() -> dict[tuple[str, str], type[Algorithm]]:
+    """Every installed algorithm, by (name, version)."""
+    found: dict[tuple[str, str], type[Algorithm]] = {}
+    for entry in entry_points(group=GROUP):
+        algorithm = entry.load()
+        if isinstance(algorithm, type) and issubclass(algorithm, Algorithm):
+            found[(algorithm.name, algorithm.version)] = algorithm
+    return found

@@ -1,0 +1,115 @@
+"""General statistics over a cohort's rows: count, mean, standard deviation, histogram.
+
+Each takes the cohort filters and grouping (``where``, ``group_by``) and returns plain
+aggregates; disclosure control is applied afterwards, by the executor, to every result.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from flowblock.executor.algorithms.base import Algorithm, AlgorithmError
+from flowblock.executor.algorithms.filters import GROUP_BY_SCHEMA, WHERE_SCHEMA
+
+COLUMN = {"type": "string", "minLength": 1, "description": "The numeric column."}
+EPSILON = {
+    "type": "number",
+    "minimum": 0,
+    "maximum": 10,
+    "description": "Differential privacy: the ε this query may spend (0: none).",
+}
+
+
+def _schema(properties: dict, required: list[str]) -> dict:
+    return {
+        "type": "object",
+        "properties": {**properties, "where": WHERE_SCHEMA, "group_by": GROUP_BY_SCHEMA,
+                       "epsilon": EPSILON},
+        "required": required,
+        "additionalProperties": False,
+    }  # fmt: skip
+
+
+def _groups(frame: pd.DataFrame, params: dict[str, Any]):
+    keys = params.get("group_by") or []
+    if not keys:
+        yield {}, frame
+        return
+    for values, group in frame.groupby(keys, sort=True, dropna=False):
+        values = values if isinstance(values, tuple) else (values,)
+        yield dict(zip(keys, [_plain(v) for v in values], strict=True)), group
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def _numeric(frame: pd.DataFrame, column: str) -> pd.Series:
+    if column not in frame.columns or not pd.api.types.is_numeric_dtype(frame[column]):
+        raise AlgorithmError(f"the column {column!r} is not numeric.")
+    return frame[column].dropna()
+
+
+class Count(Algorithm):
+    name = "count"
+    description = "The number of records in the cohort (per group)."
+    parameters = _schema({}, [])
+
+    def run(self, frame: pd.DataFrame, params: dict[str, Any]) -> dict:
+        return {"groups": [{**key, "count": len(group)} for key, group in _groups(frame, params)]}
+
+
+class Mean(Algorithm):
+    name = "mean"
+    description = "The mean of a numeric column over the cohort (per group)."
+    parameters = _schema({"column": COLUMN}, ["column"])
+
+    def run(self, frame: pd.DataFrame, params: dict[str, Any]) -> dict:
+        column = params["column"]
+        groups = []
+        for key, group in _groups(frame, params):
+            values = _numeric(group, column)
+            groups.append(
+                {**key, "count": len(values), "mean": float(values.mean()) if len(values) else None}
+            )
+        return {"column": column, "groups": groups}
+
+
+class Std(Algorithm):
+    name = "std"
+    description = "The standard deviation of a numeric column (per group)."
+    parameters = _schema({"column": COLUMN}, ["column"])
+
+    def run(self, frame: pd.DataFrame, params: dict[str, Any]) -> dict:
+        column = params["column"]
+        groups = []
+        for key, group in _groups(frame, params):
+            values = _numeric(group, column)
+            std = float(values.std(ddof=1)) if len(values) > 1 else None
+            groups.append({**key, "count": len(values), "std": std})
+        return {"column": column, "groups": groups}
+
+
+class Histogram(Algorithm):
+    name = "histogram"
+    description = "Counts of a numeric column in equal-width bins (per group)."
+    parameters = _schema(
+        {"column": COLUMN, "bins": {"type": "integer", "minimum": 1, "maximum": 100}},
+        ["column"],
+    )
+    output_kind = "table"
+
+    def run(self, frame: pd.DataFrame, params: dict[str, Any]) -> dict:
+        column, bins = params["column"], params.get("bins", 10)
+        values = _numeric(frame, column)
+        if values.empty:
+            raise AlgorithmError("the cohort has no values to bin.")
+        edges = np.histogram_bin_edges(values, bins=bins)
+        groups = []
+        for key, group in _groups(frame, params):
+            counts, _ = np.histogram(_numeric(group, column), bins=edges)
+            groups.append({**key, "counts": [int(c) for c in counts]})
+        return {"column": column, "edges": [float(e) for e in edges], "groups": groups}

@@ -1,0 +1,245 @@
+"""The executor: the only place a computation touches data, and only as the ledger allows.
+
+For each approved token of its organisation it: claims the token (once; a second claim
+fails on the ledger); checks the installed algorithm is the code the catalogue vouches
+for; works out the cohort from consent as it stands now; reads the dataset's parts
+from S3, refusing any whose bytes no longer match their hash on the ledger (and naming
+the record that changed); runs the algorithm on the cohort's rows; applies the
+disclosure policy; asks the ledger again who may compute, re-running without anyone
+who revoked meanwhile; seals the result to the requester; completes the token with its
+provenance; and records which patients it used. Any refusal fails the token, saying
+why, and reveals nothing about the data.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from cryptography import x509
+
+from flowblock.canonical import canonical_json
+from flowblock.errors import (
+    CommitError,
+    DisclosureRefused,
+    EndorseError,
+    FlowBlockError,
+    InvalidArgument,
+)
+from flowblock.executor.algorithms import Algorithm, load_algorithms
+from flowblock.executor.algorithms.filters import apply_where, check_group_by, check_where
+from flowblock.executor.ingest import PATIENT_COLUMN, RECORD_COLUMN, row_hashes
+from flowblock.executor.storage.objects import ObjectStore, RecordTampered, sha256_hex
+from flowblock.ledger import Contract
+from flowblock.schema import validate
+from flowblock.sealing import digest, seal
+
+log = logging.getLogger(__name__)
+PAGE = 10_000
+#: How many times a computation is re-run when patients revoke while it runs.
+MAX_RERUNS = 2
+
+
+@dataclass(frozen=True)
+class DisclosurePolicy:
+    """The organisation's rules on what a result may reveal (issue 7 grows this)."""
+
+    min_cohort: int = 10
+
+    def check(self, cohort_size: int, result: Any) -> None:
+        if cohort_size < self.min_cohort:
+            raise DisclosureRefused(
+                "min_cohort", f"the cohort is smaller than the minimum of {self.min_cohort}."
+            )
+        for group in result.get("groups", []) if isinstance(result, dict) else []:
+            if "count" in group and group["count"] < self.min_cohort:
+                raise DisclosureRefused(
+                    "min_cohort", f"a group is smaller than the minimum of {self.min_cohort}."
+                )
+
+    @property
+    def hash(self) -> str:
+        return sha256_hex(canonical_json({"min_cohort": self.min_cohort}))
+
+
+class Executor:
+    """One organisation's data side, over its ledger contract and its S3 bucket."""
+
+    def __init__(
+        self,
+        contract: Contract,
+        store: ObjectStore,
+        organisation: str,
+        policy: DisclosurePolicy | None = None,
+        algorithms: dict[tuple[str, str], type[Algorithm]] | None = None,
+    ) -> None:
+        self.contract = contract
+        self.store = store
+        self.organisation = organisation
+        self.policy = policy or DisclosurePolicy()
+        self.algorithms = algorithms if algorithms is not None else load_algorithms()
+
+    def _call(self, function: str, *args: Any, submit: bool = False) -> Any:
+        call = self.contract.submit if submit else self.contract.evaluate
+        payload = call(function, *args)
+        return json.loads(payload) if payload else None
+
+    # -- one token ---------------------------------------------------------------------
+
+    def process(self, token_id: str) -> str:
+        """Run one approved token to DONE or FAILED; returns the final status."""
+        try:
+            token = self._call("Claim", token_id, submit=True)
+        except (EndorseError, CommitError) as error:
+            # Claimed by another executor first: refused by the chaincode (409) if theirs was
+            # already committed, invalidated by MVCC if both claims were in flight.
+            lost = isinstance(error, CommitError) or error.chaincode_status == 409
+            if not lost:
+                raise
+            return json.loads(self.contract.evaluate("GetToken", token_id))["status"]
+        try:
+            self._complete(token)
+            return "DONE"
+        except FlowBlockError as refusal:
+            reason = str(refusal)
+            if isinstance(refusal, DisclosureRefused):
+                reason = f"DisclosureRefused ({refusal.rule}): {refusal}"
+        except Exception:
+            log.exception("token %s failed in the executor", token_id)
+            reason = (
+                "the computation failed on the data side; the data organisation has the details."
+            )
+        self._call("Fail", token_id, reason[:480], submit=True)
+        return "FAILED"
+
+    def _complete(self, token: dict) -> None:
+        algorithm = self._algorithm(token)
+        meta = self._call("records:GetDataset", token["dataset"])
+        params = token["params"]
+        where = check_where(params.get("where", []), meta["schema"])
+        check_group_by(params.get("group_by", []), meta["schema"])
+        frame = self.load(token["dataset"])
+        cohort = self.cohort(token)
+        for _ in range(MAX_RERUNS + 1):
+            rows = apply_where(self._restrict(frame, cohort), where)
+            result = algorithm().run(rows, params)
+            patients = sorted(set(rows[PATIENT_COLUMN].map(self._patient_key)))
+            self.policy.check(len(patients), result)
+            latest = self.cohort(token)  # consent is checked again just before release
+            if latest == cohort:
+                break
+            cohort = latest
+        else:
+            raise FlowBlockError("consent kept changing while the computation ran; try again.")
+        plaintext = canonical_json(
+            {"token_id": token["token_id"], "method": token["method"],
+             "version": token["version"], "value": result}
+        )  # fmt: skip
+        reader = x509.load_pem_x509_certificate(token["requester_certificate"].encode())
+        self._call(
+            "Complete",
+            token["token_id"],
+            json.dumps(
+                {
+                    "encrypted": seal(plaintext, reader.public_key(), token["token_id"]),
+                    "result_hash": digest(plaintext),
+                    "cohort_hash": sha256_hex(canonical_json(patients)),
+                    "cohort_size": len(patients),
+                    "code_hash": algorithm.code_hash(),
+                    "policy_hash": self.policy.hash,
+                    "epsilon": token["epsilon"],
+                }
+            ),
+            submit=True,
+        )
+        for start in range(0, len(patients), 5_000):
+            batch = patients[start : start + 5_000]
+            self._call("consent:RecordUsage", token["token_id"], json.dumps(batch), submit=True)
+
+    def _algorithm(self, token: dict) -> type[Algorithm]:
+        algorithm = self.algorithms.get((token["method"], token["version"]))
+        if algorithm is None:
+            raise FlowBlockError(
+                f"{token['method']}@{token['version']} is not installed on the data side."
+            )
+        if algorithm.code_hash() != token["code_hash"]:
+            raise FlowBlockError(
+                f"the installed code of {token['method']}@{token['version']} is not the code "
+                "the catalogue published."
+            )
+        try:
+            validate(token["params"], algorithm.parameters)
+        except InvalidArgument as error:
+            raise FlowBlockError(str(error)) from None
+        return algorithm
+
+    # -- consent and data ----------------------------------------------------------------
+
+    def cohort(self, token: dict) -> dict[str, list[str] | None]:
+        """Patient → the records they let this requester use now (None: all of them)."""
+        cohort: dict[str, list[str] | None] = {}
+        bookmark = ""
+        while True:
+            page = self._call(
+                "consent:WhoMayCompute",
+                token["dataset"],
+                token["requester"],
+                token["purpose"],
+                PAGE,
+                bookmark,
+            )
+            for entry in page["patients"]:
+                cohort[entry["patient"]] = entry["records"]
+            bookmark = page["bookmark"]
+            if not bookmark:
+                return cohort
+
+    def load(self, dataset: str) -> pd.DataFrame:
+        """Every part of a tabular dataset, each checked against its hash on the ledger."""
+        frames, bookmark = [], ""
+        while True:
+            page = self._call("records:ListPartitions", dataset, 1000, bookmark)
+            for partition in page["partitions"]:
+                data = self.store.get(partition["object_key"])
+                if sha256_hex(data) != partition["sha256"]:
+                    self._name_changed_record(dataset, partition, data)
+                frames.append(pd.read_parquet(io.BytesIO(data)))
+            bookmark = page["bookmark"]
+            if not bookmark:
+                break
+        if not frames:
+            raise FlowBlockError(f"the dataset {dataset!r} has no data yet.")
+        return pd.concat(frames, ignore_index=True)
+
+    def _name_changed_record(self, dataset: str, partition: dict, data: bytes) -> None:
+        """Raise RecordTampered naming the first record whose row no longer matches."""
+        key = partition["object_key"]
+        try:
+            rows = pd.read_parquet(io.BytesIO(data))
+        except Exception:  # unreadable: the part as a whole is all we can name
+            raise RecordTampered(key, partition["sha256"], sha256_hex(data)) from None
+        for record_id, row_hash in zip(rows[RECORD_COLUMN], row_hashes(rows), strict=True):
+            record = self._call("records:GetRecord", dataset, str(record_id))
+            if record["sha256"] != row_hash:
+                raise RecordTampered(f"{key} (record {record_id})", record["sha256"], row_hash)
+        raise RecordTampered(key, partition["sha256"], sha256_hex(data))
+
+    def _patient_key(self, patient: str) -> str:
+        return patient if "@" in patient else f"{patient}@{self.organisation}"
+
+    def _restrict(self, frame: pd.DataFrame, cohort: dict[str, list[str] | None]) -> pd.DataFrame:
+        keys = frame[PATIENT_COLUMN].map(self._patient_key)
+        allowed = keys.isin(cohort)
+        restricted = {p: set(r) for p, r in cohort.items() if r is not None}
+        if restricted:
+            limited = keys.isin(restricted)
+            records_ok = [
+                record in restricted[key]
+                for key, record in zip(keys[limited], frame[RECORD_COLUMN][limited], strict=True)
+            ]
+            allowed.loc[limited[limited].index] = records_ok
+        return frame[allowed]

@@ -1,0 +1,169 @@
+"""A computation end to end: ledger, consent, S3, executor, sealed result, requester."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from flowblock.client import Client, ComputationFailed
+from flowblock.errors import DisclosureRefused
+from flowblock.executor.algorithms import load_algorithms
+from flowblock.executor.ingest import import_table
+from flowblock.executor.storage.credentials import load_credentials
+from flowblock.executor.storage.objects import ObjectStore
+from flowblock.executor.worker import Executor
+from flowblock.identity import CertificateAuthority
+from flowblock.ledger import Gateway
+from flowblock.sealing import SealError, open_sealed
+
+_datasets = itertools.count()
+PURPOSE = "blood pressure study"
+
+
+@pytest.fixture(scope="module")
+def ledger(flowblock_devnet, demo_world):
+    """Gateways by person, the catalogue published and the Hospital's rules set, once."""
+    gateways: dict[str, Gateway] = {}
+
+    def contract(identity, name: str = ""):
+        key = identity.certificate_pem()
+        if key not in gateways:
+            gateways[key] = Gateway(flowblock_devnet.address, identity, timeout=60)
+        return gateways[key].get_network("flowblock").get_contract("flowblock", name)
+
+    admin = demo_world.identity("admin", org="Hospital")
+    for algorithm in load_algorithms().values():
+        existing = json.loads(contract(admin, "catalogue").evaluate("ListMethods"))
+        if (algorithm.name, algorithm.version) not in {(m["name"], m["version"]) for m in existing}:
+            contract(admin, "catalogue").submit("Publish", json.dumps(algorithm.catalogue_entry()))
+    rules = {"auto_approve": {"methods": ["mean", "count", "histogram"], "purposes": [PURPOSE],
+                              "organisations": ["University"]}}  # fmt: skip
+    contract(admin).submit("SetRules", json.dumps(rules))
+    yield contract
+    for gateway in gateways.values():
+        gateway.close()
+
+
+class Study:
+    """A dataset of its own: ``patients`` patients, ``consenting`` of whom consent."""
+
+    def __init__(self, ledger, s3_server, demo_world, patients: int = 40, consenting: int = 30):
+        n = next(_datasets)
+        self.dataset = f"bp{n}"
+        rng = np.random.default_rng(n)
+        self.frame = pd.DataFrame(
+            {
+                "patient_id": [f"s{n}p{i:03d}" for i in range(patients)],
+                "age": rng.integers(20, 90, patients),
+                "systolic": rng.normal(130, 12, patients).round(1),
+            }
+        )
+        self.store = ObjectStore(
+            s3_server.endpoint, load_credentials(demo_world.data_dir, "Hospital")
+        )
+        import_table(
+            self.frame, self.dataset, ledger(demo_world.identity("steward"), "records"), self.store
+        )
+        hospital = CertificateAuthority.load(demo_world.data_dir, "Hospital")
+        self.patients = {pid: hospital.issue(pid, "patient") for pid in self.frame["patient_id"]}
+        self.ledger = ledger
+        self.consenting = list(self.frame["patient_id"][:consenting])
+        for pid in self.consenting:
+            ledger(self.patients[pid], "consent").submit(
+                "Grant", self.dataset, "org:University", "C", "research", "", ""
+            )
+        self.executor = Executor(
+            ledger(demo_world.identity("executor", org="Hospital")), self.store, "Hospital"
+        )
+        self.alice = Client(ledger(demo_world.identity("alice")).network.gateway)
+
+    def expected_mean(self, patients) -> float:
+        return float(self.frame[self.frame["patient_id"].isin(patients)]["systolic"].mean())
+
+
+@pytest.fixture
+def study(ledger, s3_server, demo_world) -> Study:
+    return Study(ledger, s3_server, demo_world)
+
+
+def test_a_mean_is_computed_on_consenting_patients_and_sealed_to_the_requester(study, demo_world):
+    job = study.alice.compute("mean", study.dataset, {"column": "systolic"}, purpose=PURPOSE)
+    assert job.status == "APPROVED"  # by the Hospital's rules
+    assert study.executor.process(job.token_id) == "DONE"
+    result = job.wait(timeout=30)
+    (group,) = result.value["groups"]
+    assert group["count"] == 30
+    assert group["mean"] == pytest.approx(study.expected_mean(study.consenting))
+    assert result.cohort_size == 30
+    assert (
+        result.provenance["result"]["code_hash"] == load_algorithms()[("mean", "1.0")].code_hash()
+    )
+    # Nobody else can open it, even holding the sealed bytes.
+    sealed = job.token["result"]["encrypted"]
+    with pytest.raises(SealError):
+        open_sealed(sealed, demo_world.identity("bob"), job.token_id)
+    # The patients whose data was used can see so.
+    first = study.consenting[0]
+    receipts = study.ledger(study.patients[first], "consent").evaluate("MyReceipts", 10, "")
+    assert job.token_id in receipts.decode()
+
+
+def test_a_revocation_while_queued_is_honoured(study):
+    job = study.alice.compute("mean", study.dataset, {"column": "systolic"}, purpose=PURPOSE)
+    leaver = study.consenting[0]
+    study.ledger(study.patients[leaver], "consent").submit(
+        "Revoke", study.dataset, "org:University", "C", ""
+    )
+    study.executor.process(job.token_id)
+    result = job.wait(timeout=30)
+    assert result.cohort_size == 29
+    assert result.value["groups"][0]["mean"] == pytest.approx(
+        study.expected_mean(study.consenting[1:])
+    )
+
+
+def test_a_tampered_object_fails_the_token_naming_the_record(study):
+    key = f"{study.dataset}/part-000000.parquet"
+    changed = pd.read_parquet(io.BytesIO(study.store.get(key)))
+    changed.loc[5, "systolic"] = 999.0
+    buffer = io.BytesIO()
+    changed.to_parquet(buffer, index=False)
+    study.store.put(key, buffer.getvalue())
+    job = study.alice.compute("mean", study.dataset, {"column": "systolic"}, purpose=PURPOSE)
+    assert study.executor.process(job.token_id) == "FAILED"
+    with pytest.raises(ComputationFailed, match=rf"record {changed.loc[5, 'record_id']}"):
+        job.wait(timeout=30)
+
+
+def test_two_executors_racing_give_one_result(study):
+    job = study.alice.compute("count", study.dataset, {}, purpose=PURPOSE)
+    outcomes: list[str] = []
+    racers = [
+        threading.Thread(target=lambda: outcomes.append(study.executor.process(job.token_id)))
+        for _ in range(2)
+    ]
+    for racer in racers:
+        racer.start()
+    for racer in racers:
+        racer.join()
+    assert sorted(outcomes) in (["DONE", "DONE"], ["DONE", "RUNNING"])
+    history = study.alice._evaluate("TokenHistory", job.token_id)
+    assert [entry["token"]["status"] for entry in history].count("DONE") == 1
+    assert job.wait(timeout=30).value["groups"][0]["count"] == 30
+
+
+def test_a_cohort_below_the_minimum_is_refused_with_the_rule(study):
+    tiny = [["age", "<", 25]]
+    job = study.alice.compute(
+        "mean", study.dataset, {"column": "systolic", "where": tiny}, purpose=PURPOSE
+    )
+    study.executor.process(job.token_id)
+    with pytest.raises(DisclosureRefused) as refused:
+        job.wait(timeout=30)
+    assert refused.value.rule == "min_cohort"
