@@ -90,8 +90,17 @@ class Executor:
 
     # -- one token ---------------------------------------------------------------------
 
-    def process(self, token_id: str) -> str:
-        """Run one approved token to DONE or FAILED; returns the final status."""
+    def process(self, token_id: str, *, resume: bool = False) -> str:
+        """Run one approved token to DONE or FAILED; returns the final status.
+
+        With ``resume``, take up a token this executor claimed before it stopped (a
+        killed worker leaves its token RUNNING, and only its claimant can finish it).
+        """
+        if resume:
+            token = self._call("GetToken", token_id)
+            if token["status"] != "RUNNING" or token["claimed_by"] != self.identity_key:
+                return token["status"]
+            return self._run(token)
         try:
             token = self._call("Claim", token_id, submit=True)
         except (EndorseError, CommitError) as error:
@@ -101,6 +110,15 @@ class Executor:
             if not lost:
                 raise
             return json.loads(self.contract.evaluate("GetToken", token_id))["status"]
+        return self._run(token)
+
+    @property
+    def identity_key(self) -> str:
+        identity = self.contract.network.gateway.identity
+        return f"{identity.name}@{identity.msp_id.removesuffix('MSP')}"
+
+    def _run(self, token: dict) -> str:
+        token_id = token["token_id"]
         try:
             self._complete(token)
             return "DONE"

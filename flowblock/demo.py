@@ -6,7 +6,9 @@ about the same people.
 
 from __future__ import annotations
 
+import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Final
 
@@ -76,3 +78,113 @@ def synthetic_vitals(patients: int = 300, seed: int = 2026):  # -> pandas.DataFr
             "diagnosis": diagnosis,
         }
     )
+
+
+#: The purpose the demo's patients consent to and its rules approve at once.
+DEMO_PURPOSE: Final = "research"
+#: Share of the synthetic patients who consent to research computations.
+CONSENTING: Final = 0.7
+
+
+def demo_rules() -> dict:
+    """The Hospital's auto-approval rules in the demo."""
+    return {
+        "auto_approve": {
+            "methods": ["count", "mean", "std", "histogram"],
+            "purposes": [DEMO_PURPOSE],
+            "organisations": [RESEARCH_ORGANISATION],
+        }
+    }
+
+
+class _Gateways:
+    """One gateway per identity while the demo is populated, all closed at the end."""
+
+    def __init__(self, address: str, channel: str) -> None:
+        self.address, self.channel = address, channel
+        self.open: list = []
+
+    def contract(self, identity, name: str = ""):
+        from flowblock.ledger import Gateway
+
+        self.open.append(Gateway(self.address, identity))
+        return self.open[-1].get_network(self.channel).get_contract("flowblock", name)
+
+    def close(self) -> None:
+        for gateway in self.open:
+            gateway.close()
+
+
+def populate(data_dir: Path, stack) -> list[str]:  # stack: flowblock.stack.Stack
+    """Give a running demo its data, algorithms, rules and consents; idempotent.
+
+    Returns a line for each thing done, for the person watching.
+    """
+    gateways = _Gateways(stack.devnet.address, stack.devnet.channel)
+    try:
+        return [
+            _import_vitals(data_dir, stack, gateways),
+            _publish_algorithms(data_dir, gateways),
+            _record_consents(data_dir, gateways),
+        ]
+    finally:
+        gateways.close()
+
+
+def _wallet(data_dir: Path, name: str, org: str = DATA_ORGANISATION):
+    from flowblock.identity import load_wallet, wallet_path
+
+    return load_wallet(wallet_path(data_dir, org, name))
+
+
+def _import_vitals(data_dir: Path, stack, gateways: _Gateways) -> str:
+    from flowblock.executor.ingest import import_table
+    from flowblock.executor.storage.credentials import load_credentials
+    from flowblock.executor.storage.objects import ObjectStore
+
+    store = ObjectStore(stack.s3.endpoint, load_credentials(data_dir, DATA_ORGANISATION))
+    records = gateways.contract(_wallet(data_dir, "steward"), "records")
+    report = import_table(synthetic_vitals(), VITALS, records, store)
+    return (
+        f"Dataset {VITALS!r}: {report.rows} records in {report.parts} part(s), "
+        f"{report.registered} newly registered."
+    )
+
+
+def _publish_algorithms(data_dir: Path, gateways: _Gateways) -> str:
+    from flowblock.executor.algorithms import load_algorithms
+
+    admin = _wallet(data_dir, "admin")
+    catalogue = gateways.contract(admin, "catalogue")
+    listed = json.loads(catalogue.evaluate("ListMethods"))
+    published = {(method["name"], method["version"]) for method in listed}
+    new = [a for key, a in sorted(load_algorithms().items()) if key not in published]
+    for algorithm in new:
+        catalogue.submit("Publish", json.dumps(algorithm.catalogue_entry()))
+    gateways.contract(admin).submit("SetRules", json.dumps(demo_rules()))
+    return f"{len(new)} algorithm(s) published; the Hospital approves research requests at once."
+
+
+def _record_consents(data_dir: Path, gateways: _Gateways) -> str:
+    from flowblock.identity import wallet_path
+
+    executor = gateways.contract(_wallet(data_dir, "executor"), "consent")
+    asked = executor.evaluate("WhoMayCompute", VITALS, "alice@University", DEMO_PURPOSE, 10_000, "")
+    if json.loads(asked)["patients"]:
+        return "Consents were recorded by an earlier run."
+    hospital = CertificateAuthority.load(data_dir, DATA_ORGANISATION)
+    patients = list(synthetic_vitals()["patient_id"])
+    consenting = patients[: int(len(patients) * CONSENTING)]
+
+    def grant(patient: str) -> None:
+        own = wallet_path(data_dir, DATA_ORGANISATION, patient)
+        identity = (
+            _wallet(data_dir, patient) if own.exists() else hospital.issue(patient, "patient")
+        )
+        gateways.contract(identity, "consent").submit(
+            "Grant", VITALS, f"org:{RESEARCH_ORGANISATION}", "C", DEMO_PURPOSE, "", ""
+        )
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(grant, consenting))
+    return f"{len(consenting)} patients consented to research on {VITALS!r}."

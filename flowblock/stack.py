@@ -1,10 +1,11 @@
 """The parts of FlowBlock running together on one machine, and ``stack.json``.
 
-``Stack`` starts the parts in order (the chaincode service, the devnet, the S3 server)
-and stops them in reverse. ``<data-dir>/stack.json`` tells clients, tests and
-dashboards where everything is: it is written only once every part answers,
-atomically, and removed on a clean stop, so its presence means the stack is up. It
-never holds a secret: identities are named by the paths of their wallets.
+``Stack`` starts the parts in order (the chaincode service, the devnet, the S3 server,
+each organisation's executor) and stops them in reverse. ``<data-dir>/stack.json``
+tells clients, tests and dashboards where everything is: it is written only once
+every part answers, atomically, and removed on a clean stop, so its presence means
+the stack is up. It never holds a secret: identities are named by the paths of their
+wallets.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ class Stack:
         self.chaincode: ChaincodeServer | None = None
         self.devnet: Devnet | None = None
         self.s3 = None
+        self.executors: list = []
+        self._gateways: list = []
 
     def start(self) -> Stack:
         from flowblock.executor.storage.credentials import load_credentials
@@ -53,12 +56,35 @@ class Stack:
                 if org != ORDERER_ORGANISATION
             }
             self.s3 = SeaweedFS(self.data_dir / "s3", organisations).start()
+            for org, credentials in organisations.items():
+                self.executors.append(self._executor(org, credentials))
         except BaseException:
             self.stop()
             raise
         return self
 
+    def _executor(self, org: str, credentials):
+        """An organisation's executor service: its identity, its bucket, in-process workers."""
+        from flowblock.executor.service import ExecutorService
+        from flowblock.executor.storage.objects import ObjectStore
+        from flowblock.executor.worker import Executor
+        from flowblock.identity import load_wallet
+        from flowblock.ledger import Gateway
+
+        gateway = Gateway(
+            self.devnet.address, load_wallet(wallet_path(self.data_dir, org, "executor"))
+        )
+        self._gateways.append(gateway)
+        contract = gateway.get_network(self.devnet.channel).get_contract(CHAINCODE_NAME)
+        executor = Executor(contract, ObjectStore(self.s3.endpoint, credentials), org)
+        checkpoint = self.data_dir / "executor" / org / "checkpoint.json"
+        return ExecutorService(executor, checkpoint).start()
+
     def stop(self) -> None:
+        for service in self.executors:
+            service.stop()
+        for gateway in self._gateways:
+            gateway.close()
         if self.s3 is not None:
             self.s3.stop()
         if self.devnet is not None:

@@ -8,8 +8,8 @@ from traitlets import Bool
 
 from flowblock.cli.base import FlowBlockApp, wait_for_termination
 from flowblock.cli.identity import describe
-from flowblock.demo import DATA_ORGANISATION, PEOPLE, VITALS, create_demo, synthetic_vitals
-from flowblock.identity import load_wallet, wallet_path
+from flowblock.demo import PEOPLE, VITALS, create_demo, populate
+from flowblock.identity import load_wallet
 from flowblock.network.devnet import Devnet
 from flowblock.stack import Stack, remove_stack_file, write_stack_file
 
@@ -50,7 +50,8 @@ class DemoApp(FlowBlockApp):
     def run(self) -> None:
         stack = Stack(self.data_path, parent=self).start()
         try:
-            self.import_demo_data(stack)
+            for line in populate(self.data_path, stack):
+                print(line, file=sys.stderr)
             path = write_stack_file(self.data_path, stack.describe(list(PEOPLE), [VITALS]))
             print(
                 f"FlowBlock up: Fabric Gateway on {stack.devnet.address}, S3 on "
@@ -62,20 +63,3 @@ class DemoApp(FlowBlockApp):
             remove_stack_file(self.data_path)
             stack.stop()
             print("FlowBlock demo stopped.", flush=True)
-
-    def import_demo_data(self, stack: Stack) -> None:
-        from flowblock.executor.ingest import import_table
-        from flowblock.executor.storage.credentials import load_credentials
-        from flowblock.executor.storage.objects import ObjectStore
-        from flowblock.ledger import Gateway
-
-        steward = load_wallet(wallet_path(self.data_path, DATA_ORGANISATION, "steward"))
-        store = ObjectStore(stack.s3.endpoint, load_credentials(self.data_path, DATA_ORGANISATION))
-        with Gateway(stack.devnet.address, steward) as gateway:
-            records = gateway.get_network(stack.devnet.channel).get_contract("flowblock", "records")
-            report = import_table(synthetic_vitals(), VITALS, records, store)
-        print(
-            f"Dataset {VITALS!r}: {report.rows} records in {report.parts} part(s), "
-            f"{report.registered} newly registered.",
-            file=sys.stderr,
-        )

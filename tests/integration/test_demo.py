@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from flowblock.client import Client
 from flowblock.errors import EndorseError
 from flowblock.ledger import Gateway
 from flowblock.stack import read_stack_file
@@ -40,6 +41,12 @@ def test_demo_serves_the_ledger_writes_stack_json_and_stops_cleanly(tmp_path):
             vitals = json.loads(contract.evaluate("records:GetDataset", "vitals"))
             assert vitals["organisation"] == "Hospital"
             assert "systolic" in vitals["schema"]["columns"]
+            # A researcher computes on the demo data, and gets only the aggregate.
+            with Client.connect(alice["wallet"], stack["gateway"]) as client:
+                result = client.compute("mean", "vitals", {"column": "systolic"}).wait(60)
+            (group,) = result.value["groups"]
+            assert group["count"] == 210  # the 70% of 300 patients who consented
+            assert 110 < group["mean"] < 170
             # A steward imports a table into the running demo, as the README shows.
             table = tmp_path / "labs.csv"
             table.write_text("patient_id,cholesterol\npatient1,5.2\npatient2,6.1\n")
@@ -59,4 +66,5 @@ def test_demo_serves_the_ledger_writes_stack_json_and_stops_cleanly(tmp_path):
     assert process.returncode == 0, output
     assert "FlowBlock demo stopped." in output
     assert "Dataset 'vitals': 300 records in 1 part(s), 300 newly registered." in output
+    assert "210 patients consented to research on 'vitals'." in output
     assert read_stack_file(data_dir) is None

@@ -167,3 +167,20 @@ def test_a_cohort_below_the_minimum_is_refused_with_the_rule(study):
     with pytest.raises(DisclosureRefused) as refused:
         job.wait(timeout=30)
     assert refused.value.rule == "min_cohort"
+
+
+def test_the_service_follows_the_ledger_and_takes_up_what_it_had_claimed(study, tmp_path):
+    from flowblock.executor.service import ExecutorService
+
+    # A worker claimed this token and was killed before finishing it.
+    interrupted = study.alice.compute("count", study.dataset, {}, purpose=PURPOSE)
+    study.executor.contract.submit("Claim", interrupted.token_id)
+    assert interrupted.refresh().status == "RUNNING"
+    service = ExecutorService(study.executor, tmp_path / "checkpoint.json", workers=2).start()
+    try:
+        assert interrupted.wait(timeout=60).value["groups"][0]["count"] == 30
+        fresh = study.alice.compute("mean", study.dataset, {"column": "age"}, purpose=PURPOSE)
+        assert fresh.wait(timeout=60).cohort_size == 30
+    finally:
+        service.stop()
+    assert json.loads((tmp_path / "checkpoint.json").read_text())["block"] > 0
