@@ -4,7 +4,8 @@ For each approved token of its organisation it: claims the token (once; a second
 fails on the ledger); checks the installed algorithm is the code the catalogue vouches
 for; works out the cohort from consent as it stands now; reads the dataset's parts
 from S3, refusing any whose bytes no longer match their hash on the ledger (and naming
-the record that changed); runs the algorithm on the cohort's rows; applies the
+the record that changed); runs the algorithm on the cohort's rows in a sandboxed child
+process with CPU and memory limits; applies the
 disclosure policy; asks the ledger again who may compute, re-running without anyone
 who revoked meanwhile; seals the result to the requester; completes the token with its
 provenance; and records which patients it used. Any refusal fails the token, saying
@@ -33,6 +34,7 @@ from flowblock.errors import (
 from flowblock.executor.algorithms import Algorithm, load_algorithms
 from flowblock.executor.algorithms.filters import apply_where, check_group_by, check_where
 from flowblock.executor.ingest import PATIENT_COLUMN, RECORD_COLUMN, row_hashes
+from flowblock.executor.sandbox import Limits, run_sandboxed
 from flowblock.executor.storage.objects import ObjectStore, RecordTampered, sha256_hex
 from flowblock.ledger import Contract
 from flowblock.schema import validate
@@ -76,12 +78,14 @@ class Executor:
         organisation: str,
         policy: DisclosurePolicy | None = None,
         algorithms: dict[tuple[str, str], type[Algorithm]] | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.contract = contract
         self.store = store
         self.organisation = organisation
         self.policy = policy or DisclosurePolicy()
         self.algorithms = algorithms if algorithms is not None else load_algorithms()
+        self.limits = limits or Limits()
 
     def _call(self, function: str, *args: Any, submit: bool = False) -> Any:
         call = self.contract.submit if submit else self.contract.evaluate
@@ -144,7 +148,7 @@ class Executor:
         cohort = self.cohort(token)
         for _ in range(MAX_RERUNS + 1):
             rows = apply_where(self._restrict(frame, cohort), where)
-            result = algorithm().run(rows, params)
+            result = run_sandboxed(algorithm, rows, params, self.limits)
             patients = sorted(set(rows[PATIENT_COLUMN].map(self._patient_key)))
             self.policy.check(len(patients), result)
             latest = self.cohort(token)  # consent is checked again just before release

@@ -1,0 +1,85 @@
+"""Algorithms run in a child process with limits on CPU time and memory.
+
+An algorithm is code a catalogue vouched for, not code we trust with the executor's
+keys or its memory: it runs in a process of its own, forked from a clean forkserver
+(not from the executor, whose gRPC threads do not survive a fork), with RLIMIT_CPU and
+RLIMIT_AS set before it starts. It gets the cohort's rows and its parameters and
+returns a result; the only things that cross back are the result or one sentence.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import resource
+import signal
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from flowblock.executor.algorithms.base import Algorithm, AlgorithmError
+
+_CONTEXT = multiprocessing.get_context("forkserver")
+_CONTEXT.set_forkserver_preload(["pandas", "numpy", "flowblock.executor.algorithms"])
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one algorithm run may use."""
+
+    cpu_seconds: int = 600
+    memory_bytes: int = 8 * 1024**3
+
+    @property
+    def wall_seconds(self) -> float:
+        # CPU time bounds work; this bounds waiting (sleep, I/O) too.
+        return self.cpu_seconds * 2 + 10
+
+
+def _child(connection, algorithm: type[Algorithm], frame, params, limits: Limits) -> None:
+    resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1))
+    resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+    try:
+        connection.send(("ok", algorithm().run(frame, params)))
+    except AlgorithmError as error:
+        connection.send(("refused", str(error)))
+    except MemoryError:
+        connection.send(("refused", "the algorithm ran out of its memory limit."))
+    except Exception as error:  # the message of an unexpected error stays data-side
+        connection.send(("failed", type(error).__name__))
+    finally:
+        connection.close()
+
+
+def run_sandboxed(
+    algorithm: type[Algorithm], frame: pd.DataFrame, params: dict[str, Any], limits: Limits
+) -> Any:
+    """``algorithm().run(frame, params)`` in a limited child; raises AlgorithmError on failure."""
+    receiver, sender = _CONTEXT.Pipe(duplex=False)
+    child = _CONTEXT.Process(
+        target=_child, args=(sender, algorithm, frame, params, limits), daemon=True
+    )
+    child.start()
+    sender.close()
+    try:
+        if not receiver.poll(limits.wall_seconds):
+            child.kill()
+            raise AlgorithmError(f"the algorithm did not finish within {limits.wall_seconds:g} s.")
+        try:
+            outcome, value = receiver.recv()
+        except EOFError:
+            outcome, value = "died", None
+    finally:
+        child.join(timeout=5)
+        if child.is_alive():
+            child.kill()
+        receiver.close()
+    if outcome == "ok":
+        return value
+    if outcome == "refused":
+        raise AlgorithmError(value)
+    if outcome == "died" and child.exitcode == -signal.SIGXCPU:
+        raise AlgorithmError(f"the algorithm used up its {limits.cpu_seconds} s of CPU time.")
+    if outcome == "died":
+        raise AlgorithmError("the algorithm's process died (killed or out of memory).")
+    raise AlgorithmError(f"the algorithm failed ({value}).")
