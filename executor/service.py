@@ -21,6 +21,7 @@ from flowblock.ledger import EventStream
 
 log = logging.getLogger(__name__)
 APPROVED_EVENT = "ComputationApproved"
+READ_EVENT = "ReadRequested"
 
 
 class ExecutorService:
@@ -68,10 +69,14 @@ class ExecutorService:
             )
             try:
                 for event in self._stream:
-                    if event.name == APPROVED_EVENT:
+                    if event.name in (APPROVED_EVENT, READ_EVENT):
                         payload = json.loads(event.payload)
-                        if payload["data_org"] == self.executor.organisation:
+                        if payload["data_org"] != self.executor.organisation:
+                            pass
+                        elif event.name == APPROVED_EVENT:
                             self.pool.submit(self._process, payload["token_id"], False)
+                        else:
+                            self.pool.submit(self._read, payload["access_id"])
                     block, after = event.block_number, event.tx_id
                     self._save_checkpoint(block, after)
             except Exception:  # the stream broke (devnet restarting): follow again shortly
@@ -84,6 +89,14 @@ class ExecutorService:
             log.info("token %s: %s", token_id[:12], status)
         except Exception:
             log.exception("token %s could not be processed; it stays for the next start", token_id)
+
+    def _read(self, access_id: str) -> None:
+        from flowblock.executor.reads import process_read
+
+        try:
+            log.info("read %s: %s", access_id[:12], process_read(self.executor, access_id))
+        except Exception:
+            log.exception("read request %s could not be processed", access_id)
 
     def _load_checkpoint(self) -> tuple[int | None, str]:
         try:

@@ -87,7 +87,8 @@ class Executor:
         self.algorithms = algorithms if algorithms is not None else load_algorithms()
         self.limits = limits or Limits()
 
-    def _call(self, function: str, *args: Any, submit: bool = False) -> Any:
+    def ledger(self, function: str, *args: Any, submit: bool = False) -> Any:
+        """Evaluate (or ``submit``) a FlowBlock chaincode function; its JSON result."""
         call = self.contract.submit if submit else self.contract.evaluate
         payload = call(function, *args)
         return json.loads(payload) if payload else None
@@ -101,12 +102,12 @@ class Executor:
         killed worker leaves its token RUNNING, and only its claimant can finish it).
         """
         if resume:
-            token = self._call("GetToken", token_id)
+            token = self.ledger("GetToken", token_id)
             if token["status"] != "RUNNING" or token["claimed_by"] != self.identity_key:
                 return token["status"]
             return self._run(token)
         try:
-            token = self._call("Claim", token_id, submit=True)
+            token = self.ledger("Claim", token_id, submit=True)
         except (EndorseError, CommitError) as error:
             # Claimed by another executor first: refused by the chaincode (409) if theirs was
             # already committed, invalidated by MVCC if both claims were in flight.
@@ -135,12 +136,12 @@ class Executor:
             reason = (
                 "the computation failed on the data side; the data organisation has the details."
             )
-        self._call("Fail", token_id, reason[:480], submit=True)
+        self.ledger("Fail", token_id, reason[:480], submit=True)
         return "FAILED"
 
     def _complete(self, token: dict) -> None:
         algorithm = self._algorithm(token)
-        meta = self._call("records:GetDataset", token["dataset"])
+        meta = self.ledger("records:GetDataset", token["dataset"])
         params = token["params"]
         where = check_where(params.get("where", []), meta["schema"])
         check_group_by(params.get("group_by", []), meta["schema"])
@@ -149,7 +150,7 @@ class Executor:
         for _ in range(MAX_RERUNS + 1):
             rows = apply_where(self._restrict(frame, cohort), where)
             result = run_sandboxed(algorithm, rows, params, self.limits)
-            patients = sorted(set(rows[PATIENT_COLUMN].map(self._patient_key)))
+            patients = sorted(set(rows[PATIENT_COLUMN].map(self.patient_key)))
             self.policy.check(len(patients), result)
             latest = self.cohort(token)  # consent is checked again just before release
             if latest == cohort:
@@ -162,7 +163,7 @@ class Executor:
              "version": token["version"], "value": result}
         )  # fmt: skip
         reader = x509.load_pem_x509_certificate(token["requester_certificate"].encode())
-        self._call(
+        self.ledger(
             "Complete",
             token["token_id"],
             json.dumps(
@@ -180,7 +181,7 @@ class Executor:
         )
         for start in range(0, len(patients), 5_000):
             batch = patients[start : start + 5_000]
-            self._call("consent:RecordUsage", token["token_id"], json.dumps(batch), submit=True)
+            self.ledger("consent:RecordUsage", token["token_id"], json.dumps(batch), submit=True)
 
     def _algorithm(self, token: dict) -> type[Algorithm]:
         algorithm = self.algorithms.get((token["method"], token["version"]))
@@ -206,7 +207,7 @@ class Executor:
         cohort: dict[str, list[str] | None] = {}
         bookmark = ""
         while True:
-            page = self._call(
+            page = self.ledger(
                 "consent:WhoMayCompute",
                 token["dataset"],
                 token["requester"],
@@ -224,7 +225,7 @@ class Executor:
         """Every part of a tabular dataset, each checked against its hash on the ledger."""
         frames, bookmark = [], ""
         while True:
-            page = self._call("records:ListPartitions", dataset, 1000, bookmark)
+            page = self.ledger("records:ListPartitions", dataset, 1000, bookmark)
             for partition in page["partitions"]:
                 data = self.store.get(partition["object_key"])
                 if sha256_hex(data) != partition["sha256"]:
@@ -245,16 +246,16 @@ class Executor:
         except Exception:  # unreadable: the part as a whole is all we can name
             raise RecordTampered(key, partition["sha256"], sha256_hex(data)) from None
         for record_id, row_hash in zip(rows[RECORD_COLUMN], row_hashes(rows), strict=True):
-            record = self._call("records:GetRecord", dataset, str(record_id))
+            record = self.ledger("records:GetRecord", dataset, str(record_id))
             if record["sha256"] != row_hash:
                 raise RecordTampered(f"{key} (record {record_id})", record["sha256"], row_hash)
         raise RecordTampered(key, partition["sha256"], sha256_hex(data))
 
-    def _patient_key(self, patient: str) -> str:
+    def patient_key(self, patient: str) -> str:
         return patient if "@" in patient else f"{patient}@{self.organisation}"
 
     def _restrict(self, frame: pd.DataFrame, cohort: dict[str, list[str] | None]) -> pd.DataFrame:
-        keys = frame[PATIENT_COLUMN].map(self._patient_key)
+        keys = frame[PATIENT_COLUMN].map(self.patient_key)
         allowed = keys.isin(cohort)
         restricted = {p: set(r) for p, r in cohort.items() if r is not None}
         if restricted:

@@ -115,6 +115,32 @@ class Job:
         return Result(self.token_id, value, provenance)
 
 
+class Records:
+    """A patient's raw records, for those the patient let read them (``client.records``)."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def read(
+        self, patient: str, dataset: str, purpose: str = "care", timeout: float = 60.0
+    ) -> list[dict]:
+        """The patient's rows in ``dataset``, if their read consent covers you; logged."""
+        access = self.client._submit("access:RequestRead", dataset, patient, purpose)
+        access_id = access["access_id"]
+        deadline = time.monotonic() + timeout
+        while access["status"] not in ("DONE", "FAILED"):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the read {access_id[:12]}… is still {access['status']}.")
+            time.sleep(0.2)
+            access = self.client._evaluate("access:GetAccess", access_id)
+        if access["status"] == "FAILED":
+            raise ComputationFailed(access_id, "FAILED", access["reason"])
+        plaintext = open_sealed(access["result"]["encrypted"], self.client.identity, access_id)
+        if digest(plaintext) != access["result"]["result_hash"]:
+            raise FlowBlockError("the records do not match the hash recorded on the ledger.")
+        return json.loads(plaintext)["rows"]
+
+
 class Client:
     """One person's connection to FlowBlock."""
 
@@ -122,6 +148,7 @@ class Client:
         self.gateway = gateway
         self.identity: Identity = gateway.identity
         self._contract = gateway.get_network(channel).get_contract(CHAINCODE)
+        self.records = Records(self)
 
     @classmethod
     def connect(

@@ -1,10 +1,12 @@
-"""FlowBlock's chaincode: records, consent, the catalogue, computation tokens, budgets.
+"""FlowBlock's chaincode: records, consent, the catalogue, computation tokens, budgets,
+and reads of a patient's records under their consent.
 
-One chaincode, ``flowblock``, of five contracts. Every rule of the system that can be
+One chaincode, ``flowblock``, of six contracts. Every rule of the system that can be
 decided on the ledger is decided here, endorsed by every organisation's peer.
 """
 
 from flowblock.chaincode.contract import Chaincode
+from flowblock.chaincode.contracts.access import AccessContract
 from flowblock.chaincode.contracts.budget import BudgetContract
 from flowblock.chaincode.contracts.catalogue import CatalogueContract
 from flowblock.chaincode.contracts.consent import ConsentContract
@@ -18,6 +20,7 @@ CONTRACTS = (
     RecordsContract,
     CatalogueContract,
     BudgetContract,
+    AccessContract,
 )
 
 

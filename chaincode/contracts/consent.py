@@ -81,6 +81,18 @@ def grant_applies(entry: dict, requester: str, right: str, purpose: str, moment:
     )
 
 
+def find_grant(
+    ctx: Context, dataset: str, patient: str, requester: str, right: str, purpose: str
+) -> dict | None:
+    """The grant (id and record restriction) that lets ``requester`` use ``right`` now."""
+    moment = timestamp(now(ctx))
+    for kv in ctx.stub.get_state_by_partial_composite_key(CONSENT, [dataset, patient]):
+        entry = json.loads(kv.value)
+        if grant_applies(entry, requester, right, purpose, moment):
+            return {"grant_id": split_composite_key(kv.key)[1][2], "record_id": entry["record_id"]}
+    return None
+
+
 class ConsentContract(FlowBlockContract):
     name = "consent"
 
@@ -227,13 +239,10 @@ class ConsentContract(FlowBlockContract):
     ) -> dict:  # fmt: skip
         """Whether ``requester`` may use ``right`` on ``patient``'s data now, and by which grant."""
         require(ctx, *DATA_SIDE, organisation=get_dataset(ctx, dataset)["organisation"])
-        moment = timestamp(now(ctx))
-        for kv in ctx.stub.get_state_by_partial_composite_key(CONSENT, [dataset, patient]):
-            entry = json.loads(kv.value)
-            if grant_applies(entry, requester, normalise_rights(right), purpose, moment):
-                return {"allowed": True, "grant_id": split_composite_key(kv.key)[1][2],
-                        "record_id": entry["record_id"]}  # fmt: skip
-        return {"allowed": False, "grant_id": "", "record_id": ""}
+        found = find_grant(ctx, dataset, patient, requester, normalise_rights(right), purpose)
+        if found is None:
+            return {"allowed": False, "grant_id": "", "record_id": ""}
+        return {"allowed": True, **found}
 
     @transaction
     def RecordUsage(self, ctx: Context, token_id: str, patients: str) -> dict:  # noqa: N802

@@ -184,3 +184,40 @@ def test_the_service_follows_the_ledger_and_takes_up_what_it_had_claimed(study, 
     finally:
         service.stop()
     assert json.loads((tmp_path / "checkpoint.json").read_text())["block"] > 0
+
+
+def test_reads_need_read_consent_and_are_logged_for_the_patient(study, demo_world):
+    from flowblock.errors import AccessDenied
+    from flowblock.executor.reads import process_read
+
+    patient_id = study.consenting[0]
+    patient = study.patients[patient_id]
+    study.ledger(patient, "consent").submit(
+        "Grant", study.dataset, "user:bob@University", "R", "care", "", ""
+    )
+    bob = Client(study.ledger(demo_world.identity("bob")).network.gateway)
+    reading = threading.Thread(
+        target=lambda: rows.extend(bob.records.read(patient_id, study.dataset))
+    )
+    rows: list[dict] = []
+    reading.start()
+    access = None
+    for _ in range(100):  # the executor serves the request once it is on the ledger
+        log = json.loads(study.ledger(patient, "access").evaluate("MyAccessLog", 10, ""))
+        if log["reads"]:
+            access = log["reads"][0]
+            break
+        threading.Event().wait(0.1)
+    assert access is not None
+    assert process_read(study.executor, access["access_id"]) == "DONE"
+    reading.join(timeout=30)
+    expected = study.frame[study.frame["patient_id"] == patient_id]
+    assert [row["systolic"] for row in rows] == list(expected["systolic"])
+    assert access["reader"] == "bob@University"
+    # Alice's organisation holds compute consent only: she never receives a row.
+    with pytest.raises(AccessDenied, match="no read consent"):
+        study.alice.records.read(patient_id, study.dataset)
+    # Once revoked, the read consent no longer serves.
+    study.ledger(patient, "consent").submit("Revoke", study.dataset, "user:bob@University", "R", "")
+    with pytest.raises(AccessDenied):
+        bob.records.read(patient_id, study.dataset, timeout=5)
