@@ -98,14 +98,16 @@ class Executor:
     def process(self, token_id: str, *, resume: bool = False) -> str:
         """Run one approved token to DONE or FAILED; returns the final status.
 
-        With ``resume``, take up a token this executor claimed before it stopped (a
-        killed worker leaves its token RUNNING, and only its claimant can finish it).
+        With ``resume`` (after a restart, or a task delivered again because its worker
+        died), a token this executor had claimed is taken up where it was left: a
+        killed worker leaves its token RUNNING, and only its claimant can finish it.
         """
         if resume:
             token = self.ledger("GetToken", token_id)
-            if token["status"] != "RUNNING" or token["claimed_by"] != self.identity_key:
+            if token["status"] == "RUNNING" and token["claimed_by"] == self.identity_key:
+                return self._run(token)
+            if token["status"] != "APPROVED":
                 return token["status"]
-            return self._run(token)
         try:
             token = self.ledger("Claim", token_id, submit=True)
         except (EndorseError, CommitError) as error:

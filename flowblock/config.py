@@ -20,6 +20,8 @@ ENVIRONMENT: Final[dict[str, str]] = {
     "FLOWBLOCK_DATA_DIR": "FlowBlockApp.data_dir",
     "FLOWBLOCK_CONFIG": "FlowBlockApp.config_file",
     "FLOWBLOCK_LOG_LEVEL": "Application.log_level",
+    "FLOWBLOCK_EXECUTOR_ORG": "ExecutorSettings.organisation",
+    "FLOWBLOCK_BROKER": "ExecutorSettings.broker_url",
 }
 
 

@@ -87,15 +87,51 @@ class Study:
         return float(self.frame[self.frame["patient_id"].isin(patients)]["systolic"].mean())
 
 
-@pytest.fixture
-def study(ledger, s3_server, demo_world) -> Study:
-    return Study(ledger, s3_server, demo_world)
+@pytest.fixture(scope="module")
+def celery_runner(flowblock_devnet, s3_server, tmp_path_factory):
+    """Run tokens through Celery: a real Redis, a real worker process, the same task code."""
+    from celery import Celery
+
+    from flowblock.stack import write_stack_file
+    from flowblock.testing.queue import celery_worker, redis_server
+
+    write_stack_file(
+        flowblock_devnet.data_dir,
+        {"gateway": flowblock_devnet.address, "channel": "flowblock",
+         "s3": {"endpoint": s3_server.endpoint}},
+    )  # fmt: skip
+    with (
+        redis_server(tmp_path_factory.mktemp("redis")) as broker,
+        celery_worker(flowblock_devnet.data_dir, broker, "Hospital"),
+    ):
+        client = Celery(broker=broker, backend=broker)
+
+        def run(task: str, identifier: str) -> str:
+            return client.send_task(task, args=[identifier]).get(timeout=120)
+
+        yield run
+
+
+@pytest.fixture(params=["in-process", "celery"])
+def study(request, ledger, s3_server, demo_world) -> Study:
+    """A study whose tokens run on in-process workers, or on Celery workers."""
+    from flowblock.executor.reads import process_read
+
+    study = Study(ledger, s3_server, demo_world)
+    if request.param == "celery":
+        celery = request.getfixturevalue("celery_runner")
+        study.run = lambda token_id: celery("flowblock.process_token", token_id)
+        study.run_read = lambda access_id: celery("flowblock.process_read", access_id)
+    else:
+        study.run = study.executor.process
+        study.run_read = lambda access_id: process_read(study.executor, access_id)
+    return study
 
 
 def test_a_mean_is_computed_on_consenting_patients_and_sealed_to_the_requester(study, demo_world):
     job = study.alice.compute("mean", study.dataset, {"column": "systolic"}, purpose=PURPOSE)
     assert job.status == "APPROVED"  # by the Hospital's rules
-    assert study.executor.process(job.token_id) == "DONE"
+    assert study.run(job.token_id) == "DONE"
     result = job.wait(timeout=30)
     (group,) = result.value["groups"]
     assert group["count"] == 30
@@ -120,7 +156,7 @@ def test_a_revocation_while_queued_is_honoured(study):
     study.ledger(study.patients[leaver], "consent").submit(
         "Revoke", study.dataset, "org:University", "C", ""
     )
-    study.executor.process(job.token_id)
+    study.run(job.token_id)
     result = job.wait(timeout=30)
     assert result.cohort_size == 29
     assert result.value["groups"][0]["mean"] == pytest.approx(
@@ -136,7 +172,7 @@ def test_a_tampered_object_fails_the_token_naming_the_record(study):
     changed.to_parquet(buffer, index=False)
     study.store.put(key, buffer.getvalue())
     job = study.alice.compute("mean", study.dataset, {"column": "systolic"}, purpose=PURPOSE)
-    assert study.executor.process(job.token_id) == "FAILED"
+    assert study.run(job.token_id) == "FAILED"
     with pytest.raises(ComputationFailed, match=rf"record {changed.loc[5, 'record_id']}"):
         job.wait(timeout=30)
 
@@ -145,8 +181,7 @@ def test_two_executors_racing_give_one_result(study):
     job = study.alice.compute("count", study.dataset, {}, purpose=PURPOSE)
     outcomes: list[str] = []
     racers = [
-        threading.Thread(target=lambda: outcomes.append(study.executor.process(job.token_id)))
-        for _ in range(2)
+        threading.Thread(target=lambda: outcomes.append(study.run(job.token_id))) for _ in range(2)
     ]
     for racer in racers:
         racer.start()
@@ -163,15 +198,18 @@ def test_a_cohort_below_the_minimum_is_refused_with_the_rule(study):
     job = study.alice.compute(
         "mean", study.dataset, {"column": "systolic", "where": tiny}, purpose=PURPOSE
     )
-    study.executor.process(job.token_id)
+    study.run(job.token_id)
     with pytest.raises(DisclosureRefused) as refused:
         job.wait(timeout=30)
     assert refused.value.rule == "min_cohort"
 
 
-def test_the_service_follows_the_ledger_and_takes_up_what_it_had_claimed(study, tmp_path):
+def test_the_service_follows_the_ledger_and_takes_up_what_it_had_claimed(
+    ledger, s3_server, demo_world, tmp_path
+):
     from flowblock.executor.service import ExecutorService
 
+    study = Study(ledger, s3_server, demo_world)
     # A worker claimed this token and was killed before finishing it.
     interrupted = study.alice.compute("count", study.dataset, {}, purpose=PURPOSE)
     study.executor.contract.submit("Claim", interrupted.token_id)
@@ -188,7 +226,6 @@ def test_the_service_follows_the_ledger_and_takes_up_what_it_had_claimed(study, 
 
 def test_reads_need_read_consent_and_are_logged_for_the_patient(study, demo_world):
     from flowblock.errors import AccessDenied
-    from flowblock.executor.reads import process_read
 
     patient_id = study.consenting[0]
     patient = study.patients[patient_id]
@@ -209,7 +246,7 @@ def test_reads_need_read_consent_and_are_logged_for_the_patient(study, demo_worl
             break
         threading.Event().wait(0.1)
     assert access is not None
-    assert process_read(study.executor, access["access_id"]) == "DONE"
+    assert study.run_read(access["access_id"]) == "DONE"
     reading.join(timeout=30)
     expected = study.frame[study.frame["patient_id"] == patient_id]
     assert [row["systolic"] for row in rows] == list(expected["systolic"])

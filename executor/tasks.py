@@ -1,0 +1,64 @@
+"""The executor's work as Celery tasks: the very code the in-process workers run.
+
+Start workers with ``celery -A flowblock.executor.tasks worker`` and, in their
+environment, ``FLOWBLOCK_DATA_DIR`` (where the organisation's wallets, credentials and
+``stack.json`` are), ``FLOWBLOCK_EXECUTOR_ORG`` and ``FLOWBLOCK_BROKER``. Tasks are
+acknowledged only when done, so a worker killed mid-job leaves its task to be
+delivered again, and the token is taken up where it was left (never completed twice:
+the ledger lets its claimant complete it once).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from celery import Celery
+
+from flowblock.config import config_from_environment
+from flowblock.errors import ConfigError
+from flowblock.executor.settings import ExecutorSettings
+
+_config = config_from_environment()
+settings = ExecutorSettings(config=_config)
+app = Celery("flowblock", broker=settings.broker_url or None, backend=settings.broker_url or None)
+app.conf.update(
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    broker_connection_retry_on_startup=True,
+)
+
+
+@functools.cache
+def executor():
+    """This worker process's executor, built once from the running stack's description."""
+    from flowblock.executor.storage.credentials import load_credentials
+    from flowblock.executor.storage.objects import ObjectStore
+    from flowblock.executor.worker import Executor
+    from flowblock.identity import load_wallet, wallet_path
+    from flowblock.ledger import Gateway
+    from flowblock.stack import read_stack_file
+
+    data_dir = Path(_config.FlowBlockApp.get("data_dir", "~/.flowblock")).expanduser()
+    stack = read_stack_file(data_dir)
+    if stack is None:
+        raise ConfigError(f"FlowBlock is not running for {data_dir}: no stack.json there.")
+    org = settings.organisation
+    gateway = Gateway(stack["gateway"], load_wallet(wallet_path(data_dir, org, settings.identity)))
+    contract = gateway.get_network(stack["channel"]).get_contract("flowblock")
+    store = ObjectStore(stack["s3"]["endpoint"], load_credentials(data_dir, org))
+    return Executor(contract, store, org, limits=settings.limits)
+
+
+@app.task(name="flowblock.process_token", bind=True)
+def process_token(task, token_id: str, resume: bool = False) -> str:
+    redelivered = bool(task.request.delivery_info.get("redelivered"))
+    return executor().process(token_id, resume=resume or redelivered)
+
+
+@app.task(name="flowblock.process_read")
+def process_read(access_id: str) -> str:
+    from flowblock.executor.reads import process_read as serve
+
+    return serve(executor(), access_id)
