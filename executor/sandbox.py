@@ -12,6 +12,8 @@ from __future__ import annotations
 import multiprocessing
 import resource
 import signal
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,8 +41,10 @@ class Limits:
 def _child(connection, algorithm: type[Algorithm], frame, params, limits: Limits) -> None:
     resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1))
     resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+    instance = algorithm()
+    instance.progress = lambda fraction: connection.send(("progress", float(fraction)))
     try:
-        connection.send(("ok", algorithm().run(frame, params)))
+        connection.send(("ok", instance.run(frame, params)))
     except AlgorithmError as error:
         connection.send(("refused", str(error)))
     except MemoryError:
@@ -52,23 +56,38 @@ def _child(connection, algorithm: type[Algorithm], frame, params, limits: Limits
 
 
 def run_sandboxed(
-    algorithm: type[Algorithm], frame: pd.DataFrame, params: dict[str, Any], limits: Limits
+    algorithm: type[Algorithm],
+    frame: pd.DataFrame,
+    params: dict[str, Any],
+    limits: Limits,
+    on_progress: Callable[[float], None] | None = None,
 ) -> Any:
-    """``algorithm().run(frame, params)`` in a limited child; raises AlgorithmError on failure."""
+    """``algorithm().run(frame, params)`` in a limited child; raises AlgorithmError on failure.
+
+    Progress the algorithm reports reaches ``on_progress`` as it comes.
+    """
     receiver, sender = _CONTEXT.Pipe(duplex=False)
     child = _CONTEXT.Process(
         target=_child, args=(sender, algorithm, frame, params, limits), daemon=True
     )
     child.start()
     sender.close()
+    deadline = time.monotonic() + limits.wall_seconds
     try:
-        if not receiver.poll(limits.wall_seconds):
-            child.kill()
-            raise AlgorithmError(f"the algorithm did not finish within {limits.wall_seconds:g} s.")
-        try:
-            outcome, value = receiver.recv()
-        except EOFError:
-            outcome, value = "died", None
+        while True:
+            if not receiver.poll(max(0.0, deadline - time.monotonic())):
+                child.kill()
+                raise AlgorithmError(
+                    f"the algorithm did not finish within {limits.wall_seconds:g} s."
+                )
+            try:
+                outcome, value = receiver.recv()
+            except EOFError:
+                outcome, value = "died", None
+            if outcome != "progress":
+                break
+            if on_progress is not None:
+                on_progress(value)
     finally:
         child.join(timeout=5)
         if child.is_alive():

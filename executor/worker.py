@@ -151,7 +151,9 @@ class Executor:
         cohort = self.cohort(token)
         for _ in range(MAX_RERUNS + 1):
             rows = apply_where(self._restrict(frame, cohort), where)
-            result = run_sandboxed(algorithm, rows, params, self.limits)
+            result = run_sandboxed(
+                algorithm, rows, params, self.limits, self._progress_reporter(token["token_id"])
+            )
             patients = sorted(set(rows[PATIENT_COLUMN].map(self.patient_key)))
             self.policy.check(len(patients), result)
             latest = self.cohort(token)  # consent is checked again just before release
@@ -184,6 +186,21 @@ class Executor:
         for start in range(0, len(patients), 5_000):
             batch = patients[start : start + 5_000]
             self.ledger("consent:RecordUsage", token["token_id"], json.dumps(batch), submit=True)
+
+    def _progress_reporter(self, token_id: str):
+        """Post an algorithm's progress to the ledger, at most every tenth of the way."""
+        reported = [0]
+
+        def report(fraction: float) -> None:
+            percent = max(0, min(100, int(fraction * 100)))
+            if percent >= reported[0] + 10 and percent < 100:
+                reported[0] = percent
+                try:
+                    self.ledger("ReportProgress", token_id, percent, "running", submit=True)
+                except FlowBlockError:  # progress is a courtesy; the result is what counts
+                    log.warning("could not post the progress of %s", token_id)
+
+        return report
 
     def _algorithm(self, token: dict) -> type[Algorithm]:
         algorithm = self.algorithms.get((token["method"], token["version"]))

@@ -43,6 +43,9 @@ class Algorithm(abc.ABC):
     def run(self, frame: pd.DataFrame, params: dict[str, Any]) -> Any:
         """The result over the cohort's rows: a dict, a DataFrame or a figure spec."""
 
+    def progress(self, fraction: float) -> None:  # noqa: B027 - optional, a no-op by default
+        """Report how far a long computation has come (0..1); the executor posts it."""
+
     @classmethod
     def code_hash(cls) -> str:
         """SHA-256 of the source of the module that defines the algorithm."""

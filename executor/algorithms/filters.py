@@ -101,4 +101,5 @@ def _check_value(value: Any, kind: str, where: str) -> None:
         "string": (str,), "category": (str,),
     }[kind]  # fmt: skip
     if (isinstance(value, bool) and kind != "boolean") or not isinstance(value, expected):
-        raise InvalidArgument(where, f"a {kind} value", value)
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise InvalidArgument(where, f"{article} {kind} value", value)

@@ -113,3 +113,50 @@ class Histogram(Algorithm):
             counts, _ = np.histogram(_numeric(group, column), bins=edges)
             groups.append({**key, "counts": [int(c) for c in counts]})
         return {"column": column, "edges": [float(e) for e in edges], "groups": groups}
+
+
+class Quantiles(Algorithm):
+    name = "quantiles"
+    description = "Quantiles of a numeric column (per group), e.g. the median and quartiles."
+    parameters = _schema(
+        {
+            "column": COLUMN,
+            "q": {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 1},
+                  "minItems": 1, "maxItems": 19},
+        },
+        ["column"],
+    )  # fmt: skip
+    disclosure_class = "extremes"
+
+    def run(self, frame: pd.DataFrame, params: dict[str, Any]) -> dict:
+        column, q = params["column"], params.get("q", [0.25, 0.5, 0.75])
+        groups = []
+        for key, group in _groups(frame, params):
+            values = _numeric(group, column)
+            found = values.quantile(q).tolist() if len(values) else [None] * len(q)
+            groups.append(
+                {
+                    **key,
+                    "count": len(values),
+                    "quantiles": dict(zip(map(str, q), found, strict=True)),
+                }
+            )
+        return {"column": column, "groups": groups}
+
+
+class Crosstab(Algorithm):
+    name = "crosstab"
+    description = "Counts of records for each combination of two category columns."
+    parameters = _schema(
+        {"rows": {"type": "string", "minLength": 1}, "columns": {"type": "string", "minLength": 1}},
+        ["rows", "columns"],
+    )
+    output_kind = "table"
+
+    def run(self, frame: pd.DataFrame, params: dict[str, Any]) -> dict:
+        table = pd.crosstab(frame[params["rows"]], frame[params["columns"]])
+        return {
+            "rows": [_plain(v) for v in table.index],
+            "columns": [_plain(v) for v in table.columns],
+            "counts": table.astype(int).values.tolist(),
+        }

@@ -258,3 +258,16 @@ def test_reads_need_read_consent_and_are_logged_for_the_patient(study, demo_worl
     study.ledger(patient, "consent").submit("Revoke", study.dataset, "user:bob@University", "R", "")
     with pytest.raises(AccessDenied):
         bob.records.read(patient_id, study.dataset, timeout=5)
+
+
+def test_long_work_reports_its_progress_on_the_ledger(study, demo_world):
+    job = study.alice.compute("long-running", study.dataset, {"seconds": 2}, purpose=PURPOSE)
+    assert job.status == "PENDING"  # not on the Hospital's allow-list: its admin decides
+    admin = study.ledger(demo_world.identity("admin", org="Hospital"))
+    admin.submit("Approve", job.token_id)
+    assert study.run(job.token_id) == "DONE"
+    assert job.wait(timeout=30).value["groups"] == [{"count": 30}]
+    history = study.alice._evaluate("TokenHistory", job.token_id)
+    progress = [entry["token"]["progress"] for entry in reversed(history)]
+    assert 0 < max(p for p in progress if p < 100) < 100
+    assert progress[-1] == 100

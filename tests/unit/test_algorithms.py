@@ -1,0 +1,149 @@
+"""The built-in algorithms and the cohort filters, on tables whose answers are known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from flowblock.errors import InvalidArgument
+from flowblock.executor.algorithms import load_algorithms
+from flowblock.executor.algorithms.base import AlgorithmError
+from flowblock.executor.algorithms.filters import apply_where, check_group_by, check_where
+from flowblock.executor.algorithms.flowblock_methods import (
+    AverageBloodPressure,
+    BarChart,
+    LongRunning,
+    MaxHeartRate,
+)
+from flowblock.executor.algorithms.regression import LinearRegression, LogisticRegression
+from flowblock.executor.algorithms.statistics import (
+    Count,
+    Crosstab,
+    Histogram,
+    Mean,
+    Quantiles,
+    Std,
+)
+from flowblock.schema import check_schema, validate
+from flowblock.testing.flowblock_ledger import VITALS_SCHEMA
+
+FRAME = pd.DataFrame(
+    {
+        "patient_id": [f"p{i}" for i in range(8)],
+        "age": [30, 40, 50, 60, 70, 80, 35, 45],
+        "sex": ["F", "M", "F", "M", "F", "M", "F", "M"],
+        "systolic": [110, 120, 130, 140, 150, 160, 115, 125],
+        "diastolic": [70, 75, 80, 85, 90, 95, 72, 78],
+        "heart_rate": [60, 65, 70, 75, 80, 85, 62, 68],
+        "bmi": [22.0, 24.0, 26.0, 28.0, 30.0, 32.0, 23.0, 25.0],
+        "smoker": [False, True, False, True, False, True, False, False],
+        "diagnosis": ["normal"] * 4 + ["hypertension"] * 4,
+    }
+)
+
+
+def test_every_installed_algorithm_is_publishable():
+    algorithms = load_algorithms()
+    assert len(algorithms) >= 13
+    for algorithm in algorithms.values():
+        entry = algorithm.catalogue_entry()
+        check_schema(entry["parameters"])
+        assert len(entry["code_hash"]) == 64
+        assert entry["input_kind"] in ("tabular", "images", "tokens")
+
+
+def test_count_mean_std_with_groups():
+    assert Count().run(FRAME, {})["groups"] == [{"count": 8}]
+    grouped = Mean().run(FRAME, {"column": "systolic", "group_by": ["sex"]})["groups"]
+    assert grouped == [
+        {"sex": "F", "count": 4, "mean": 126.25},
+        {"sex": "M", "count": 4, "mean": 136.25},
+    ]
+    std = Std().run(FRAME, {"column": "age"})["groups"][0]["std"]
+    assert std == pytest.approx(FRAME["age"].std())
+
+
+def test_histogram_quantiles_crosstab():
+    histogram = Histogram().run(FRAME, {"column": "age", "bins": 5})
+    assert sum(histogram["groups"][0]["counts"]) == 8
+    assert histogram["edges"][0] == 30
+    quantiles = Quantiles().run(FRAME, {"column": "systolic", "q": [0.5]})
+    assert quantiles["groups"][0]["quantiles"]["0.5"] == pytest.approx(FRAME["systolic"].median())
+    table = Crosstab().run(FRAME, {"rows": "sex", "columns": "diagnosis"})
+    assert table == {"rows": ["F", "M"], "columns": ["hypertension", "normal"],
+                     "counts": [[2, 2], [2, 2]]}  # fmt: skip
+    with pytest.raises(AlgorithmError, match="not numeric"):
+        Mean().run(FRAME, {"column": "sex"})
+
+
+def test_regressions_recover_known_relationships():
+    rng = np.random.default_rng(1)
+    n = 400
+    age = rng.uniform(20, 80, n)
+    frame = pd.DataFrame({"age": age, "systolic": 100 + 0.5 * age + rng.normal(0, 1, n)})
+    fit = LinearRegression().run(frame, {"outcome": "systolic", "predictors": ["age"]})
+    assert fit["coefficients"]["age"]["estimate"] == pytest.approx(0.5, abs=0.02)
+    assert fit["r_squared"] > 0.95
+    frame["old"] = (frame["age"] + rng.normal(0, 10, n) > 50).astype(int)
+    logit = LogisticRegression().run(frame, {"outcome": "old", "predictors": ["age"]})
+    assert logit["coefficients"]["age"]["estimate"] > 0
+    with pytest.raises(AlgorithmError, match="yes/no"):
+        LogisticRegression().run(frame, {"outcome": "age", "predictors": ["systolic"]})
+
+
+def test_flowblock_methods_and_charts():
+    bp = AverageBloodPressure().run(FRAME, {})["groups"][0]
+    assert (bp["systolic"], bp["diastolic"]) == (131.25, 80.625)
+    assert MaxHeartRate().run(FRAME, {"group_by": ["smoker"]})["groups"] == [
+        {"smoker": False, "count": 5, "max": 80.0},
+        {"smoker": True, "count": 3, "max": 85.0},
+    ]
+    chart = BarChart().run(FRAME, {"column": "diagnosis"})
+    assert chart["chart"] == "bar"
+    assert chart["groups"] == [
+        {"diagnosis": "hypertension", "count": 4},
+        {"diagnosis": "normal", "count": 4},
+    ]
+    seen = []
+    slow = LongRunning()
+    slow.progress = seen.append
+    assert slow.run(FRAME, {"seconds": 1})["groups"] == [{"count": 8}]
+    assert seen[-1] == 1.0
+
+
+def test_filters_are_checked_against_the_schema_and_applied_as_data():
+    where = check_where([["sex", "==", "F"], ["systolic", ">=", 120]], VITALS_SCHEMA)
+    assert list(apply_where(FRAME, where)["patient_id"]) == ["p2", "p4"]
+    either = check_where([["diagnosis", "in", ["normal"]], ["age", "<", 40]], VITALS_SCHEMA)
+    assert list(apply_where(FRAME, either)["patient_id"]) == ["p0"]
+    assert check_group_by(["sex"], VITALS_SCHEMA) == ["sex"]
+
+
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        ([["weight", "==", 1]], "the column 'weight' must be one of the dataset's"),
+        ([["sex", ">", "F"]], "== or != for the category column 'sex'"),
+        ([["age", "==", "old"]], "must be an integer value"),
+        ([["age", "~", 1]], "op must be one of"),
+        ([["age", "in", []]], "a non-empty list"),
+        ([["age", "=="]], "a [column, op, value] triple"),
+        ([["__import__('os')", "==", 1]], "the column"),
+    ],
+)
+def test_bad_filters_are_refused_in_one_sentence(where, message):
+    with pytest.raises(InvalidArgument) as caught:
+        check_where(where, VITALS_SCHEMA)
+    assert message in str(caught.value)
+
+
+def test_group_by_refuses_numeric_columns():
+    with pytest.raises(InvalidArgument, match="a category, text or boolean column"):
+        check_group_by(["age"], VITALS_SCHEMA)
+
+
+def test_parameters_are_validated_by_the_published_schema():
+    validate({"column": "age", "where": [["sex", "==", "F"]]}, Mean.parameters)
+    with pytest.raises(InvalidArgument, match="did you mean 'column'"):
+        validate({"colum": "age"}, Mean.parameters)
