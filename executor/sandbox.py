@@ -38,10 +38,13 @@ class Limits:
         return self.cpu_seconds * 2 + 10
 
 
-def _child(connection, algorithm: type[Algorithm], frame, params, limits: Limits) -> None:
+def _child(
+    connection, algorithm: type[Algorithm], frame, params, limits: Limits, inputs: list
+) -> None:
     resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1))
     resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
     instance = algorithm()
+    instance.inputs = inputs
     instance.progress = lambda fraction: connection.send(("progress", float(fraction)))
     try:
         connection.send(("ok", instance.run(frame, params)))
@@ -61,6 +64,7 @@ def run_sandboxed(
     params: dict[str, Any],
     limits: Limits,
     on_progress: Callable[[float], None] | None = None,
+    inputs: list | None = None,
 ) -> Any:
     """``algorithm().run(frame, params)`` in a limited child; raises AlgorithmError on failure.
 
@@ -68,7 +72,7 @@ def run_sandboxed(
     """
     receiver, sender = _CONTEXT.Pipe(duplex=False)
     child = _CONTEXT.Process(
-        target=_child, args=(sender, algorithm, frame, params, limits), daemon=True
+        target=_child, args=(sender, algorithm, frame, params, limits, inputs or []), daemon=True
     )
     child.start()
     sender.close()

@@ -42,6 +42,8 @@ from flowblock.sealing import digest, seal
 
 log = logging.getLogger(__name__)
 PAGE = 10_000
+#: Where tokens' outputs are kept in the organisation's bucket, for flows.
+OUTPUTS = "outputs"
 #: How many times a computation is re-run when patients revoke while it runs.
 MAX_RERUNS = 2
 
@@ -143,6 +145,43 @@ class Executor:
 
     def _complete(self, token: dict) -> None:
         algorithm = self._algorithm(token)
+        if algorithm.input_kind == "tokens":
+            result, patients = self._compute_from_inputs(token, algorithm)
+        else:
+            result, patients = self._compute(token, algorithm)
+        # The whole output stays data-side, for later tokens of a flow; what is released
+        # is the result, or for a labelling step only that its labels were kept.
+        output = canonical_json({"value": result, "patients": patients})
+        self.store.put(f"{OUTPUTS}/{token['token_id']}.json", output)
+        released = {"kept_data_side": True} if algorithm.disclosure_class == "labels" else result
+        plaintext = canonical_json(
+            {"token_id": token["token_id"], "method": token["method"],
+             "version": token["version"], "value": released}
+        )  # fmt: skip
+        reader = x509.load_pem_x509_certificate(token["requester_certificate"].encode())
+        self.ledger(
+            "Complete",
+            token["token_id"],
+            json.dumps(
+                {
+                    "encrypted": seal(plaintext, reader.public_key(), token["token_id"]),
+                    "result_hash": digest(plaintext),
+                    "cohort_hash": sha256_hex(canonical_json(patients)),
+                    "cohort_size": len(patients),
+                    "code_hash": algorithm.code_hash(),
+                    "policy_hash": self.policy.hash,
+                    "output_hash": sha256_hex(output),
+                    "epsilon": token["epsilon"],
+                }
+            ),
+            submit=True,
+        )
+        for start in range(0, len(patients), 5_000):
+            batch = patients[start : start + 5_000]
+            self.ledger("consent:RecordUsage", token["token_id"], json.dumps(batch), submit=True)
+
+    def _compute(self, token: dict, algorithm: type[Algorithm]) -> tuple[Any, list[str]]:
+        """Run a tabular algorithm on the consenting cohort; the result and its patients."""
         meta = self.ledger("records:GetDataset", token["dataset"])
         params = token["params"]
         where = check_where(params.get("where", []), meta["schema"])
@@ -158,34 +197,33 @@ class Executor:
             self.policy.check(len(patients), result)
             latest = self.cohort(token)  # consent is checked again just before release
             if latest == cohort:
-                break
+                return result, patients
             cohort = latest
-        else:
-            raise FlowBlockError("consent kept changing while the computation ran; try again.")
-        plaintext = canonical_json(
-            {"token_id": token["token_id"], "method": token["method"],
-             "version": token["version"], "value": result}
+        raise FlowBlockError("consent kept changing while the computation ran; try again.")
+
+    def _compute_from_inputs(
+        self, token: dict, algorithm: type[Algorithm]
+    ) -> tuple[Any, list[str]]:
+        """Run a flow step on the outputs of earlier tokens, kept data-side."""
+        outputs = [self.load_output(token_id) for token_id in token["inputs"]]
+        if not outputs:
+            raise FlowBlockError(f"{token['method']} needs at least one input token.")
+        patients = sorted({p for output in outputs for p in output["patients"]})
+        result = run_sandboxed(
+            algorithm, pd.DataFrame(), token["params"], self.limits,
+            self._progress_reporter(token["token_id"]), [o["value"] for o in outputs],
         )  # fmt: skip
-        reader = x509.load_pem_x509_certificate(token["requester_certificate"].encode())
-        self.ledger(
-            "Complete",
-            token["token_id"],
-            json.dumps(
-                {
-                    "encrypted": seal(plaintext, reader.public_key(), token["token_id"]),
-                    "result_hash": digest(plaintext),
-                    "cohort_hash": sha256_hex(canonical_json(patients)),
-                    "cohort_size": len(patients),
-                    "code_hash": algorithm.code_hash(),
-                    "policy_hash": self.policy.hash,
-                    "epsilon": token["epsilon"],
-                }
-            ),
-            submit=True,
-        )
-        for start in range(0, len(patients), 5_000):
-            batch = patients[start : start + 5_000]
-            self.ledger("consent:RecordUsage", token["token_id"], json.dumps(batch), submit=True)
+        self.policy.check(len(patients), result)
+        return result, patients
+
+    def load_output(self, token_id: str) -> dict:
+        """An earlier token's output, if it still matches the hash its token recorded."""
+        earlier = self.ledger("GetToken", token_id)
+        expected = (earlier.get("result") or {}).get("output_hash")
+        if not expected:
+            raise FlowBlockError(f"token {token_id[:12]}… kept no output for a flow.")
+        data = self.store.get_verified(f"{OUTPUTS}/{token_id}.json", expected)
+        return json.loads(data)
 
     def _progress_reporter(self, token_id: str):
         """Post an algorithm's progress to the ledger, at most every tenth of the way."""

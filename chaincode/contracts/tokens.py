@@ -271,6 +271,10 @@ class ComputationContract(FlowBlockContract):
                 "cohort_size": cohort_size,
                 "code_hash": code_hash,
                 "policy_hash": sha256_hex(spec.get("policy_hash", ""), "result.policy_hash"),
+                # The output kept data-side for later tokens of a flow, by its hash.
+                "output_hash": sha256_hex(spec["output_hash"], "result.output_hash")
+                if spec.get("output_hash")
+                else "",
                 "epsilon": epsilon,
             },
         )

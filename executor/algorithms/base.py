@@ -43,6 +43,9 @@ class Algorithm(abc.ABC):
     def run(self, frame: pd.DataFrame, params: dict[str, Any]) -> Any:
         """The result over the cohort's rows: a dict, a DataFrame or a figure spec."""
 
+    #: For algorithms whose input kind is "tokens": the outputs of the input tokens, in order.
+    inputs: list[Any] = []
+
     def progress(self, fraction: float) -> None:  # noqa: B027 - optional, a no-op by default
         """Report how far a long computation has come (0..1); the executor posts it."""
 

@@ -102,3 +102,37 @@ class DonutChart(_Chart):
     name = "donut-chart"
     description = "A donut chart of the share of records in each category of a column."
     kind = "donut"
+
+
+class ChartOfResult(Algorithm):
+    """A flow's last step: a chart drawn from an earlier token's grouped counts.
+
+    It never sees a row: its input is the earlier output, already disclosure-checked.
+    """
+
+    name = "chart-of-result"
+    description = "A bar or donut chart of an earlier computation's grouped counts (a flow)."
+    parameters = {
+        "type": "object",
+        "properties": {
+            "kind": {"type": "string", "enum": ["bar", "donut"]},
+            "label": {"type": "string", "minLength": 1,
+                      "description": "The group column of the earlier result to label by."},
+        },
+        "required": ["label"],
+        "additionalProperties": False,
+    }  # fmt: skip
+    input_kind = "tokens"
+    output_kind = "figure"
+    disclosure_class = "chart"
+
+    def run(self, frame: pd.DataFrame, params: dict[str, Any]) -> dict:
+        label = params["label"]
+        groups = (self.inputs[0] or {}).get("groups", []) if self.inputs else []
+        if not groups or any(label not in g or "count" not in g for g in groups):
+            raise AlgorithmError(f"the earlier result has no counts grouped by {label!r}.")
+        return {
+            "chart": params.get("kind", "bar"),
+            "column": label,
+            "groups": [{label: g[label], "count": g["count"]} for g in groups],
+        }

@@ -61,6 +61,7 @@ class Study:
             {
                 "patient_id": [f"s{n}p{i:03d}" for i in range(patients)],
                 "age": rng.integers(20, 90, patients),
+                "sex": ["F", "M"] * (patients // 2),
                 "systolic": rng.normal(130, 12, patients).round(1),
             }
         )
@@ -271,3 +272,29 @@ def test_long_work_reports_its_progress_on_the_ledger(study, demo_world):
     progress = [entry["token"]["progress"] for entry in reversed(history)]
     assert 0 < max(p for p in progress if p < 100) < 100
     assert progress[-1] == 100
+
+
+def test_a_flow_uses_earlier_outputs_kept_data_side(study, demo_world):
+    counts = study.alice.compute("count", study.dataset, {"group_by": ["sex"]}, purpose=PURPOSE)
+    assert study.run(counts.token_id) == "DONE"
+    by_sex = counts.wait(timeout=30).value["groups"]
+    chart = study.alice.compute(
+        "chart-of-result", study.dataset, {"kind": "donut", "label": "sex"},
+        purpose=PURPOSE, inputs=[counts.token_id],
+    )  # fmt: skip
+    admin = study.ledger(demo_world.identity("admin", org="Hospital"))
+    admin.submit("Approve", chart.token_id)
+    assert study.run(chart.token_id) == "DONE"
+    figure = chart.wait(timeout=30)
+    expected = [{"sex": group["sex"], "count": group["count"]} for group in by_sex]
+    assert figure.value == {"chart": "donut", "column": "sex", "groups": expected}
+    # An output changed behind the ledger's back fails the flow that reads it.
+    study.store.put(f"outputs/{counts.token_id}.json", b'{"value": {}, "patients": []}')
+    again = study.alice.compute(
+        "chart-of-result", study.dataset, {"label": "sex"}, purpose=PURPOSE,
+        inputs=[counts.token_id],
+    )  # fmt: skip
+    admin.submit("Approve", again.token_id)
+    assert study.run(again.token_id) == "FAILED"
+    with pytest.raises(ComputationFailed, match="does not match its registered hash"):
+        again.wait(timeout=30)
