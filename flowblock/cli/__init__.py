@@ -18,7 +18,8 @@ class FlowBlockMain(FlowBlockApp):
         "consent and result is a transaction on a Hyperledger Fabric ledger."
     )
     examples = """
-flowblock demo                      # the demo organisations and people
+flowblock demo                      # the whole system with demo data, until Ctrl-C
+flowblock status; flowblock down    # from another terminal
 flowblock network init              # organisations, CAs and node identities
 flowblock identity issue alice --org University --role researcher
 flowblock identity list
@@ -26,7 +27,10 @@ flowblock network up --chaincode asset=127.0.0.1:9999
 flowblock verify                    # the chain, its hashes and every signature
 """
     subcommands = {
-        "demo": ("flowblock.cli.demo.DemoApp", "Set up the demo organisations and people."),
+        "up": ("flowblock.cli.stack.UpApp", "Run FlowBlock on this machine."),
+        "demo": ("flowblock.cli.demo.DemoApp", "Run FlowBlock with the demo world and data."),
+        "status": ("flowblock.cli.stack.StatusApp", "Say whether FlowBlock runs, part by part."),
+        "down": ("flowblock.cli.stack.DownApp", "Stop the FlowBlock that runs."),
         "network": ("flowblock.network.cli.NetworkApp", "Organisations and the ledger network."),
         "identity": ("flowblock.cli.identity.IdentityApp", "Issue, show and list identities."),
         "chaincode": ("flowblock.chaincode.cli.ChaincodeApp", "Serve chaincode for the peers."),

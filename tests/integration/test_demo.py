@@ -12,6 +12,7 @@ import pytest
 
 from flowblock.client import Client
 from flowblock.errors import EndorseError
+from flowblock.executor.storage.credentials import load_credentials
 from flowblock.ledger import Gateway
 from flowblock.stack import read_stack_file
 
@@ -30,6 +31,9 @@ def test_demo_serves_the_ledger_writes_stack_json_and_stops_cleanly(tmp_path):
             time.sleep(0.1)
         assert stack is not None, "stack.json never appeared"
         assert "secret" not in json.dumps(stack).lower()
+        # The researchers' side never learns the data side's S3 secret.
+        hospital_secret = load_credentials(data_dir, "Hospital").secret_key
+        assert hospital_secret not in json.dumps(stack)
         alice = stack["identities"]["alice"]
         assert (alice["org"], alice["role"]) == ("University", "researcher")
         assert stack["chaincodes"] == ["flowblock"]
@@ -57,14 +61,26 @@ def test_demo_serves_the_ledger_writes_stack_json_and_stops_cleanly(tmp_path):
             )  # fmt: skip
             assert imported.returncode == 0, imported.stderr
             assert "labs: 2 records in 1 part(s); 2 registered" in imported.stdout
+            status = subprocess.run(
+                [sys.executable, "-m", "flowblock", "status", "--data-dir", str(data_dir)],
+                capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            assert "ledger   Fabric Gateway" in status.stdout
+            assert status.stdout.count(": answers") == 2
             with pytest.raises(EndorseError) as refused:
                 contract.submit("consent:Grant", "vitals", "org:University", "C", "x", "", "")
             assert refused.value.chaincode_status == 403
+        down = subprocess.run(
+            [sys.executable, "-m", "flowblock", "down", "--data-dir", str(data_dir)],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert down.returncode == 0, down.stderr
     finally:
-        process.send_signal(signal.SIGTERM)
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=60)
     assert process.returncode == 0, output
-    assert "FlowBlock demo stopped." in output
+    assert "Demo stopped." in output
     assert "Dataset 'vitals': 300 records in 1 part(s), 300 newly registered." in output
     assert "210 patients consented to research on 'vitals'." in output
     assert read_stack_file(data_dir) is None
