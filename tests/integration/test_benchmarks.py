@@ -23,6 +23,9 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
         ("consent.py", ["--seconds", "0.5", "--records", "1000", "--patients", "2000",
                         "--page", "500", "--latency-samples", "3", "--concurrent-patients", "4"],
          ["grant   p50", "registered 1,000 records", "listed 2,000 patients", "baseline"]),
+        ("compute.py", ["--records", "2000", "--patients", "30", "--repeats", "1"],
+         ["mean      request→decrypted result", "histogram request→decrypted result",
+          "peak memory"]),
     ],
 )  # fmt: skip
 def test_benchmark_runs_and_reports(script, arguments, expected):
