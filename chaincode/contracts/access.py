@@ -23,7 +23,7 @@ from flowblock.chaincode.contracts.base import (
     key,
     name,
     now,
-    page_size,
+    paged,
     read,
     require,
     sha256_hex,
@@ -148,9 +148,7 @@ class AccessContract(FlowBlockContract):
     def MyAccessLog(self, ctx: Context, size: int, bookmark: str) -> dict:  # noqa: N802
         """Every read of the calling patient's records: who, when, why."""
         patient = require(ctx, "patient")
-        page, following = ctx.stub.get_state_by_partial_composite_key_with_pagination(
-            PATIENT_ACCESS, [patient.key], page_size(size), bookmark
-        )
+        page, following = paged(ctx, PATIENT_ACCESS, [patient.key], size, bookmark)
         reads = []
         for kv in page:
             access = _get(ctx, split_composite_key(kv.key)[1][1])

@@ -166,6 +166,13 @@ def page_size(value: int) -> int:
     return value
 
 
+def paged(ctx: Context, kind: str, parts: list[str], size: int, bookmark: str):
+    """One page (at most ``size``, checked) of the keys of ``kind`` under ``parts``."""
+    return ctx.stub.get_state_by_partial_composite_key_with_pagination(
+        kind, parts, page_size(size), bookmark
+    )
+
+
 class FlowBlockContract(Contract):
     """Base of FlowBlock's contracts."""
 

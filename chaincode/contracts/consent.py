@@ -29,7 +29,7 @@ from flowblock.chaincode.contracts.base import (
     key,
     name,
     now,
-    page_size,
+    paged,
     parse_time,
     read,
     require,
@@ -182,9 +182,7 @@ class ConsentContract(FlowBlockContract):
     @transaction(submit=False)
     def MyGrants(self, ctx: Context, size: int, bookmark: str) -> dict:  # noqa: N802
         patient = require(ctx, "patient")
-        page, following = ctx.stub.get_state_by_partial_composite_key_with_pagination(
-            PATIENT_GRANT, [patient.key], page_size(size), bookmark
-        )
+        page, following = paged(ctx, PATIENT_GRANT, [patient.key], size, bookmark)
         grants = [self._grant(ctx, split_composite_key(kv.key)[1][1]) for kv in page]
         return {"grants": grants, "bookmark": following}
 
@@ -214,9 +212,7 @@ class ConsentContract(FlowBlockContract):
         """
         require(ctx, *DATA_SIDE, organisation=get_dataset(ctx, dataset)["organisation"])
         moment = timestamp(now(ctx))
-        page, following = ctx.stub.get_state_by_partial_composite_key_with_pagination(
-            CONSENT, [dataset], page_size(size), bookmark
-        )
+        page, following = paged(ctx, CONSENT, [dataset], size, bookmark)
         cohort: dict[str, list[str] | None] = {}
         for kv in page:
             entry = json.loads(kv.value)
@@ -272,9 +268,7 @@ class ConsentContract(FlowBlockContract):
     def MyReceipts(self, ctx: Context, size: int, bookmark: str) -> dict:  # noqa: N802
         """The computations that used the calling patient's data."""
         patient = require(ctx, "patient")
-        page, following = ctx.stub.get_state_by_partial_composite_key_with_pagination(
-            RECEIPT, [patient.key], page_size(size), bookmark
-        )
+        page, following = paged(ctx, RECEIPT, [patient.key], size, bookmark)
         return {"receipts": [json.loads(kv.value) for kv in page], "bookmark": following}
 
     @staticmethod

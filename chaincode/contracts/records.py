@@ -26,7 +26,7 @@ from flowblock.chaincode.contracts.base import (
     key,
     name,
     now,
-    page_size,
+    paged,
     read,
     require,
     sha256_hex,
@@ -189,9 +189,7 @@ class RecordsContract(FlowBlockContract):
     def ListRecords(self, ctx: Context, dataset: str, size: int, bookmark: str) -> dict:  # noqa: N802
         """A page of a dataset's records, for its organisation's data side."""
         require(ctx, *DATA_SIDE, organisation=get_dataset(ctx, dataset)["organisation"])
-        page, following = ctx.stub.get_state_by_partial_composite_key_with_pagination(
-            RECORD, [dataset], page_size(size), bookmark
-        )
+        page, following = paged(ctx, RECORD, [dataset], size, bookmark)
         return {"records": [json.loads(kv.value) for kv in page], "bookmark": following}
 
     @transaction
@@ -222,18 +220,14 @@ class RecordsContract(FlowBlockContract):
     def ListPartitions(self, ctx: Context, dataset: str, size: int, bookmark: str) -> dict:  # noqa: N802
         """A page of a dataset's partitions, for its organisation's data side."""
         require(ctx, *DATA_SIDE, organisation=get_dataset(ctx, dataset)["organisation"])
-        page, following = ctx.stub.get_state_by_partial_composite_key_with_pagination(
-            PARTITION, [dataset], page_size(size), bookmark
-        )
+        page, following = paged(ctx, PARTITION, [dataset], size, bookmark)
         return {"partitions": [json.loads(kv.value) for kv in page], "bookmark": following}
 
     @transaction(submit=False)
     def MyRecords(self, ctx: Context, size: int, bookmark: str) -> dict:  # noqa: N802
         """A patient's own records, across datasets."""
         patient = require(ctx, "patient")
-        page, following = ctx.stub.get_state_by_partial_composite_key_with_pagination(
-            PATIENT_RECORD, [patient.key], page_size(size), bookmark
-        )
+        page, following = paged(ctx, PATIENT_RECORD, [patient.key], size, bookmark)
         records = []
         for kv in page:
             _, (_, dataset, record_id) = split_composite_key(kv.key)

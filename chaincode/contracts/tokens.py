@@ -34,7 +34,7 @@ from flowblock.chaincode.contracts.base import (
     key,
     name,
     now,
-    page_size,
+    paged,
     read,
     require,
     sha256_hex,
@@ -324,9 +324,7 @@ class ComputationContract(FlowBlockContract):
             index, prefix = TOKEN, []
         else:
             raise Refused(f"{who.key} has no computation tokens to see")
-        page, following = ctx.stub.get_state_by_partial_composite_key_with_pagination(
-            index, prefix, page_size(size), bookmark
-        )
+        page, following = paged(ctx, index, prefix, size, bookmark)
         moment = timestamp(now(ctx))
         tokens = []
         for kv in page:

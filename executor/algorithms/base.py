@@ -11,6 +11,7 @@ installed code still has that hash.
 from __future__ import annotations
 
 import abc
+import functools
 import hashlib
 import inspect
 import sys
@@ -51,9 +52,12 @@ class Algorithm(abc.ABC):
 
     @classmethod
     def code_hash(cls) -> str:
-        """SHA-256 of the source of the module that defines the algorithm."""
-        module = sys.modules[cls.__module__]
-        return hashlib.sha256(inspect.getsource(module).encode()).hexdigest()
+        """SHA-256 of the source of the module that defines the algorithm, as loaded.
+
+        Computed once per process, so it names the code that runs here even if the file
+        changes on disk afterwards.
+        """
+        return _module_hash(cls.__module__)
 
     @classmethod
     def catalogue_entry(cls) -> dict:
@@ -68,6 +72,11 @@ class Algorithm(abc.ABC):
             "disclosure_class": cls.disclosure_class,
             "code_hash": cls.code_hash(),
         }
+
+
+@functools.cache
+def _module_hash(module: str) -> str:
+    return hashlib.sha256(inspect.getsource(sys.modules[module]).encode()).hexdigest()
 
 
 def load_algorithms() -> dict[tuple[str, str], type[Algorithm]]:

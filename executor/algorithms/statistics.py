@@ -53,6 +53,16 @@ def _numeric(frame: pd.DataFrame, column: str) -> pd.Series:
     return frame[column].dropna()
 
 
+def _per_group(frame: pd.DataFrame, params: dict[str, Any], name: str, statistic) -> dict:
+    """One statistic of ``params["column"]`` for each group, with each group's count."""
+    column = params["column"]
+    groups = []
+    for key, group in _groups(frame, params):
+        values = _numeric(group, column)
+        groups.append({**key, "count": len(values), name: statistic(values)})
+    return {"column": column, "groups": groups}
+
+
 class Count(Algorithm):
     name = "count"
     description = "The number of records in the cohort (per group)."
@@ -68,14 +78,7 @@ class Mean(Algorithm):
     parameters = _schema({"column": COLUMN}, ["column"])
 
     def run(self, frame: pd.DataFrame, params: dict[str, Any]) -> dict:
-        column = params["column"]
-        groups = []
-        for key, group in _groups(frame, params):
-            values = _numeric(group, column)
-            groups.append(
-                {**key, "count": len(values), "mean": float(values.mean()) if len(values) else None}
-            )
-        return {"column": column, "groups": groups}
+        return _per_group(frame, params, "mean", lambda v: float(v.mean()) if len(v) else None)
 
 
 class Std(Algorithm):
@@ -84,13 +87,9 @@ class Std(Algorithm):
     parameters = _schema({"column": COLUMN}, ["column"])
 
     def run(self, frame: pd.DataFrame, params: dict[str, Any]) -> dict:
-        column = params["column"]
-        groups = []
-        for key, group in _groups(frame, params):
-            values = _numeric(group, column)
-            std = float(values.std(ddof=1)) if len(values) > 1 else None
-            groups.append({**key, "count": len(values), "std": std})
-        return {"column": column, "groups": groups}
+        return _per_group(
+            frame, params, "std", lambda v: float(v.std(ddof=1)) if len(v) > 1 else None
+        )
 
 
 class Histogram(Algorithm):
