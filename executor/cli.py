@@ -63,6 +63,43 @@ class DataImportApp(FlowBlockApp):
         )
 
 
+class ExecutorApp(FlowBlockApp):
+    name = "flowblock executor"
+    description = (
+        "Run an organisation's executor on its own (flowblock up runs one already): it "
+        "follows the ledger, claims its organisation's approved tokens and read requests, "
+        "and computes on its data. Needs the stack's stack.json in the data directory."
+    )
+    examples = "flowblock executor --org Hospital --workers 4"
+    aliases = {
+        **FlowBlockApp.aliases,
+        "org": "ExecutorSettings.organisation",
+        "workers": "ExecutorSettings.workers",
+    }
+
+    @property
+    def classes(self):  # type: ignore[override]
+        from flowblock.executor.settings import ExecutorSettings
+
+        return [type(self), ExecutorSettings]
+
+    def start(self) -> None:
+        from flowblock.cli.base import wait_for_termination
+        from flowblock.executor.service import ExecutorService, build_executor
+        from flowblock.executor.settings import ExecutorSettings
+
+        self.positional()
+        settings = ExecutorSettings(parent=self)
+        executor = build_executor(self.data_path, settings)
+        checkpoint = self.data_path / "executor" / settings.organisation / "checkpoint.json"
+        service = ExecutorService(executor, checkpoint, settings.workers).start()
+        print(f"flowblock executor: serving {settings.organisation}", flush=True)
+        try:
+            wait_for_termination()
+        finally:
+            service.stop()
+
+
 class DataApp(FlowBlockApp):
     name = "flowblock data"
     description = "A steward's data: import tables into S3 with their hashes on the ledger."

@@ -16,7 +16,6 @@ from pathlib import Path
 from celery import Celery
 
 from flowblock.config import config_from_environment
-from flowblock.errors import ConfigError
 from flowblock.executor.settings import ExecutorSettings
 
 _config = config_from_environment()
@@ -33,22 +32,10 @@ app.conf.update(
 @functools.cache
 def executor():
     """This worker process's executor, built once from the running stack's description."""
-    from flowblock.executor.storage.credentials import load_credentials
-    from flowblock.executor.storage.objects import ObjectStore
-    from flowblock.executor.worker import Executor
-    from flowblock.identity import load_wallet, wallet_path
-    from flowblock.ledger import Gateway
-    from flowblock.stack import read_stack_file
+    from flowblock.executor.service import build_executor
 
     data_dir = Path(_config.FlowBlockApp.get("data_dir", "~/.flowblock")).expanduser()
-    stack = read_stack_file(data_dir)
-    if stack is None:
-        raise ConfigError(f"FlowBlock is not running for {data_dir}: no stack.json there.")
-    org = settings.organisation
-    gateway = Gateway(stack["gateway"], load_wallet(wallet_path(data_dir, org, settings.identity)))
-    contract = gateway.get_network(stack["channel"]).get_contract("flowblock")
-    store = ObjectStore(stack["s3"]["endpoint"], load_credentials(data_dir, org))
-    return Executor(contract, store, org, limits=settings.limits)
+    return build_executor(data_dir, settings)
 
 
 @app.task(name="flowblock.process_token", bind=True)

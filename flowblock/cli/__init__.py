@@ -35,6 +35,7 @@ flowblock verify                    # the chain, its hashes and every signature
         "identity": ("flowblock.cli.identity.IdentityApp", "Issue, show and list identities."),
         "chaincode": ("flowblock.chaincode.cli.ChaincodeApp", "Serve chaincode for the peers."),
         "data": ("flowblock.executor.cli.DataApp", "Import a steward's data."),
+        "executor": ("flowblock.executor.cli.ExecutorApp", "Run an organisation's executor."),
         "verify": ("flowblock.network.cli.VerifyApp", "Check the ledger's chain and signatures."),
     }
 

@@ -79,6 +79,9 @@ def test_identity_issue_writes_a_wallet_with_the_role(capsys, data_dir):
         (["demo", "--role", "x"], "--role is not an option"),
         (["identity", "show", "/no/such/wallet"], "no wallet at /no/such/wallet"),
         (["network", "init", "--org", "bad org"], "organisation name must be"),
+        (["executor", "--org", "Hospital"], "FlowBlock is not running for"),
+        (["status"], "FlowBlock is not running for"),
+        (["down"], "FlowBlock is not running for"),
     ],
 )
 def test_bad_input_is_one_line_and_changes_nothing(capsys, data_dir, argv, message):
