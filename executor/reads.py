@@ -32,8 +32,8 @@ def process_read(executor: Executor, access_id: str) -> str:
         raise
     try:
         frame = executor.load(access["dataset"])
-        keys = frame[PATIENT_COLUMN].map(executor.patient_key)
-        rows = frame[keys == access["patient"]]
+        patient = access["patient"].removesuffix(f"@{executor.organisation}")
+        rows = frame[frame[PATIENT_COLUMN].astype(str) == patient]
         if access["record_id"]:
             rows = rows[rows[RECORD_COLUMN] == access["record_id"]]
         records = rows.astype(object).where(rows.notna(), None).to_dict("records")
