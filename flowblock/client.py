@@ -42,7 +42,7 @@ class ComputationFailed(FlowBlockError):
 def refusal(error: EndorseError) -> FlowBlockError:
     """The FlowBlock error for a chaincode refusal, in the chaincode's own words."""
     status, message = error.chaincode_status, error.chaincode_message
-    sentence = message.rstrip(".") + "."
+    sentence = message if message.endswith(("?", ".")) else message + "."
     if status == 403:
         return AccessDenied(sentence)
     if status == 402:

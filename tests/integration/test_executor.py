@@ -298,3 +298,12 @@ def test_a_flow_uses_earlier_outputs_kept_data_side(study, demo_world):
     assert study.run(again.token_id) == "FAILED"
     with pytest.raises(ComputationFailed, match="does not match its registered hash"):
         again.wait(timeout=30)
+
+
+def test_a_misspelt_parameter_is_one_sentence_with_a_suggestion(study):
+    from flowblock.errors import RequestRefused
+
+    with pytest.raises(RequestRefused) as refused:
+        study.alice.compute("mean", study.dataset, {"colum": "systolic"}, purpose=PURPOSE)
+    assert str(refused.value).endswith("did you mean 'column'?")
+    assert refused.value.status == 400
