@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,9 +69,11 @@ class Result:
 class Job:
     """A computation token, as its requester follows it."""
 
-    def __init__(self, client: Client, token: dict) -> None:
+    def __init__(self, client: Client, token: dict, since_block: int | None = None) -> None:
         self.client = client
         self.token = token
+        #: The block the request was committed in, when known: events are read from it.
+        self.since_block = since_block
 
     @property
     def token_id(self) -> str:
@@ -84,15 +87,36 @@ class Job:
         self.token = self.client._evaluate("GetToken", self.token_id)
         return self
 
-    def wait(self, timeout: float = 60.0, poll: float = 0.2) -> Result:
-        """Wait for the result; raises ComputationFailed if it was refused or failed."""
-        deadline = time.monotonic() + timeout
-        while self.refresh().status not in TERMINAL:
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"computation {self.token_id[:12]}… is still {self.status} after {timeout:g} s."
-                )
-            time.sleep(poll)
+    def wait(self, timeout: float = 60.0) -> Result:
+        """Wait for the result; raises ComputationFailed if it was refused or failed.
+
+        It follows the ledger's events for this token rather than polling, so the result
+        is fetched as soon as the block that completes it is committed.
+        """
+        if self.refresh().status in TERMINAL:
+            return self.result()
+        if self.since_block is None:  # a job found by id: where its events start is unknown
+            deadline = time.monotonic() + timeout
+            while self.refresh().status not in TERMINAL and time.monotonic() < deadline:
+                time.sleep(0.2)
+        else:
+            network = self.client.gateway.get_network(self.client.channel)
+            events = network.chaincode_events(CHAINCODE, start_block=self.since_block)
+            timer = threading.Timer(timeout, events.close)
+            timer.start()
+            try:
+                for event in events:
+                    if self.token_id.encode() in event.payload and (
+                        self.refresh().status in TERMINAL
+                    ):
+                        break
+            finally:
+                timer.cancel()
+                events.close()
+        if self.refresh().status not in TERMINAL:
+            raise TimeoutError(
+                f"computation {self.token_id[:12]}… is still {self.status} after {timeout:g} s."
+            )
         return self.result()
 
     def result(self) -> Result:
@@ -146,6 +170,7 @@ class Client:
 
     def __init__(self, gateway: Gateway, channel: str = "flowblock") -> None:
         self.gateway = gateway
+        self.channel = channel
         self.identity: Identity = gateway.identity
         self._contract = gateway.get_network(channel).get_contract(CHAINCODE)
         self.records = Records(self)
@@ -191,11 +216,19 @@ class Client:
         version: str = "",
     ) -> Job:
         """Ask for a computation; returns the job at once (``job.wait()`` for the result)."""
-        token = self._submit(
-            "Request", method, version, dataset, json.dumps(params or {}), purpose,
-            json.dumps(list(inputs)),
-        )  # fmt: skip
-        return Job(self, token)
+        try:
+            submitted = self._contract.submit_async(
+                "Request", method, version, dataset, json.dumps(params or {}), purpose,
+                json.dumps(list(inputs)),
+            )  # fmt: skip
+        except EndorseError as error:
+            raise refusal(error) from None
+        status = submitted.status()
+        if not status.successful:
+            raise FlowBlockError(
+                f"the request was not committed ({status.code_name}); please ask again."
+            )
+        return Job(self, json.loads(submitted.result), since_block=status.block_number)
 
     def job(self, token_id: str) -> Job:
         return Job(self, self._evaluate("GetToken", token_id))
