@@ -24,6 +24,11 @@ class ExecutorSettings(Configurable):
         help="Redis URL of a Celery broker (redis://host:port/0). Empty: in-process workers.",
     ).tag(config=True)
     workers = Int(4, help="Computations run at once by in-process workers.").tag(config=True)
+    redelivery_seconds = Int(
+        3600,
+        help="Celery: after how long a task whose worker died unacknowledged is delivered "
+        "again (Redis's visibility timeout); keep it above the longest computation.",
+    ).tag(config=True)
     cpu_seconds = Int(600, help="CPU seconds one algorithm run may use.").tag(config=True)
     memory_mb = Int(8192, help="Memory one algorithm run may use, in MiB.").tag(config=True)
 

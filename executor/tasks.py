@@ -26,6 +26,13 @@ app.conf.update(
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
     broker_connection_retry_on_startup=True,
+    broker_transport_options={
+        "visibility_timeout": settings.redelivery_seconds,
+        # Sweep for tasks of dead workers often enough that redelivery follows the timeout.
+        "unacked_restore_interval": max(1, min(60, settings.redelivery_seconds // 2)),
+        "unacked_restore_throttle": 1,
+    },
+    result_backend_transport_options={"visibility_timeout": settings.redelivery_seconds},
 )
 
 

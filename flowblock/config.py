@@ -22,6 +22,7 @@ ENVIRONMENT: Final[dict[str, str]] = {
     "FLOWBLOCK_LOG_LEVEL": "Application.log_level",
     "FLOWBLOCK_EXECUTOR_ORG": "ExecutorSettings.organisation",
     "FLOWBLOCK_BROKER": "ExecutorSettings.broker_url",
+    "FLOWBLOCK_REDELIVERY_SECONDS": "ExecutorSettings.redelivery_seconds",
 }
 
 

@@ -47,13 +47,19 @@ def redis_server(directory: Path) -> Iterator[str]:
 
 
 @contextmanager
-def celery_worker(data_dir: Path, broker: str, organisation: str) -> Iterator[subprocess.Popen]:
-    """A Celery worker process running the executor's tasks for ``organisation``."""
+def celery_worker(
+    data_dir: Path, broker: str, organisation: str, redelivery_seconds: int = 5
+) -> Iterator[subprocess.Popen]:
+    """A Celery worker process running the executor's tasks for ``organisation``.
+
+    Tasks of a worker that dies are delivered again after ``redelivery_seconds``.
+    """
     env = {
         **os.environ,
         "FLOWBLOCK_DATA_DIR": str(data_dir),
         "FLOWBLOCK_BROKER": broker,
         "FLOWBLOCK_EXECUTOR_ORG": organisation,
+        "FLOWBLOCK_REDELIVERY_SECONDS": str(redelivery_seconds),
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "flowblock.executor.tasks", "worker",

@@ -307,3 +307,39 @@ def test_a_misspelt_parameter_is_one_sentence_with_a_suggestion(study):
         study.alice.compute("mean", study.dataset, {"colum": "systolic"}, purpose=PURPOSE)
     assert str(refused.value).endswith("did you mean 'column'?")
     assert refused.value.status == 400
+
+
+def test_a_celery_worker_killed_mid_job_leaves_one_result(
+    ledger, s3_server, demo_world, flowblock_devnet, tmp_path
+):
+    import signal
+
+    from celery import Celery
+
+    from flowblock.stack import write_stack_file
+    from flowblock.testing.queue import celery_worker, redis_server
+
+    study = Study(ledger, s3_server, demo_world)
+    write_stack_file(
+        flowblock_devnet.data_dir,
+        {"gateway": flowblock_devnet.address, "channel": "flowblock",
+         "s3": {"endpoint": s3_server.endpoint}},
+    )  # fmt: skip
+    job = study.alice.compute("long-running", study.dataset, {"seconds": 6}, purpose=PURPOSE)
+    study.ledger(demo_world.identity("admin", org="Hospital")).submit("Approve", job.token_id)
+    with redis_server(tmp_path) as broker:
+        client = Celery(broker=broker, backend=broker)
+        with celery_worker(flowblock_devnet.data_dir, broker, "Hospital") as doomed:
+            pending = client.send_task("flowblock.process_token", args=[job.token_id])
+            for _ in range(200):  # until the worker has claimed it and is computing
+                if job.refresh().status == "RUNNING":
+                    break
+                threading.Event().wait(0.1)
+            assert job.status == "RUNNING"
+            doomed.send_signal(signal.SIGKILL)
+            doomed.wait(timeout=10)
+        with celery_worker(flowblock_devnet.data_dir, broker, "Hospital"):
+            assert pending.get(timeout=120) == "DONE"
+    assert job.wait(timeout=30).value["groups"] == [{"count": 30}]
+    history = study.alice._evaluate("TokenHistory", job.token_id)
+    assert [entry["token"]["status"] for entry in history].count("DONE") == 1
