@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from flowblock.testing.flowblock_ledger import GatewayDriver, LocalDriver, World
+
 pytest_plugins = ["flowblock.testing.fixtures"]
 
 LAYERS = ("unit", "integration", "e2e")
@@ -20,3 +22,41 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         layer = Path(item.path).relative_to(TESTS).parts[0]
         if layer in LAYERS:
             item.add_marker(getattr(pytest.mark, layer))
+
+
+# -- the chaincode's rules, driven in-process (unit) and on a devnet (integration) ------
+
+
+@pytest.fixture(scope="module")
+def devnet_driver(flowblock_devnet):
+    driver = GatewayDriver(flowblock_devnet.address)
+    yield driver
+    driver.close()
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("local", marks=pytest.mark.unit),
+        pytest.param("devnet", marks=pytest.mark.integration),
+    ]
+)
+def driver(request, tmp_path):
+    if request.param == "devnet":
+        yield request.getfixturevalue("devnet_driver")
+        return
+    local = LocalDriver(tmp_path)
+    yield local
+    local.close()
+
+
+@pytest.fixture
+def world(driver, demo_world) -> World:
+    return World(driver, demo_world)
+
+
+@pytest.fixture
+def local(tmp_path, demo_world):
+    """The in-process ledger alone, for tests that move the transaction clock."""
+    driver = LocalDriver(tmp_path)
+    yield World(driver, demo_world), driver.ledger
+    driver.close()

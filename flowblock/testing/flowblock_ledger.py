@@ -9,14 +9,17 @@ the Gateway client), so every rule is proven at both layers. Both raise
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
+import pytest
+
 from flowblock.chaincode.contracts import CHAINCODE_NAME, flowblock_chaincode
 from flowblock.errors import EndorseError
-from flowblock.identity import Identity
+from flowblock.identity import CertificateAuthority, Identity
 from flowblock.ledger import Gateway
 from flowblock.testing.chaincode import ChaincodeRefused, LocalLedger
 
@@ -145,3 +148,101 @@ def records_for(patients: Iterable[str], dataset: str = "vitals", start: int = 0
         }
         for n, patient in enumerate(patients)
     ]
+
+
+_names = itertools.count()
+
+
+class World:
+    """The demo people, and a dataset and method of a test's own, over any driver.
+
+    Tests of the chaincode's rules build on it; ``setup`` registers a dataset with
+    records, publishes a method, and records consents and rules as asked.
+    """
+
+    def __init__(self, driver, demo_world) -> None:
+        self.driver = driver
+        self.people = demo_world
+        n = next(_names)
+        self.dataset = f"vitals-{n}"
+        self.method = f"mean{n}"
+        self.hospital_admin = demo_world.identity("admin", org="Hospital")
+        self.university_admin = demo_world.identity("admin", org="University")
+        self.executor = demo_world.identity("executor", org="Hospital")
+        self.other_executor = demo_world.identity("executor", org="University")
+        self.steward = demo_world.identity("steward")
+        self.auditor = demo_world.identity("auditor")
+        self.alice = demo_world.identity("alice")
+        self.bob = demo_world.identity("bob")
+        self.patients = [demo_world.identity(f"patient{i}") for i in (1, 2, 3)]
+        self.hospital_ca = CertificateAuthority.load(demo_world.data_dir, "Hospital")
+
+    def submit(self, who, function, *args):
+        return self.driver.submit(who, function, *args)
+
+    def evaluate(self, who, function, *args):
+        return self.driver.evaluate(who, function, *args)
+
+    def refused(self, status: int, match: str, who, function, *args, submit: bool = True):
+        """Assert the call is refused with ``status``, in one sentence containing ``match``."""
+        call = self.submit if submit else self.evaluate
+        with pytest.raises(Refusal) as caught:
+            call(who, function, *args)
+        assert caught.value.status == status, caught.value
+        assert match in caught.value.message, caught.value
+        assert "\n" not in caught.value.message
+        return caught.value
+
+    def setup(self, *, consent: bool = True, rules: dict | None = None) -> World:
+        self.submit(
+            self.steward, "records:RegisterDataset", self.dataset, "tabular",
+            json.dumps(VITALS_SCHEMA),
+        )  # fmt: skip
+        names = [p.name for p in self.patients]
+        self.submit(
+            self.steward, "records:RegisterRecords", self.dataset,
+            json.dumps(records_for(names, self.dataset)),
+        )  # fmt: skip
+        self.submit(self.hospital_admin, "catalogue:Publish", json.dumps(method_spec(self.method)))
+        if consent:
+            for patient in self.patients[:2]:
+                self.grant(patient, "org:University", "C", "research")
+        if rules is not None:
+            self.submit(self.hospital_admin, "SetRules", json.dumps(rules))
+        return self
+
+    def grant(self, patient, to, rights, purpose, until="", record_id=""):
+        return self.submit(
+            patient, "consent:Grant", self.dataset, to, rights, purpose, until, record_id
+        )
+
+    def request(self, who=None, params=None, purpose="hypertension study", inputs="[]"):
+        return self.submit(
+            who or self.alice, "Request", self.method, "", self.dataset,
+            json.dumps(params or {"column": "age"}), purpose, inputs,
+        )  # fmt: skip
+
+    def result(self, **overrides):
+        return json.dumps(
+            {
+                "encrypted": "ZW5jcnlwdGVk",
+                "result_hash": "1" * 64,
+                "cohort_hash": "2" * 64,
+                "cohort_size": 2,
+                "code_hash": hashlib.sha256(f"{self.method}@1.0".encode()).hexdigest(),
+                "policy_hash": "3" * 64,
+                **overrides,
+            }
+        )
+
+    def approved(self, **request):
+        token = self.request(**request)
+        if token["status"] == "PENDING":
+            token = self.submit(self.hospital_admin, "Approve", token["token_id"])
+        return token
+
+    def running(self, **request):
+        return self.submit(self.executor, "Claim", self.approved(**request)["token_id"])
+
+    def token(self, token_id, who=None):
+        return self.evaluate(who or self.alice, "GetToken", token_id)

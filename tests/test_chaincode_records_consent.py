@@ -1,0 +1,373 @@
+"""FlowBlock's chaincode rules, each proven twice: in-process and on a devnet.
+
+Every test takes ``world`` over a ``driver``: the ``local`` run (unit layer) drives the
+contracts on an in-process ledger; the ``devnet`` run (integration layer) drives the
+same calls through the Gateway client against a devnet process serving the chaincode
+over the chaincode protocol. A refusal must carry the same status and say the same thing.
+Fixtures: tests/conftest.py; the world: flowblock.testing.flowblock_ledger.World.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from flowblock.identity import CertificateAuthority
+from flowblock.testing.flowblock_ledger import VITALS_SCHEMA, method_spec, records_for
+
+# -- records ----------------------------------------------------------------------------
+
+
+def test_records_register_once_update_with_history_and_tombstone(world):
+    world.setup(consent=False)
+    names = [p.name for p in world.patients]
+    again = world.submit(
+        world.steward, "records:RegisterRecords", world.dataset,
+        json.dumps(records_for(names, world.dataset)),
+    )  # fmt: skip
+    assert again == {"registered": 0, "updated": 0, "unchanged": 3}
+    changed = records_for(names[:1], world.dataset)
+    changed[0]["sha256"] = "f" * 64
+    update = world.submit(
+        world.steward, "records:RegisterRecords", world.dataset, json.dumps(changed)
+    )
+    assert update["updated"] == 1
+    record_id = changed[0]["record_id"]
+    record = world.evaluate(world.patients[0], "records:GetRecord", world.dataset, record_id)
+    assert (record["version"], record["sha256"]) == (2, "f" * 64)
+    deleted = world.submit(world.steward, "records:DeleteRecord", world.dataset, record_id, "error")
+    assert deleted["deleted"] is True
+    history = world.evaluate(world.steward, "records:RecordHistory", world.dataset, record_id)
+    assert [h["record"]["version"] for h in history] == [3, 2, 1]
+    mine = world.evaluate(world.patients[0], "records:MyRecords", 100, "")
+    assert record_id in [r["record_id"] for r in mine["records"]]
+
+
+def test_records_refusals(world):
+    world.setup(consent=False)
+    good = records_for(["patient9"], world.dataset, start=100)
+    world.refused(
+        403, "needs the role steward", world.alice, "records:RegisterDataset", "x1", "tabular", "{}"
+    )
+    world.refused(
+        409,
+        "already exists",
+        world.steward,
+        "records:RegisterDataset",
+        world.dataset,
+        "tabular",
+        json.dumps(VITALS_SCHEMA),
+    )
+    world.refused(
+        403,
+        "needs the role steward; mallory@Hospital is a patient",
+        world.hospital_ca.issue("mallory", "patient"),
+        "records:RegisterRecords",
+        world.dataset,
+        json.dumps(good),
+    )
+    other_steward = CertificateAuthority.load(world.people.data_dir, "University").issue(
+        "ustew", "steward"
+    )
+    world.refused(
+        403,
+        "not ustew@University",
+        other_steward,
+        "records:RegisterRecords",
+        world.dataset,
+        json.dumps(good),
+    )
+    world.refused(
+        400,
+        "records must be valid JSON",
+        world.steward,
+        "records:RegisterRecords",
+        world.dataset,
+        "[{oops",
+    )
+    bad_hash = [{**good[0], "sha256": "xyz"}]
+    world.refused(
+        400,
+        "records[0].sha256 must be a SHA-256 digest",
+        world.steward,
+        "records:RegisterRecords",
+        world.dataset,
+        json.dumps(bad_hash),
+    )
+    world.refused(
+        400,
+        "appears twice",
+        world.steward,
+        "records:RegisterRecords",
+        world.dataset,
+        json.dumps(good + good),
+    )
+    huge = json.dumps([good[0]] * 6000)
+    world.refused(
+        400, "larger than 512 KiB", world.steward, "records:RegisterRecords", world.dataset, huge
+    )
+    moved = [{**records_for(["patient1"], world.dataset)[0], "patient": "patient2"}]
+    world.refused(
+        409,
+        "another patient",
+        world.steward,
+        "records:RegisterRecords",
+        world.dataset,
+        json.dumps(moved),
+    )
+    record_id = records_for(["patient1"], world.dataset)[0]["record_id"]
+    world.refused(
+        403,
+        "may not see the records",
+        world.alice,
+        "records:GetRecord",
+        world.dataset,
+        record_id,
+        submit=False,
+    )
+    world.refused(
+        403,
+        "may not see the records",
+        world.patients[1],
+        "records:GetRecord",
+        world.dataset,
+        record_id,
+        submit=False,
+    )
+    assert (
+        world.evaluate(world.patients[0], "records:GetRecord", world.dataset, record_id)["version"]
+        == 1
+    )
+
+
+# -- consent ----------------------------------------------------------------------------
+
+
+def cohort(world, requester="alice@University", purpose="hypertension study"):
+    page = world.evaluate(
+        world.executor, "consent:WhoMayCompute", world.dataset, requester, purpose, 100, ""
+    )
+    return sorted(entry["patient"] for entry in page["patients"])
+
+
+def test_grant_list_revoke_and_history(world):
+    world.setup(consent=False)
+    p1, p2, p3 = world.patients
+    grant = world.grant(p1, "org:University", "RC", "research", "2099-01-01")
+    world.grant(p2, "user:alice@University", "C", "hypertension study")
+    world.grant(p3, "user:bob@University", "C", "any")
+    assert cohort(world) == ["patient1@Hospital", "patient2@Hospital"]
+    assert cohort(world, purpose="cancer study") == ["patient1@Hospital"]
+    assert cohort(world, requester="bob@University") == ["patient1@Hospital", "patient3@Hospital"]
+
+    revoked = world.submit(p1, "consent:Revoke", world.dataset, "org:University", "C", "")
+    assert [g["rights"] for g in revoked] == ["R"]
+    assert cohort(world) == ["patient2@Hospital"]
+    mine = world.evaluate(p1, "consent:MyGrants", 10, "")
+    assert [(g["rights"], g["status"]) for g in mine["grants"]] == [("R", "ACTIVE")]
+    world.submit(p1, "consent:RevokeGrant", grant["grant_id"])
+    history = world.evaluate(p1, "consent:GrantHistory", grant["grant_id"])
+    assert [h["grant"]["status"] for h in history] == ["REVOKED", "ACTIVE", "ACTIVE"]
+    allowed = world.evaluate(
+        world.executor,
+        "consent:MayAccess",
+        world.dataset,
+        "patient2@Hospital",
+        "alice@University",
+        "C",
+        "hypertension study",
+    )
+    assert allowed["allowed"] is True
+    denied = world.evaluate(
+        world.executor,
+        "consent:MayAccess",
+        world.dataset,
+        "patient2@Hospital",
+        "alice@University",
+        "R",
+        "hypertension study",
+    )
+    assert denied["allowed"] is False
+
+
+def test_consent_refusals(world):
+    world.setup(consent=False)
+    p1, p2, _ = world.patients
+    grant = world.grant(p1, "org:University", "C", "research")
+    world.refused(
+        403,
+        "needs the role patient",
+        world.alice,
+        "consent:Grant",
+        world.dataset,
+        "org:University",
+        "C",
+        "research",
+        "",
+        "",
+    )
+    world.refused(
+        400,
+        "rights must be some of R",
+        p1,
+        "consent:Grant",
+        world.dataset,
+        "org:University",
+        "X",
+        "research",
+        "",
+        "",
+    )
+    world.refused(
+        400,
+        "grantee must be",
+        p1,
+        "consent:Grant",
+        world.dataset,
+        "University",
+        "C",
+        "research",
+        "",
+        "",
+    )
+    world.refused(
+        400,
+        "until must be in the future",
+        p1,
+        "consent:Grant",
+        world.dataset,
+        "org:University",
+        "C",
+        "research",
+        "2001-01-01",
+        "",
+    )
+    other_record = records_for(["patient2"], world.dataset, start=1)[0]["record_id"]
+    world.refused(
+        404,
+        "has no record",
+        p1,
+        "consent:Grant",
+        world.dataset,
+        "org:University",
+        "C",
+        "research",
+        "",
+        other_record,
+    )
+    world.refused(
+        403, "only the patient who granted it", p2, "consent:RevokeGrant", grant["grant_id"]
+    )
+    world.refused(
+        404, "no active grant", p2, "consent:Revoke", world.dataset, "org:University", "C", ""
+    )
+    world.refused(
+        403,
+        "needs the role steward or executor",
+        world.alice,
+        "consent:WhoMayCompute",
+        world.dataset,
+        "alice@University",
+        "x",
+        10,
+        "",
+        submit=False,
+    )
+    world.refused(
+        403,
+        "may not see this grant",
+        world.alice,
+        "consent:GetGrant",
+        grant["grant_id"],
+        submit=False,
+    )
+    assert cohort(world) == ["patient1@Hospital"]
+
+
+@pytest.mark.unit
+def test_consent_expires_at_its_end(local):
+    world, ledger = local
+    world.setup(consent=False)
+    start = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+    ledger.invoke(
+        world.patients[0],
+        "consent:Grant",
+        world.dataset,
+        "org:University",
+        "C",
+        "research",
+        "2030-01-31",
+        "",
+        timestamp=start,
+    )
+
+    def cohort_at(moment):
+        page = json.loads(
+            ledger.invoke(
+                world.executor,
+                "consent:WhoMayCompute",
+                world.dataset,
+                "alice@University",
+                "x",
+                10,
+                "",
+                submit=False,
+                timestamp=moment,
+            )
+        )
+        return [p["patient"] for p in page["patients"]]
+
+    assert cohort_at(start + dt.timedelta(days=30)) == ["patient1@Hospital"]
+    assert cohort_at(start + dt.timedelta(days=31)) == []
+
+
+# -- the catalogue ----------------------------------------------------------------------
+
+
+def test_catalogue_publish_list_disable(world):
+    world.setup(consent=False)
+    world.submit(
+        world.hospital_admin, "catalogue:Publish", json.dumps(method_spec(world.method, "1.1"))
+    )
+    latest = world.evaluate(world.alice, "catalogue:GetMethod", world.method, "")
+    assert latest["version"] == "1.1"
+    world.submit(world.hospital_admin, "catalogue:SetEnabled", world.method, "1.1", False)
+    assert world.evaluate(world.alice, "catalogue:GetMethod", world.method, "")["version"] == "1.0"
+    available = world.evaluate(world.alice, "catalogue:ListAvailableMethods")
+    assert (world.method, "1.1") not in [(m["name"], m["version"]) for m in available]
+    assert (world.method, "1.0") in [(m["name"], m["version"]) for m in available]
+
+
+def test_catalogue_refusals(world):
+    world.setup(consent=False)
+    spec = method_spec(world.method)
+    world.refused(403, "needs the role admin", world.alice, "catalogue:Publish", json.dumps(spec))
+    world.refused(
+        409, "already published", world.hospital_admin, "catalogue:Publish", json.dumps(spec)
+    )
+    bad = method_spec(world.method, "2.0", parameters={"type": "object", "pattern": "x"})
+    world.refused(
+        400,
+        "method.parameters must be made of",
+        world.hospital_admin,
+        "catalogue:Publish",
+        json.dumps(bad),
+    )
+    world.refused(
+        400,
+        "code_hash must be a SHA-256",
+        world.hospital_admin,
+        "catalogue:Publish",
+        json.dumps(method_spec(world.method, "2.0", code_hash="nope")),
+    )
+    world.refused(
+        403,
+        "for Hospital's admin",
+        world.university_admin,
+        "catalogue:SetEnabled",
+        world.method,
+        "1.0",
+        False,
+    )

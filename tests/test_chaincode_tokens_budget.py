@@ -1,0 +1,310 @@
+"""FlowBlock's rules for tokens and budgets, each proven in-process and on a devnet.
+
+Every test takes ``world`` over a ``driver``: the ``local`` run (unit layer) drives the
+contracts on an in-process ledger; the ``devnet`` run (integration layer) drives the
+same calls through the Gateway client against a devnet process serving the chaincode
+over the chaincode protocol. A refusal must carry the same status and say the same thing.
+Fixtures: tests/conftest.py; the world: flowblock.testing.flowblock_ledger.World.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from flowblock.testing.flowblock_ledger import method_spec
+
+# -- computation tokens ------------------------------------------------------------------
+
+
+def test_token_lifecycle_to_a_result_and_receipts(world):
+    world.setup()
+    token = world.request()
+    assert token["status"] == "PENDING"
+    assert token["code_hash"] == method_spec(world.method)["code_hash"]
+    approved = world.submit(world.hospital_admin, "Approve", token["token_id"])
+    assert (approved["status"], approved["decided_by"]) == ("APPROVED", "admin@Hospital")
+    claimed = world.submit(world.executor, "Claim", token["token_id"])
+    assert claimed["claimed_by"] == "executor@Hospital"
+    world.submit(world.executor, "ReportProgress", token["token_id"], 40, "reading")
+    done = world.submit(world.executor, "Complete", token["token_id"], world.result())
+    assert done["status"] == "DONE"
+    assert world.token(token["token_id"])["result"]["encrypted"] == "ZW5jcnlwdGVk"
+    audit = world.evaluate(world.auditor, "GetToken", token["token_id"])
+    assert audit["result"]["cohort_size"] == 2
+    assert "encrypted" not in audit["result"]
+    trail = world.evaluate(world.alice, "TokenHistory", token["token_id"])
+    assert [t["token"]["status"] for t in trail] == [
+        "DONE",
+        "RUNNING",
+        "RUNNING",
+        "APPROVED",
+        "PENDING",
+    ]
+    world.submit(
+        world.executor, "consent:RecordUsage", token["token_id"], json.dumps(["patient1@Hospital"])
+    )
+    receipts = world.evaluate(world.patients[0], "consent:MyReceipts", 10, "")
+    assert token["token_id"] in [r["token_id"] for r in receipts["receipts"]]
+    others = world.evaluate(world.patients[1], "consent:MyReceipts", 10, "")["receipts"]
+    assert token["token_id"] not in [r["token_id"] for r in others]
+
+
+def test_rules_auto_approve_and_admins_deny(world):
+    world.setup(
+        rules={
+            "auto_approve": {
+                "methods": [],
+                "purposes": ["hypertension study"],
+                "organisations": ["University"],
+            }
+        }
+    )
+    assert world.request()["status"] == "PENDING"  # the method is not on the allow-list
+    world.submit(
+        world.hospital_admin,
+        "SetRules",
+        json.dumps(
+            {
+                "auto_approve": {
+                    "methods": [world.method],
+                    "purposes": ["hypertension study"],
+                    "organisations": ["University"],
+                }
+            }
+        ),
+    )
+    assert world.request()["status"] == "APPROVED"
+    assert world.request(purpose="marketing")["status"] == "PENDING"
+    pending = world.request(purpose="marketing")
+    denied = world.submit(
+        world.hospital_admin, "Deny", pending["token_id"], "not a research purpose"
+    )
+    assert (denied["status"], denied["reason"]) == ("DENIED", "not a research purpose")
+    world.refused(409, "is DENIED", world.executor, "Claim", pending["token_id"])
+
+
+def test_token_refusals(world):
+    world.setup()
+    world.refused(
+        403,
+        "needs the role researcher",
+        world.patients[0],
+        "Request",
+        world.method,
+        "",
+        world.dataset,
+        json.dumps({"column": "age"}),
+        "x",
+        "[]",
+    )
+    world.refused(
+        400,
+        "params.column must be given",
+        world.alice,
+        "Request",
+        world.method,
+        "",
+        world.dataset,
+        json.dumps({}),
+        "x",
+        "[]",
+    )
+    world.refused(
+        400,
+        "params must be made of column, epsilon, got 'colum'; did you mean 'column'?",
+        world.alice,
+        "Request",
+        world.method,
+        "",
+        world.dataset,
+        json.dumps({"colum": "age"}),
+        "x",
+        "[]",
+    )
+    world.refused(
+        404,
+        "did you mean",
+        world.alice,
+        "Request",
+        world.method + "x",
+        "",
+        world.dataset,
+        json.dumps({"column": "age"}),
+        "x",
+        "[]",
+    )
+    world.refused(
+        404,
+        "no dataset",
+        world.alice,
+        "Request",
+        world.method,
+        "",
+        "nowhere",
+        json.dumps({"column": "age"}),
+        "x",
+        "[]",
+    )
+    world.refused(
+        400,
+        "purpose must not be empty",
+        world.alice,
+        "Request",
+        world.method,
+        "",
+        world.dataset,
+        json.dumps({"column": "age"}),
+        " ",
+        "[]",
+    )
+    token = world.request()
+    world.refused(403, "needs the role admin", world.alice, "Approve", token["token_id"])
+    world.refused(403, "for Hospital's admin", world.university_admin, "Approve", token["token_id"])
+    world.refused(409, "PENDING, not APPROVED", world.executor, "Claim", token["token_id"])
+    world.submit(world.hospital_admin, "Approve", token["token_id"])
+    world.refused(403, "for Hospital's executor", world.other_executor, "Claim", token["token_id"])
+    world.submit(world.executor, "Claim", token["token_id"])
+    world.refused(409, "RUNNING, not APPROVED", world.executor, "Claim", token["token_id"])
+    second_executor = world.hospital_ca.issue("executor2", "executor")
+    world.refused(
+        403,
+        "was claimed by executor@Hospital",
+        second_executor,
+        "Complete",
+        token["token_id"],
+        world.result(),
+    )
+    world.refused(
+        409,
+        "not the hash of",
+        world.executor,
+        "Complete",
+        token["token_id"],
+        world.result(code_hash="9" * 64),
+    )
+    world.refused(
+        400,
+        "result.cohort_size must be",
+        world.executor,
+        "Complete",
+        token["token_id"],
+        world.result(cohort_size=-1),
+    )
+    assert world.token(token["token_id"])["status"] == "RUNNING"
+    world.refused(403, "may not see token", world.bob, "GetToken", token["token_id"], submit=False)
+    assert (
+        world.evaluate(world.university_admin, "GetToken", token["token_id"])["status"] == "RUNNING"
+    )
+    world.refused(
+        403,
+        "belongs to another researcher",
+        world.bob,
+        "Request",
+        world.method,
+        "",
+        world.dataset,
+        json.dumps({"column": "age"}),
+        "x",
+        json.dumps([token["token_id"]]),
+    )
+    world.refused(
+        409,
+        "is RUNNING, not DONE",
+        world.alice,
+        "Request",
+        world.method,
+        "",
+        world.dataset,
+        json.dumps({"column": "age"}),
+        "x",
+        json.dumps([token["token_id"]]),
+    )
+    bobs = world.evaluate(world.bob, "ListTokens", "", 100, "")["tokens"]
+    assert all(t["requester"] == "bob@University" for t in bobs)
+    alices = world.evaluate(world.alice, "ListTokens", "RUNNING", 100, "")["tokens"]
+    assert token["token_id"] in [t["token_id"] for t in alices]
+
+
+@pytest.mark.unit
+def test_a_token_expires(local):
+    world, ledger = local
+    world.setup()
+    start = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+    token = json.loads(
+        ledger.invoke(
+            world.alice,
+            "Request",
+            world.method,
+            "",
+            world.dataset,
+            json.dumps({"column": "age"}),
+            "x",
+            "[]",
+            timestamp=start,
+        )
+    )
+    later = start + dt.timedelta(hours=73)
+    with pytest.raises(Exception, match="is EXPIRED, not PENDING"):
+        ledger.invoke(world.hospital_admin, "Approve", token["token_id"], timestamp=later)
+    shown = json.loads(
+        ledger.invoke(world.alice, "GetToken", token["token_id"], submit=False, timestamp=later)
+    )
+    assert shown["status"] == "EXPIRED"
+
+
+# -- privacy budget ----------------------------------------------------------------------
+
+
+def test_budget_is_charged_with_the_result_and_never_overdrawn(world):
+    world.setup()
+    researcher = "alice@University"
+    world.refused(
+        403,
+        "for Hospital's admin",
+        world.university_admin,
+        "budget:Grant",
+        world.dataset,
+        researcher,
+        1.0,
+    )
+    world.submit(world.hospital_admin, "budget:Grant", world.dataset, researcher, 1.0)
+    first = world.running(params={"column": "age", "epsilon": 0.7})
+    world.submit(world.executor, "Complete", first["token_id"], world.result(epsilon=0.7))
+    budget = world.evaluate(world.alice, "budget:Get", world.dataset, "")
+    assert (budget["spent"], budget["left"]) == (0.7, pytest.approx(0.3))
+    second = world.request(params={"column": "age", "epsilon": 0.5})
+    world.refused(
+        409, "too little privacy budget", world.hospital_admin, "Approve", second["token_id"]
+    )
+    third = world.running(params={"column": "age", "epsilon": 0.3})
+    world.submit(world.hospital_admin, "budget:Grant", world.dataset, researcher, 0.0001)
+    world.refused(
+        400,
+        "must not exceed",
+        world.executor,
+        "Complete",
+        third["token_id"],
+        world.result(epsilon=0.5),
+    )
+    overdraw = world.running(params={"column": "age", "epsilon": 0.3})
+    world.submit(world.executor, "Complete", third["token_id"], world.result(epsilon=0.3))
+    refusal = world.refused(
+        402, "left on", world.executor, "Complete", overdraw["token_id"], world.result(epsilon=0.3)
+    )
+    assert "ε=0.0001 left" in refusal.message
+    assert world.evaluate(world.alice, "budget:Get", world.dataset, "")["left"] == pytest.approx(
+        0.0001
+    )
+    assert world.token(overdraw["token_id"])["status"] == "RUNNING"
+    world.refused(
+        403,
+        "may not see the budget",
+        world.bob,
+        "budget:Get",
+        world.dataset,
+        researcher,
+        submit=False,
+    )
