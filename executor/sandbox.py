@@ -47,7 +47,10 @@ def _child(
     instance.inputs = inputs
     instance.progress = lambda fraction: connection.send(("progress", float(fraction)))
     try:
-        connection.send(("ok", instance.run(frame, params)))
+        result = instance.run(frame, params)
+        if instance.artifact is not None:
+            connection.send(("artifact", bytes(instance.artifact)))
+        connection.send(("ok", result))
     except AlgorithmError as error:
         connection.send(("refused", str(error)))
     except MemoryError:
@@ -65,10 +68,12 @@ def run_sandboxed(
     limits: Limits,
     on_progress: Callable[[float], None] | None = None,
     inputs: list | None = None,
+    artifacts: list[bytes] | None = None,
 ) -> Any:
     """``algorithm().run(frame, params)`` in a limited child; raises AlgorithmError on failure.
 
-    Progress the algorithm reports reaches ``on_progress`` as it comes.
+    Progress the algorithm reports reaches ``on_progress`` as it comes; an artifact it
+    leaves (a trained model's bytes) is appended to ``artifacts``.
     """
     receiver, sender = _CONTEXT.Pipe(duplex=False)
     child = _CONTEXT.Process(
@@ -88,6 +93,10 @@ def run_sandboxed(
                 outcome, value = receiver.recv()
             except EOFError:
                 outcome, value = "died", None
+            if outcome == "artifact":
+                if artifacts is not None:
+                    artifacts.append(value)
+                continue
             if outcome != "progress":
                 break
             if on_progress is not None:

@@ -34,6 +34,7 @@ from flowblock.errors import (
 )
 from flowblock.executor.algorithms import Algorithm, load_algorithms
 from flowblock.executor.algorithms.filters import apply_where, check_group_by, check_where
+from flowblock.executor.images import HASH_COLUMN, OBJECT_COLUMN
 from flowblock.executor.ingest import PATIENT_COLUMN, RECORD_COLUMN, row_hashes
 from flowblock.executor.sandbox import Limits, run_sandboxed
 from flowblock.executor.storage.objects import ObjectStore, RecordTampered, sha256_hex
@@ -43,8 +44,8 @@ from flowblock.sealing import digest, seal
 
 log = logging.getLogger(__name__)
 PAGE = 10_000
-#: Where tokens' outputs are kept in the organisation's bucket, for flows.
-OUTPUTS = "outputs"
+#: Where tokens' outputs and trained models are kept in the organisation's bucket.
+OUTPUTS, MODELS = "outputs", "models"
 #: Verified, decoded parts kept in memory between tokens (each at most 5,000 rows).
 PARTS_CACHED = 400
 #: How many times a computation is re-run when patients revoke while it runs.
@@ -186,25 +187,64 @@ class Executor:
             self.ledger("consent:RecordUsage", token["token_id"], json.dumps(batch), submit=True)
 
     def _compute(self, token: dict, algorithm: type[Algorithm]) -> tuple[Any, list[str]]:
-        """Run a tabular algorithm on the consenting cohort; the result and its patients."""
+        """Run an algorithm on the consenting cohort's rows; the result and its patients.
+
+        For an images dataset the rows are its manifest, and each row of the cohort gets
+        its image (checked against its hash); a model an earlier token trained is given
+        to the algorithm as its input, and a model this one trains is kept data-side.
+        """
         meta = self.ledger("records:GetDataset", token["dataset"])
         params = token["params"]
         where = check_where(params.get("where", []), meta["schema"])
         check_group_by(params.get("group_by", []), meta["schema"])
+        images = algorithm.input_kind == "images"
+        inputs = [{"model": self.load_model(t)} for t in token["inputs"]] if images else []
         frame = self.load(token["dataset"])
         cohort = self.cohort(token)
         for _ in range(MAX_RERUNS + 1):
             rows = apply_where(self._restrict(frame, cohort), where)
+            if images:
+                rows = rows.assign(image=self.images_of(rows))
+            artifacts: list[bytes] = []
             result = run_sandboxed(
-                algorithm, rows, params, self.limits, self._progress_reporter(token["token_id"])
-            )
+                algorithm, rows, params, self.limits, self._progress_reporter(token["token_id"]),
+                inputs, artifacts,
+            )  # fmt: skip
             patients = self.patients_of(rows)
             self.policy.check(len(patients), result)
             latest = self.cohort(token)  # consent is checked again just before release
             if latest == cohort:
+                if artifacts:
+                    result = {**result, "model": self._keep_model(token["token_id"], artifacts[0])}
                 return result, patients
             cohort = latest
         raise FlowBlockError("consent kept changing while the computation ran; try again.")
+
+    def images_of(self, rows: pd.DataFrame) -> list[bytes]:
+        """The images of a manifest's rows, each checked against its registered hash."""
+        keys = list(rows[OBJECT_COLUMN])
+        fetched = self.store.get_many(keys) if keys else {}
+        images = []
+        for key, expected, record_id in zip(keys, rows[HASH_COLUMN], rows[RECORD_COLUMN],
+                                            strict=True):  # fmt: skip
+            data = fetched[key]
+            if sha256_hex(data) != expected:
+                raise RecordTampered(f"{key} (record {record_id})", expected, sha256_hex(data))
+            images.append(data)
+        return images
+
+    def _keep_model(self, token_id: str, data: bytes) -> dict:
+        """Store a trained model where later tokens find it by this token's id."""
+        object_key = f"{MODELS}/{token_id}.keras"
+        return {"object_key": object_key, "sha256": self.store.put(object_key, data)}
+
+    def load_model(self, token_id: str) -> bytes:
+        """The model an earlier token trained, if its bytes still match their hash."""
+        value = self.load_output(token_id)["value"]
+        model = value.get("model") if isinstance(value, dict) else None
+        if not isinstance(model, dict):
+            raise FlowBlockError(f"input token {token_id[:12]}… did not train a model.")
+        return self.store.get_verified(model["object_key"], model["sha256"])
 
     def _compute_from_inputs(
         self, token: dict, algorithm: type[Algorithm]
@@ -323,7 +363,10 @@ class Executor:
             rows = pd.read_parquet(io.BytesIO(data))
         except Exception:  # unreadable: the part as a whole is all we can name
             raise RecordTampered(key, partition["sha256"], sha256_hex(data)) from None
-        for record_id, row_hash in zip(rows[RECORD_COLUMN], row_hashes(rows), strict=True):
+        # An images manifest lists each record's image hash; a table's part, its rows.
+        is_manifest = {OBJECT_COLUMN, HASH_COLUMN} <= set(rows.columns)
+        hashes = list(rows[HASH_COLUMN]) if is_manifest else row_hashes(rows)
+        for record_id, row_hash in zip(rows[RECORD_COLUMN], hashes, strict=True):
             record = self.ledger("records:GetRecord", dataset, str(record_id))
             if record["sha256"] != row_hash:
                 raise RecordTampered(f"{key} (record {record_id})", record["sha256"], row_hash)

@@ -10,10 +10,13 @@ import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from flowblock.identity import CertificateAuthority
 from flowblock.network.organisations import Step, ensure_identity, initialise
+
+if TYPE_CHECKING:
+    from flowblock.ledger import GatewayPool
 
 DATA_ORGANISATION: Final = "Hospital"
 RESEARCH_ORGANISATION: Final = "University"
@@ -80,6 +83,11 @@ def synthetic_vitals(patients: int = 300, seed: int = 2026):  # -> pandas.DataFr
     )
 
 
+#: The demo's images dataset: chest X-rays labelled normal / pneumonia, one per patient.
+XRAY: Final = "xray"
+XRAY_IMAGES: Final = 96
+DATASETS: Final = (VITALS, XRAY)
+
 #: The purpose the demo's patients consent to and its rules approve at once.
 DEMO_PURPOSE: Final = "research"
 #: Share of the synthetic patients who consent to research computations.
@@ -90,29 +98,20 @@ def demo_rules() -> dict:
     """The Hospital's auto-approval rules in the demo."""
     return {
         "auto_approve": {
-            "methods": ["count", "mean", "std", "histogram"],
+            "methods": [
+                "count",
+                "mean",
+                "std",
+                "histogram",
+                "pneumonia-classify",
+                "xray-case-count",
+                "xray-train-classifier",
+                "chart-of-result",
+            ],
             "purposes": [DEMO_PURPOSE],
             "organisations": [RESEARCH_ORGANISATION],
         }
     }
-
-
-class _Gateways:
-    """One gateway per identity while the demo is populated, all closed at the end."""
-
-    def __init__(self, address: str, channel: str) -> None:
-        self.address, self.channel = address, channel
-        self.open: list = []
-
-    def contract(self, identity, name: str = ""):
-        from flowblock.ledger import Gateway
-
-        self.open.append(Gateway(self.address, identity))
-        return self.open[-1].get_network(self.channel).get_contract("flowblock", name)
-
-    def close(self) -> None:
-        for gateway in self.open:
-            gateway.close()
 
 
 def populate(data_dir: Path, stack) -> list[str]:  # stack: flowblock.stack.Stack
@@ -120,10 +119,13 @@ def populate(data_dir: Path, stack) -> list[str]:  # stack: flowblock.stack.Stac
 
     Returns a line for each thing done, for the person watching.
     """
-    gateways = _Gateways(stack.devnet.address, stack.devnet.channel)
+    from flowblock.ledger import GatewayPool
+
+    gateways = GatewayPool(stack.devnet.address, stack.devnet.channel)
     try:
         return [
             _import_vitals(data_dir, stack, gateways),
+            _import_xray(data_dir, stack, gateways),
             _publish_algorithms(data_dir, gateways),
             _record_consents(data_dir, gateways),
         ]
@@ -137,54 +139,73 @@ def _wallet(data_dir: Path, name: str, org: str = DATA_ORGANISATION):
     return load_wallet(wallet_path(data_dir, org, name))
 
 
-def _import_vitals(data_dir: Path, stack, gateways: _Gateways) -> str:
+def _import_vitals(data_dir: Path, stack, gateways: GatewayPool) -> str:
     from flowblock.executor.ingest import import_table
-    from flowblock.executor.storage.credentials import load_credentials
-    from flowblock.executor.storage.objects import ObjectStore
 
-    store = ObjectStore(stack.s3.endpoint, load_credentials(data_dir, DATA_ORGANISATION))
-    records = gateways.contract(_wallet(data_dir, "steward"), "records")
-    report = import_table(synthetic_vitals(), VITALS, records, store)
+    records = gateways(_wallet(data_dir, "steward"), "records")
+    report = import_table(synthetic_vitals(), VITALS, records, _store(data_dir, stack))
     return (
         f"Dataset {VITALS!r}: {report.rows} records in {report.parts} part(s), "
         f"{report.registered} newly registered."
     )
 
 
-def _publish_algorithms(data_dir: Path, gateways: _Gateways) -> str:
-    from flowblock.executor.algorithms import load_algorithms
+def _import_xray(data_dir: Path, stack, gateways: GatewayPool) -> str:
+    from flowblock.executor.images import import_images
+    from flowblock.executor.xray import write_xray_dataset
+
+    folder = write_xray_dataset(data_dir / "demo-data" / XRAY, XRAY_IMAGES)
+    records = gateways(_wallet(data_dir, "steward"), "records")
+    report = import_images(folder, XRAY, records, _store(data_dir, stack))
+    return (
+        f"Dataset {XRAY!r}: {report.rows} chest X-rays (16 real, the rest augmented), "
+        f"{report.registered} newly registered."
+    )
+
+
+def _store(data_dir: Path, stack):
+    from flowblock.executor.storage.credentials import load_credentials
+    from flowblock.executor.storage.objects import ObjectStore
+
+    return ObjectStore(stack.s3.endpoint, load_credentials(data_dir, DATA_ORGANISATION))
+
+
+def _publish_algorithms(data_dir: Path, gateways: GatewayPool) -> str:
+    from flowblock.executor.algorithms import publish_algorithms
 
     admin = _wallet(data_dir, "admin")
-    catalogue = gateways.contract(admin, "catalogue")
-    listed = json.loads(catalogue.evaluate("ListMethods"))
-    published = {(method["name"], method["version"]) for method in listed}
-    new = [a for key, a in sorted(load_algorithms().items()) if key not in published]
-    for algorithm in new:
-        catalogue.submit("Publish", json.dumps(algorithm.catalogue_entry()))
-    gateways.contract(admin).submit("SetRules", json.dumps(demo_rules()))
+    new = publish_algorithms(gateways(admin, "catalogue"))
+    gateways(admin).submit("SetRules", json.dumps(demo_rules()))
     return f"{len(new)} algorithm(s) published; the Hospital approves research requests at once."
 
 
-def _record_consents(data_dir: Path, gateways: _Gateways) -> str:
+def _record_consents(data_dir: Path, gateways: GatewayPool) -> str:
     from flowblock.identity import wallet_path
 
-    executor = gateways.contract(_wallet(data_dir, "executor"), "consent")
+    executor = gateways(_wallet(data_dir, "executor"), "consent")
     asked = executor.evaluate("WhoMayCompute", VITALS, "alice@University", DEMO_PURPOSE, 10_000, "")
     if json.loads(asked)["patients"]:
         return "Consents were recorded by an earlier run."
     hospital = CertificateAuthority.load(data_dir, DATA_ORGANISATION)
     patients = list(synthetic_vitals()["patient_id"])
-    consenting = patients[: int(len(patients) * CONSENTING)]
+    consenting = set(patients[: int(len(patients) * CONSENTING)])
+    # Three in four of the patients with an X-ray let researchers use it.
+    with_xray = {f"patient{n}" for n in range(1, XRAY_IMAGES + 1) if n % 4}
 
     def grant(patient: str) -> None:
         own = wallet_path(data_dir, DATA_ORGANISATION, patient)
         identity = (
             _wallet(data_dir, patient) if own.exists() else hospital.issue(patient, "patient")
         )
-        gateways.contract(identity, "consent").submit(
-            "Grant", VITALS, f"org:{RESEARCH_ORGANISATION}", "C", DEMO_PURPOSE, "", ""
-        )
+        consent = gateways(identity, "consent")
+        for dataset in (VITALS,) * (patient in consenting) + (XRAY,) * (patient in with_xray):
+            consent.submit(
+                "Grant", dataset, f"org:{RESEARCH_ORGANISATION}", "C", DEMO_PURPOSE, "", ""
+            )
 
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(grant, consenting))
-    return f"{len(consenting)} patients consented to research on {VITALS!r}."
+        list(pool.map(grant, sorted(consenting | with_xray)))
+    return (
+        f"{len(consenting)} patients consented to research on {VITALS!r}, "
+        f"{len(with_xray)} on {XRAY!r}."
+    )

@@ -14,13 +14,17 @@ import abc
 import functools
 import hashlib
 import inspect
+import json
 import sys
 from importlib.metadata import entry_points
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
 
 from flowblock.errors import FlowBlockError
+
+if TYPE_CHECKING:  # the sandbox imports this module; it needs no gRPC
+    from flowblock.ledger import Contract
 
 GROUP = "flowblock.algorithms"
 
@@ -44,8 +48,11 @@ class Algorithm(abc.ABC):
     def run(self, frame: pd.DataFrame, params: dict[str, Any]) -> Any:
         """The result over the cohort's rows: a dict, a DataFrame or a figure spec."""
 
-    #: For algorithms whose input kind is "tokens": the outputs of the input tokens, in order.
+    #: For algorithms whose input kind is "tokens": the outputs of the input tokens, in order;
+    #: for image algorithms given a model token: ``[{"model": bytes}]``.
     inputs: list[Any] = []
+    #: What a training algorithm leaves behind (a model's bytes): kept data-side, hashed.
+    artifact: bytes | None = None
 
     def progress(self, fraction: float) -> None:  # noqa: B027 - optional, a no-op by default
         """Report how far a long computation has come (0..1); the executor posts it."""
@@ -87,3 +94,18 @@ def load_algorithms() -> dict[tuple[str, str], type[Algorithm]]:
         if isinstance(algorithm, type) and issubclass(algorithm, Algorithm):
             found[(algorithm.name, algorithm.version)] = algorithm
     return found
+
+
+def publish_algorithms(catalogue: Contract) -> list[type[Algorithm]]:
+    """Put every installed algorithm the catalogue lacks into it; those it published.
+
+    ``catalogue`` is the ``catalogue`` contract as an admin of the data organisation.
+    An algorithm already listed at its version is left alone: a changed one needs a new
+    version, so a token's code hash always names the code it was approved for.
+    """
+    listed = json.loads(catalogue.evaluate("ListMethods"))
+    published = {(method["name"], method["version"]) for method in listed}
+    new = [a for key, a in sorted(load_algorithms().items()) if key not in published]
+    for algorithm in new:
+        catalogue.submit("Publish", json.dumps(algorithm.catalogue_entry()))
+    return new

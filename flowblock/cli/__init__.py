@@ -36,6 +36,7 @@ flowblock verify                    # the chain, its hashes and every signature
         "chaincode": ("flowblock.chaincode.cli.ChaincodeApp", "Serve chaincode for the peers."),
         "data": ("flowblock.executor.cli.DataApp", "Import a steward's data."),
         "executor": ("flowblock.executor.cli.ExecutorApp", "Run an organisation's executor."),
+        "algorithms": ("flowblock.executor.cli.AlgorithmsApp", "List and publish algorithms."),
         "verify": ("flowblock.network.cli.VerifyApp", "Check the ledger's chain and signatures."),
     }
 

@@ -6,7 +6,7 @@ from traitlets import Bool
 
 from flowblock.cli.identity import describe
 from flowblock.cli.stack import UpApp
-from flowblock.demo import VITALS, create_demo, populate
+from flowblock.demo import DATASETS, create_demo, populate
 from flowblock.identity import load_wallet
 from flowblock.stack import Stack
 
@@ -46,4 +46,4 @@ class DemoApp(UpApp):
         return populate(self.data_path, stack)
 
     def datasets(self) -> list[str]:
-        return [VITALS]
+        return list(DATASETS)

@@ -9,12 +9,14 @@ from flowblock.ledger.gateway import (
     Status,
     SubmittedTransaction,
 )
+from flowblock.ledger.pool import GatewayPool
 
 __all__ = [
     "ChaincodeEvent",
     "Contract",
     "EventStream",
     "Gateway",
+    "GatewayPool",
     "Network",
     "Status",
     "SubmittedTransaction",

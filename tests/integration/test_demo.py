@@ -37,7 +37,7 @@ def test_demo_serves_the_ledger_writes_stack_json_and_stops_cleanly(tmp_path):
         alice = stack["identities"]["alice"]
         assert (alice["org"], alice["role"]) == ("University", "researcher")
         assert stack["chaincodes"] == ["flowblock"]
-        assert stack["datasets"] == ["vitals"]
+        assert stack["datasets"] == ["vitals", "xray"]
         assert stack["s3"]["endpoint"].startswith("http://127.0.0.1:")
         with Gateway.connect(stack["gateway"], alice["wallet"]) as gateway:
             contract = gateway.get_network(stack["channel"]).get_contract("flowblock")
@@ -82,5 +82,6 @@ def test_demo_serves_the_ledger_writes_stack_json_and_stops_cleanly(tmp_path):
     assert process.returncode == 0, output
     assert "Demo stopped." in output
     assert "Dataset 'vitals': 300 records in 1 part(s), 300 newly registered." in output
-    assert "210 patients consented to research on 'vitals'." in output
+    assert "Dataset 'xray': 96 chest X-rays (16 real, the rest augmented)" in output
+    assert "210 patients consented to research on 'vitals', 72 on 'xray'." in output
     assert read_stack_file(data_dir) is None
