@@ -1,7 +1,9 @@
 """How an organisation's executor runs: its organisation, its workers, its queue, its limits.
 
 Set in ``flowblock_config.py``, by ``FLOWBLOCK_*`` variables (see flowblock.config), or
-on the command line; the same settings serve the in-process workers and Celery's.
+on the command line; the same settings serve the in-process workers and Celery's. The
+organisation's disclosure rules are the ``DisclosurePolicy`` section of the same
+configuration (``c.DisclosurePolicy.min_cohort = 20``).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from traitlets import Int, Unicode
 from traitlets.config import Configurable
 
+from flowblock.executor.disclosure import DisclosurePolicy
 from flowblock.executor.sandbox import Limits
 
 
@@ -35,3 +38,8 @@ class ExecutorSettings(Configurable):
     @property
     def limits(self) -> Limits:
         return Limits(cpu_seconds=self.cpu_seconds, memory_bytes=self.memory_mb * 1024**2)
+
+    @property
+    def policy(self) -> DisclosurePolicy:
+        """The organisation's disclosure policy, read from the same configuration."""
+        return DisclosurePolicy(parent=self)

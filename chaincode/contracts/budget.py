@@ -2,8 +2,10 @@
 
 The data organisation's admin grants ε; the executor charges it when it completes a
 computation, in the same transaction as the result, and a charge that would take the
-budget below zero is refused. Amounts are kept in millionths of ε as integers, so
-sums are exact and every peer computes the same bytes.
+budget below zero is refused. A token whose ε is no longer covered is refused earlier
+too, before any data is read: its approval (409) and its claim by the executor (402).
+Amounts are kept in millionths of ε as integers, so sums are exact and every peer
+computes the same bytes.
 """
 
 from __future__ import annotations
@@ -54,8 +56,8 @@ def budget_of(ctx: Context, dataset: str, researcher: str) -> dict:
     }
 
 
-def charge(ctx: Context, dataset: str, researcher: str, epsilon: float) -> dict:
-    """Spend ``epsilon`` of the researcher's budget; refused if not enough is left."""
+def require_budget(ctx: Context, dataset: str, researcher: str, epsilon: float) -> dict:
+    """The researcher's budget record; BudgetExhausted if less than ``epsilon`` is left."""
     amount = to_micro(epsilon)
     found = read(ctx, key(BUDGET, dataset, researcher)) or {"granted": 0, "spent": 0}
     left = found["granted"] - found["spent"]
@@ -64,7 +66,13 @@ def charge(ctx: Context, dataset: str, researcher: str, epsilon: float) -> dict:
             f"{researcher} has ε={left / MICRO:g} left on {dataset!r}, "
             f"less than the ε={amount / MICRO:g} asked"
         )
-    found["spent"] += amount
+    return found
+
+
+def charge(ctx: Context, dataset: str, researcher: str, epsilon: float) -> dict:
+    """Spend ``epsilon`` of the researcher's budget; refused if not enough is left."""
+    found = require_budget(ctx, dataset, researcher, epsilon)
+    found["spent"] += to_micro(epsilon)
     write(ctx, key(BUDGET, dataset, researcher), found)
     return found
 

@@ -42,7 +42,7 @@ from flowblock.chaincode.contracts.base import (
     timestamp,
     write,
 )
-from flowblock.chaincode.contracts.budget import charge, has_budget, to_micro
+from flowblock.chaincode.contracts.budget import charge, has_budget, require_budget, to_micro
 from flowblock.chaincode.contracts.catalogue import get_method
 from flowblock.chaincode.contracts.records import get_dataset
 from flowblock.errors import InvalidArgument
@@ -225,6 +225,8 @@ class ComputationContract(FlowBlockContract):
         token = get_token(ctx, token_id)
         executor = require(ctx, "executor", organisation=token["data_org"])
         self._expect(ctx, token, "APPROVED")
+        if token["epsilon"]:  # spent by other tokens since approval: refused before any read
+            require_budget(ctx, token["dataset"], token["requester"], token["epsilon"])
         token.update(status="RUNNING", claimed_by=executor.key, claimed_at=timestamp(now(ctx)))
         return self._change(ctx, token, events.COMPUTATION_CLAIMED)
 

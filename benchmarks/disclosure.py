@@ -1,0 +1,117 @@
+"""What disclosure control costs: the policy (and DP) against the bare computation.
+
+Run: ``.venv/bin/python benchmarks/disclosure.py [--records 1000000] [--repeats 15]``.
+
+In one process, over one in-memory table of ``--records`` vitals (one record per
+patient), each figure is the median of ``--repeats`` runs, taken in turns with its
+baseline's in the same run:
+
+- the mean and the histogram of a column with the Hospital's disclosure policy applied
+  (cohort, dominance, extremes, suppression and rounding) against the algorithm alone;
+  target ≤ 1.1x (issue 7);
+- the same statistics in differential-privacy mode (OpenDP, ε = 1) against the
+  algorithm alone;
+- the differencing check of the result's cohort against 10 earlier ones, beside the
+  executor's own cohort bookkeeping (``Executor.patients_of``), which it already pays.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from flowblock.executor.algorithms.statistics import Histogram, Mean
+from flowblock.executor.disclosure import DisclosurePolicy
+from flowblock.testing.study import MemoryStore
+
+TOKEN = {"token_id": "bench", "data_org": "Hospital", "requester": "alice@University",
+         "dataset": "vitals", "epsilon": 0}  # fmt: skip
+
+
+def table(records: int) -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    return pd.DataFrame(
+        {
+            "patient_id": [f"bench{n:07d}" for n in range(records)],
+            "sex": np.where(rng.random(records) < 0.5, "F", "M"),
+            "systolic": rng.normal(128, 15, records).round(1),
+        }
+    )
+
+
+def timed(work: Callable[[], object], baseline: Callable[[], object], repeats: int):
+    """Median seconds of ``work()`` and of ``baseline()``, run in turns (after a warm-up
+    of each) so that the machine's noise falls on both alike."""
+    work(), baseline()
+    samples: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeats):
+        for runs, call in zip(samples, (work, baseline), strict=True):
+            started = time.perf_counter()
+            call()
+            runs.append(time.perf_counter() - started)
+    return statistics.median(samples[0]), statistics.median(samples[1])
+
+
+def line(label: str, measured: float, baseline: float, what: str = "algorithm alone") -> None:
+    print(
+        f"{label:<14} {measured * 1000:9.2f} ms vs {what} {baseline * 1000:9.2f} ms"
+        f"  = {measured / baseline:5.2f}x",
+        flush=True,
+    )
+
+
+def main() -> None:
+    options = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    options.add_argument("--records", type=int, default=1_000_000)
+    options.add_argument("--repeats", type=int, default=15)
+    args = options.parse_args()
+
+    frame = table(args.records)
+    patients = [f"{p}@Hospital" for p in frame["patient_id"]]
+    policy = DisclosurePolicy()
+    print(f"{args.records:,} records, one per patient; policy {policy.hash[:12]}…", flush=True)
+
+    for algorithm, params in [
+        (Mean, {"column": "systolic"}),
+        (Histogram, {"column": "systolic", "bins": 20}),
+    ]:
+        token = {**TOKEN, "params": params}
+        dp_params = {**params, "bounds": [60, 200], "epsilon": 1.0}
+
+        def alone(a=algorithm, p=params) -> object:
+            return a().run(frame, p)
+
+        def protected(a=algorithm, p=params, t=token) -> object:
+            return policy.protect(t, a, a().run(frame, p), frame, patients).value
+
+        def private(a=algorithm, p=dp_params) -> object:
+            return a().run(frame, p)
+
+        line(f"{algorithm.name} policy", *timed(protected, alone, args.repeats))
+        line(f"{algorithm.name} DP", *timed(private, alone, max(3, args.repeats // 3)))
+
+    # Differencing: the cohort of the mean against ten earlier cohorts of the same size.
+    store, mean_token = MemoryStore(), {**TOKEN, "params": {"column": "systolic"}}
+    result = Mean().run(frame, mean_token["params"])
+    protected = policy.protect(mean_token, Mean, result, frame, patients)
+    for n in range(10):
+        policy.record({**mean_token, "token_id": f"earlier{n}"}, protected, store)
+    counter = iter(range(10**9))
+
+    def check() -> object:
+        return policy.record({**mean_token, "token_id": f"new{next(counter)}"}, protected, store)
+
+    def bookkeeping() -> object:  # what Executor.patients_of does with the same rows
+        return sorted(f"{p}@Hospital" for p in frame["patient_id"].unique())
+
+    repeats = max(3, args.repeats // 3)
+    line("differencing", *timed(check, bookkeeping, repeats), "cohort bookkeeping")
+
+
+if __name__ == "__main__":
+    main()
