@@ -8,6 +8,13 @@ This package is the core every part shares; the parts are its subpackages
 ``flowblock.network``, ``flowblock.spawner``).
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
+
 __version__ = "0.1.0"
 
 __all__ = ["Client", "__version__"]
@@ -20,3 +27,16 @@ def __getattr__(name: str):
 
         return Client
     raise AttributeError(f"module 'flowblock' has no attribute {name!r}")
+
+
+def load_ipython_extension(ipython: InteractiveShell) -> None:
+    """``%load_ext flowblock``: the magics live in ``flowblock.extension``, loaded only now."""
+    from flowblock.extension import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: InteractiveShell) -> None:
+    from flowblock.extension import unload_ipython_extension as unload
+
+    unload(ipython)
