@@ -98,9 +98,10 @@ class ExecutorApp(FlowBlockApp):
 
     @property
     def classes(self):  # type: ignore[override]
+        from flowblock.executor.disclosure import DisclosurePolicy
         from flowblock.executor.settings import ExecutorSettings
 
-        return [type(self), ExecutorSettings]
+        return [type(self), ExecutorSettings, DisclosurePolicy]
 
     def start(self) -> None:
         from flowblock.cli.base import wait_for_termination

@@ -23,11 +23,11 @@ from flowblock.executor.ingest import (
     PART_ROWS,
     PATIENT_COLUMN,
     RECORD_COLUMN,
-    REGISTER_BATCH,
     ImportReport,
     Progress,
     infer_schema,
     part_bytes,
+    register,
 )
 from flowblock.executor.storage.objects import ObjectStore
 from flowblock.ledger import Contract
@@ -102,12 +102,7 @@ def import_images(
                 part[RECORD_COLUMN], part[PATIENT_COLUMN], keys, hashes, strict=True
             )
         ]  # fmt: skip
-        for batch_start in range(0, len(entries), REGISTER_BATCH):
-            batch = entries[batch_start : batch_start + REGISTER_BATCH]
-            counts = json.loads(records.submit("RegisterRecords", dataset, json.dumps(batch)))
-            report.registered += counts["registered"]
-            report.updated += counts["updated"]
-            report.unchanged += counts["unchanged"]
+        register(records, dataset, entries, report)
         report.parts += 1
         report.part_keys.append(part_key)
     return report

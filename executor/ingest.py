@@ -128,17 +128,22 @@ def import_table(
                 part[RECORD_COLUMN], part[PATIENT_COLUMN], row_hashes(part), strict=True
             )
         ]  # fmt: skip
-        for batch_start in range(0, len(entries), REGISTER_BATCH):
-            batch = entries[batch_start : batch_start + REGISTER_BATCH]
-            counts = json.loads(records.submit("RegisterRecords", dataset, json.dumps(batch)))
-            report.registered += counts["registered"]
-            report.updated += counts["updated"]
-            report.unchanged += counts["unchanged"]
+        register(records, dataset, entries, report)
         report.parts += 1
         report.part_keys.append(object_key)
         if progress is not None:
             progress(min(start + PART_ROWS, len(frame)), len(frame))
     return report
+
+
+def register(records: Contract, dataset: str, entries: list[dict], report: ImportReport) -> None:
+    """Register record entries in batches, counting what was new, changed and unchanged."""
+    for start in range(0, len(entries), REGISTER_BATCH):
+        batch = entries[start : start + REGISTER_BATCH]
+        counts = json.loads(records.submit("RegisterRecords", dataset, json.dumps(batch)))
+        report.registered += counts["registered"]
+        report.updated += counts["updated"]
+        report.unchanged += counts["unchanged"]
 
 
 def _ensure_dataset(records: Contract, dataset: str, frame: pd.DataFrame) -> None:

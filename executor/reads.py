@@ -1,14 +1,22 @@
-"""Serving read requests: a patient's rows, sealed to the reader their consent names."""
+"""Serving read requests: a patient's rows, sealed to the reader their consent names.
+
+A record of an images dataset is read as its metadata and its image (base64).
+
+Claiming and settling a request are shared with writes (:mod:`flowblock.executor.writes`).
+"""
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
+from collections.abc import Callable
 
 from cryptography import x509
 
 from flowblock.canonical import canonical_json
 from flowblock.errors import CommitError, EndorseError, FlowBlockError
+from flowblock.executor.images import HASH_COLUMN, OBJECT_COLUMN
 from flowblock.executor.ingest import PATIENT_COLUMN, RECORD_COLUMN
 from flowblock.executor.worker import Executor
 from flowblock.sealing import digest, seal
@@ -16,52 +24,75 @@ from flowblock.sealing import digest, seal
 log = logging.getLogger(__name__)
 
 
-def process_read(executor: Executor, access_id: str) -> str:
-    """Claim a read request, seal the patient's rows to the reader, complete it."""
+def claim(executor: Executor, kind: str, access_id: str) -> dict | str:
+    """Claim a read or write request (``kind`` "Read" / "Write"): the request, or its status.
+
+    A revoked consent fails it; one claimed by another executor is theirs.
+    """
     try:
-        access = executor.ledger("access:ClaimRead", access_id, submit=True)
+        return executor.ledger(f"access:Claim{kind}", access_id, submit=True)
     except (EndorseError, CommitError) as error:
         status = getattr(error, "chaincode_status", None)
         if status == 403:  # the consent was revoked since the request
-            executor.ledger(
-                "access:FailRead", access_id, "the read consent was revoked", submit=True
-            )
+            reason = f"the {kind.lower()} consent was revoked"
+            executor.ledger(f"access:Fail{kind}", access_id, reason, submit=True)
             return "FAILED"
         if isinstance(error, CommitError) or status == 409:
             return json.loads(executor.contract.evaluate("access:GetAccess", access_id))["status"]
         raise
+
+
+def settle(executor: Executor, kind: str, access_id: str, work: Callable[[], None]) -> str:
+    """Do a claimed request's ``work``; on any failure fail it, saying why in one sentence."""
     try:
-        frame = executor.load(access["dataset"])
-        patient = access["patient"].removesuffix(f"@{executor.organisation}")
-        rows = frame[frame[PATIENT_COLUMN].astype(str) == patient]
-        if access["record_id"]:
-            rows = rows[rows[RECORD_COLUMN] == access["record_id"]]
-        records = rows.astype(object).where(rows.notna(), None).to_dict("records")
-        plaintext = canonical_json(
-            {"access_id": access_id, "patient": access["patient"], "dataset": access["dataset"],
-             "rows": [{k: _plain(v) for k, v in row.items()} for row in records]}
-        )  # fmt: skip
-        reader = x509.load_pem_x509_certificate(access["reader_certificate"].encode())
-        executor.ledger(
-            "access:CompleteRead",
-            access_id,
-            json.dumps(
-                {
-                    "encrypted": seal(plaintext, reader.public_key(), access_id),
-                    "result_hash": digest(plaintext),
-                    "records": len(records),
-                }
-            ),
-            submit=True,
-        )
+        work()
         return "DONE"
     except FlowBlockError as refusal:
         reason = str(refusal)
     except Exception:
-        log.exception("read request %s failed in the executor", access_id)
-        reason = "the read failed on the data side; its organisation has the details."
-    executor.ledger("access:FailRead", access_id, reason[:480], submit=True)
+        log.exception("%s request %s failed in the executor", kind.lower(), access_id)
+        reason = f"the {kind.lower()} failed on the data side; its organisation has the details."
+    executor.ledger(f"access:Fail{kind}", access_id, reason[:480], submit=True)
     return "FAILED"
+
+
+def process_read(executor: Executor, access_id: str) -> str:
+    """Claim a read request, seal the patient's rows to the reader, complete it."""
+    access = claim(executor, "Read", access_id)
+    if isinstance(access, str):
+        return access
+    return settle(executor, "Read", access_id, lambda: _serve(executor, access))
+
+
+def _serve(executor: Executor, access: dict) -> None:
+    access_id = access["access_id"]
+    frame = executor.load(access["dataset"])
+    patient = access["patient"].removesuffix(f"@{executor.organisation}")
+    rows = frame[frame[PATIENT_COLUMN].astype(str) == patient]
+    if access["record_id"]:
+        rows = rows[rows[RECORD_COLUMN] == access["record_id"]]
+    if OBJECT_COLUMN in rows.columns:  # an images dataset: each record is its image
+        images = executor.images_of(rows)
+        rows = rows.drop(columns=[OBJECT_COLUMN, HASH_COLUMN])
+        rows = rows.assign(image_base64=[base64.b64encode(image).decode() for image in images])
+    records = rows.astype(object).where(rows.notna(), None).to_dict("records")
+    plaintext = canonical_json(
+        {"access_id": access_id, "patient": access["patient"], "dataset": access["dataset"],
+         "rows": [{k: _plain(v) for k, v in row.items()} for row in records]}
+    )  # fmt: skip
+    reader = x509.load_pem_x509_certificate(access["reader_certificate"].encode())
+    executor.ledger(
+        "access:CompleteRead",
+        access_id,
+        json.dumps(
+            {
+                "encrypted": seal(plaintext, reader.public_key(), access_id),
+                "result_hash": digest(plaintext),
+                "records": len(records),
+            }
+        ),
+        submit=True,
+    )
 
 
 def _plain(value):

@@ -22,6 +22,7 @@ from flowblock.ledger import EventStream
 log = logging.getLogger(__name__)
 APPROVED_EVENT = "ComputationApproved"
 READ_EVENT = "ReadRequested"
+WRITE_EVENT = "WriteRequested"
 
 
 def build_executor(data_dir: Path, settings) -> Executor:
@@ -41,7 +42,7 @@ def build_executor(data_dir: Path, settings) -> Executor:
     gateway = Gateway(stack["gateway"], identity)
     contract = gateway.get_network(stack["channel"]).get_contract("flowblock")
     store = ObjectStore(stack["s3"]["endpoint"], load_credentials(data_dir, org))
-    return Executor(contract, store, org, limits=settings.limits)
+    return Executor(contract, store, org, policy=settings.policy, limits=settings.limits)
 
 
 class ExecutorService:
@@ -57,6 +58,7 @@ class ExecutorService:
         self._lock = threading.Lock()
 
     def start(self) -> ExecutorService:
+        self.executor.publish_certificate()
         for token_id in self._tokens("RUNNING", mine=True):
             self.pool.submit(self._process, token_id, True)
         for token_id in self._tokens("APPROVED"):
@@ -89,14 +91,14 @@ class ExecutorService:
             )
             try:
                 for event in self._stream:
-                    if event.name in (APPROVED_EVENT, READ_EVENT):
+                    if event.name in (APPROVED_EVENT, READ_EVENT, WRITE_EVENT):
                         payload = json.loads(event.payload)
                         if payload["data_org"] != self.executor.organisation:
                             pass
                         elif event.name == APPROVED_EVENT:
                             self.pool.submit(self._process, payload["token_id"], False)
                         else:
-                            self.pool.submit(self._read, payload["access_id"])
+                            self.pool.submit(self._access, event.name, payload["access_id"])
                     block, after = event.block_number, event.tx_id
                     self._save_checkpoint(block, after)
             except Exception:  # the stream broke (devnet restarting): follow again shortly
@@ -110,13 +112,16 @@ class ExecutorService:
         except Exception:
             log.exception("token %s could not be processed; it stays for the next start", token_id)
 
-    def _read(self, access_id: str) -> None:
+    def _access(self, event: str, access_id: str) -> None:
+        """Serve a read or write request."""
         from flowblock.executor.reads import process_read
+        from flowblock.executor.writes import process_write
 
+        serve = process_read if event == READ_EVENT else process_write
         try:
-            log.info("read %s: %s", access_id[:12], process_read(self.executor, access_id))
+            log.info("%s %s: %s", event, access_id[:12], serve(self.executor, access_id))
         except Exception:
-            log.exception("read request %s could not be processed", access_id)
+            log.exception("%s %s could not be processed", event, access_id)
 
     def _load_checkpoint(self) -> tuple[int | None, str]:
         try:

@@ -56,3 +56,10 @@ def process_read(access_id: str) -> str:
     from flowblock.executor.reads import process_read as serve
 
     return serve(executor(), access_id)
+
+
+@app.task(name="flowblock.process_write")
+def process_write(access_id: str) -> str:
+    from flowblock.executor.writes import process_write as serve
+
+    return serve(executor(), access_id)

@@ -56,12 +56,15 @@ def model_bytes() -> bytes:
     return data
 
 
-def write_xray_dataset(target: str | Path, images: int = 96, seed: int = 2026) -> Path:
+def write_xray_dataset(
+    target: str | Path, images: int = 96, seed: int = 2026, patient_prefix: str = "patient"
+) -> Path:
     """A directory of ``images`` chest X-rays with a ``manifest.csv``, ready to import.
 
     The first are the 16 real images as they are; the rest are augmented variants of
-    them, with the label of their original. Image ``n`` belongs to ``patient<n>``, so the
-    demo's patients own both vitals and X-rays. The same arguments give the same files.
+    them, with the label of their original. Image ``n`` belongs to ``patient<n>`` (with
+    the default prefix), so the demo's patients own both vitals and X-rays. The same
+    arguments give the same files.
     """
     import numpy as np
     from PIL import Image, ImageEnhance
@@ -87,7 +90,7 @@ def write_xray_dataset(target: str | Path, images: int = 96, seed: int = 2026) -
             image.save(buffer, format="JPEG", quality=90)
             (target / file).write_bytes(buffer.getvalue())
         rows.append(
-            {"patient_id": f"patient{number}", "file": file, "label": label,
+            {"patient_id": f"{patient_prefix}{number}", "file": file, "label": label,
              "source": "real" if number <= len(sources) else "augmented"}
         )  # fmt: skip
     with open(target / "manifest.csv", "w", newline="") as manifest:

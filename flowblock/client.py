@@ -11,23 +11,45 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from traitlets import Unicode
+from traitlets.config import Configurable
+
+from flowblock.config import config_from_environment
 from flowblock.errors import (
     AccessDenied,
     BudgetExhausted,
+    ConfigError,
     DisclosureRefused,
     EndorseError,
     FlowBlockError,
     RequestRefused,
 )
 from flowblock.identity import Identity
+from flowblock.identity.certificates import check_issued_by, msp_id, node_ou
+from flowblock.identity.signing import verify as verify_signature
 from flowblock.ledger import Gateway
 from flowblock.sealing import digest, open_sealed
 
 CHAINCODE = "flowblock"
 TERMINAL = ("DONE", "FAILED", "DENIED", "EXPIRED")
+#: A token's statuses in the order its life passes through them (for same-second changes).
+_STAGE = {"PENDING": 0, "APPROVED": 1, "RUNNING": 2, "DONE": 3, "FAILED": 3, "DENIED": 3,
+          "EXPIRED": 3}  # fmt: skip
+
+
+class ClientSettings(Configurable):
+    """Where a notebook's client connects: what a spawner puts in its environment
+    (``FLOWBLOCK_GATEWAY``, ``FLOWBLOCK_WALLET``, ``FLOWBLOCK_TLS_CA``; flowblock.config)."""
+
+    gateway = Unicode("", help="host:port of a Fabric Gateway (a peer).").tag(config=True)
+    wallet = Unicode("", help="Path of your wallet (an MSP folder).").tag(config=True)
+    tls_ca = Unicode("", help="PEM file of the CA of the gateway's TLS; empty: no TLS.").tag(
+        config=True
+    )
 
 
 class ComputationFailed(FlowBlockError):
@@ -74,6 +96,16 @@ class Job:
         self.token = token
         #: The block the request was committed in, when known: events are read from it.
         self.since_block = since_block
+        self._stop = threading.Event()
+        self._events: Any = None
+
+    def __repr__(self) -> str:
+        token = self.token
+        cohort = (token.get("result") or {}).get("cohort_size")
+        shown = f"{token['status']}" + (f", cohort {cohort}" if cohort is not None else "")
+        return (
+            f"<Job {token['method']} on {token['dataset']}, token {self.token_id[:12]}…: {shown}>"
+        )
 
     @property
     def token_id(self) -> str:
@@ -87,28 +119,47 @@ class Job:
         self.token = self.client._evaluate("GetToken", self.token_id)
         return self
 
-    def wait(self, timeout: float = 60.0) -> Result:
+    def wait(
+        self, timeout: float = 60.0, on_update: Callable[[dict], object] | None = None
+    ) -> Result:
         """Wait for the result; raises ComputationFailed if it was refused or failed.
 
         It follows the ledger's events for this token rather than polling, so the result
-        is fetched as soon as the block that completes it is committed.
+        is fetched as soon as the block that completes it is committed. ``on_update`` is
+        called with the token each time it changes (a front end's live status).
         """
-        if self.refresh().status in TERMINAL:
+
+        def changed() -> str:
+            self.refresh()
+            if on_update is not None:
+                on_update(self.token)
+            return self.status
+
+        try:
+            return self._follow(timeout, changed)
+        finally:
+            self._stop.clear()  # a stop asked for ended this wait; the next one may go on
+
+    def _follow(self, timeout: float, changed: Callable[[], str]) -> Result:
+        if changed() in TERMINAL:
             return self.result()
         if self.since_block is None:  # a job found by id: where its events start is unknown
             deadline = time.monotonic() + timeout
-            while self.refresh().status not in TERMINAL and time.monotonic() < deadline:
-                time.sleep(0.2)
+            while changed() not in TERMINAL and time.monotonic() < deadline:
+                if self._stop.wait(0.2):
+                    break
         else:
             network = self.client.gateway.get_network(self.client.channel)
-            events = network.chaincode_events(CHAINCODE, start_block=self.since_block)
+            events = self._events = network.chaincode_events(
+                CHAINCODE, start_block=self.since_block
+            )
+            if self._stop.is_set():
+                events.close()
             timer = threading.Timer(timeout, events.close)
             timer.start()
             try:
                 for event in events:
-                    if self.token_id.encode() in event.payload and (
-                        self.refresh().status in TERMINAL
-                    ):
+                    if self.token_id.encode() in event.payload and changed() in TERMINAL:
                         break
             finally:
                 timer.cancel()
@@ -119,6 +170,14 @@ class Job:
             )
         return self.result()
 
+    def stop_waiting(self) -> None:
+        """End a ``wait`` running in another thread (it raises TimeoutError); the token goes
+        on. Front ends wait in a thread and call this on Ctrl-C, so that the interrupt never
+        lands inside a gRPC call."""
+        self._stop.set()
+        if self._events is not None:
+            self._events.close()
+
     def result(self) -> Result:
         token = self.token
         if token["status"] != "DONE":
@@ -126,6 +185,8 @@ class Job:
             if reason.startswith("DisclosureRefused"):
                 rule = reason.split("(", 1)[1].split(")", 1)[0] if "(" in reason else ""
                 raise DisclosureRefused(rule, reason.split(": ", 1)[-1])
+            if reason.startswith("BudgetExhausted: "):
+                raise BudgetExhausted(reason.removeprefix("BudgetExhausted: ").rstrip(".") + ".")
             raise ComputationFailed(self.token_id, token["status"], reason)
         sealed = token["result"]["encrypted"]
         plaintext = open_sealed(sealed, self.client.identity, self.token_id)
@@ -140,7 +201,7 @@ class Job:
 
 
 class Records:
-    """A patient's raw records, for those the patient let read them (``client.records``)."""
+    """A patient's raw records, for those the patient let read or write them."""
 
     def __init__(self, client: Client) -> None:
         self.client = client
@@ -150,19 +211,60 @@ class Records:
     ) -> list[dict]:
         """The patient's rows in ``dataset``, if their read consent covers you; logged."""
         access = self.client._submit("access:RequestRead", dataset, patient, purpose)
+        access = self._settled(access, timeout)
         access_id = access["access_id"]
-        deadline = time.monotonic() + timeout
-        while access["status"] not in ("DONE", "FAILED"):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the read {access_id[:12]}… is still {access['status']}.")
-            time.sleep(0.2)
-            access = self.client._evaluate("access:GetAccess", access_id)
-        if access["status"] == "FAILED":
-            raise ComputationFailed(access_id, "FAILED", access["reason"])
         plaintext = open_sealed(access["result"]["encrypted"], self.client.identity, access_id)
         if digest(plaintext) != access["result"]["result_hash"]:
             raise FlowBlockError("the records do not match the hash recorded on the ledger.")
         return json.loads(plaintext)["rows"]
+
+    def write(
+        self,
+        patient: str,
+        dataset: str,
+        rows: list[dict],
+        purpose: str = "care",
+        timeout: float = 60.0,
+    ) -> dict:
+        """Add records for the patient, or correct them (rows naming their ``record_id``).
+
+        Needs the patient's write consent. The rows are sealed to the data organisation's
+        executor, so the ledger every organisation keeps never holds them in the clear.
+        Returns what was registered: counts and the record ids.
+        """
+        from cryptography import x509
+
+        from flowblock.canonical import canonical_json
+        from flowblock.sealing import seal, write_context
+
+        meta = self.client._evaluate("records:GetDataset", dataset)
+        organisation = meta["organisation"]
+        patient_key = patient if "@" in patient else f"{patient}@{organisation}"
+        executor = self.client._evaluate("access:GetExecutorCertificate", organisation)
+        certificate = x509.load_pem_x509_certificate(executor["certificate"].encode())
+        identity = self.client.identity
+        payload = canonical_json(
+            {"writer": f"{identity.name}@{identity.organisation}", "dataset": dataset,
+             "patient": patient_key, "rows": rows}
+        )  # fmt: skip
+        sealed = seal(payload, certificate.public_key(), write_context(dataset, patient_key))
+        access = self.client._submit("access:RequestWrite", dataset, patient_key, purpose, sealed)
+        return self._settled(access, timeout)["result"]
+
+    def _settled(self, access: dict, timeout: float) -> dict:
+        """A read or write request once the executor has served or refused it."""
+        access_id = access["access_id"]
+        deadline = time.monotonic() + timeout
+        while access["status"] not in ("DONE", "FAILED"):
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"the {access['kind']} {access_id[:12]}… is still {access['status']}."
+                )
+            time.sleep(0.2)
+            access = self.client._evaluate("access:GetAccess", access_id)
+        if access["status"] == "FAILED":
+            raise ComputationFailed(access_id, "FAILED", access["reason"])
+        return access
 
 
 class Client:
@@ -181,6 +283,20 @@ class Client:
     ) -> Client:
         """Connect as the identity in ``wallet`` to the Fabric Gateway at ``gateway``."""
         return cls(Gateway.connect(gateway, wallet, tls_ca=tls_ca))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Client:
+        """Connect as a spawned notebook server is told to: ``FLOWBLOCK_GATEWAY``,
+        ``FLOWBLOCK_WALLET`` and, with TLS, ``FLOWBLOCK_TLS_CA``."""
+        settings = ClientSettings(config=config_from_environment(environ))
+        given = {"FLOWBLOCK_GATEWAY": settings.gateway, "FLOWBLOCK_WALLET": settings.wallet}
+        missing = [variable for variable, value in given.items() if not value]
+        if missing:
+            raise ConfigError(
+                f"{' and '.join(missing)} must be set to connect to FlowBlock "
+                "(the address of a Fabric Gateway and the path of your wallet)."
+            )
+        return cls.connect(settings.wallet, settings.gateway, tls_ca=settings.tls_ca or None)
 
     def _call(self, submit: bool, function: str, *args: Any) -> Any:
         """A chaincode function's JSON result; its refusal as a FlowBlock error."""
@@ -207,6 +323,10 @@ class Client:
     def methods(self) -> list[dict]:
         return self._evaluate("catalogue:ListAvailableMethods")
 
+    def datasets(self) -> list[dict]:
+        """The datasets registered on the ledger: name, kind, organisation, column schema."""
+        return self._evaluate("records:ListDatasets")
+
     def compute(
         self,
         method: str,
@@ -215,8 +335,15 @@ class Client:
         purpose: str = "research",
         inputs: list[str] | tuple[str, ...] = (),
         version: str = "",
+        epsilon: float | None = None,
     ) -> Job:
-        """Ask for a computation; returns the job at once (``job.wait()`` for the result)."""
+        """Ask for a computation; returns the job at once (``job.wait()`` for the result).
+
+        ``epsilon`` asks for a differentially private result spending that much of your
+        budget on the dataset; the chaincode reads it as the ``epsilon`` parameter.
+        """
+        if epsilon is not None:
+            params = {**(params or {}), "epsilon": epsilon}
         try:
             submitted = self._contract.submit_async(
                 "Request", method, version, dataset, json.dumps(params or {}), purpose,
@@ -234,6 +361,34 @@ class Client:
     def job(self, token_id: str) -> Job:
         return Job(self, self._evaluate("GetToken", token_id))
 
+    def jobs(self, status: str = "") -> list[Job]:
+        """The tokens you may see (a researcher: your own), oldest first, of one status."""
+        tokens: list[dict] = []
+        bookmark = ""
+        while True:
+            page = self._evaluate("ListTokens", status, 500, bookmark)
+            tokens += page["tokens"]
+            bookmark = page["bookmark"]
+            if not bookmark:
+                break
+        tokens.sort(key=lambda token: (token["created_at"], token["token_id"]))
+        return [Job(self, token) for token in tokens]
+
+    def history(self, token_id: str) -> list[dict]:
+        """A token's audit trail: every change, oldest first, with its transaction and time."""
+        changes = self._evaluate("TokenHistory", token_id)
+        return sorted(
+            changes, key=lambda change: (change["time"], _STAGE[change["token"]["status"]])
+        )
+
+    def budget(self, dataset: str) -> dict:
+        """Your differential-privacy budget on ``dataset``: ε granted, spent and left."""
+        return self._evaluate("budget:Get", dataset, "")
+
+    def verify(self, token_id: str) -> Verification:
+        """Check a token's signatures, its result's hashes and its provenance, each alone."""
+        return _verify(self, token_id)
+
     def close(self) -> None:
         self.gateway.close()
 
@@ -242,3 +397,172 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check of a verification: what was checked, whether it held, and what was seen."""
+
+    name: str
+    ok: bool
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{'✓' if self.ok else '✗'} {self.name}: {self.detail}"
+
+
+@dataclass
+class Verification:
+    """What ``Client.verify`` found about a token, one line per check."""
+
+    token_id: str
+    checks: list[Check]
+
+    @property
+    def ok(self) -> bool:
+        return all(check.ok for check in self.checks)
+
+    def __str__(self) -> str:
+        verdict = "verified" if self.ok else "NOT verified"
+        lines = [f"token {self.token_id[:12]}… {verdict}"]
+        return "\n".join(lines + [f"  {check}" for check in self.checks])
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(str(self))
+
+
+def _verify(client: Client, token_id: str) -> Verification:
+    """Every check a researcher can make from the Gateway alone, without trusting one peer."""
+    token = client._evaluate("GetToken", token_id)
+    checks = [_check_endorsements(client, token)]
+    checks += _check_result(client, token)
+    checks.append(_check_code(client, token))
+    checks.append(_check_trail(client, token))
+    for input_id in token["inputs"]:
+        earlier = client._evaluate("GetToken", input_id)
+        kept = (earlier["result"] or {}).get("output_hash", "")
+        checks.append(
+            Check(
+                f"input {input_id[:12]}…",
+                earlier["status"] == "DONE"
+                and bool(kept)
+                and earlier["requester"] == token["requester"],
+                f"{earlier['method']} on {earlier['dataset']} is {earlier['status']}, its output "
+                + (f"kept data-side as {kept[:12]}…" if kept else "not kept"),
+            )
+        )
+    return Verification(token["token_id"], checks)
+
+
+def _check_endorsements(client: Client, token: dict) -> Check:
+    """The token as the peers endorse it now: each signature, each signer a peer."""
+    from cryptography import x509
+    from fabric_protos.msp import identities_pb2
+
+    from flowblock.ledger import protocol
+
+    try:
+        _, envelope = client._contract.endorse("GetToken", token["token_id"])
+    except EndorseError as error:
+        raise refusal(error) from None
+    unpacked = protocol.unpack_transaction(envelope)
+    endorsed = json.loads(unpacked.chaincode_action.response.payload)
+    response = unpacked.action_payload.action.proposal_response_payload
+    signers, problems = [], []
+    for endorsement in unpacked.endorsements:
+        serialized = identities_pb2.SerializedIdentity.FromString(endorsement.endorser)
+        certificate = x509.load_pem_x509_certificate(serialized.id_bytes)
+        subject = certificate.subject.rfc4514_string()
+        try:
+            verify_signature(
+                certificate.public_key(),
+                protocol.endorsement_message(response, endorsement.endorser),
+                endorsement.signature,
+            )
+        except FlowBlockError:
+            problems.append(f"the signature of {subject} does not verify")
+            continue
+        ous = certificate.subject.get_attributes_for_oid(x509.NameOID.ORGANIZATIONAL_UNIT_NAME)
+        if [ou.value for ou in ous] != [node_ou("peer")]:
+            problems.append(f"{subject} is not a peer")
+        mine = serialized.mspid == msp_id(client.identity.organisation)
+        trusted = list(client.identity.ca_certificates)
+        if mine and check_issued_by(certificate, trusted) is not None:
+            problems.append(f"{subject} was not certified by your organisation's CA")
+        signers.append(serialized.mspid)
+    if endorsed != token:
+        problems.append("the peers endorse a different token than the one read")
+    detail = "; ".join(problems) or (
+        f"{len(signers)} valid peer signature(s) of {', '.join(sorted(signers))} on the token"
+    )
+    return Check("signatures", bool(signers) and not problems, detail)
+
+
+def _check_result(client: Client, token: dict) -> list[Check]:
+    """The sealed result opens for you, matches its hash on the ledger, and names its token."""
+    if token["status"] != "DONE":
+        missing = f"the token is {token['status']}; there is no result to check"
+        return [Check("result hash", False, missing)]
+    result = token["result"]
+    try:
+        plaintext = open_sealed(result["encrypted"], client.identity, token["token_id"])
+    except FlowBlockError as error:
+        return [Check("result hash", False, str(error))]
+    opened = digest(plaintext)
+    released = json.loads(plaintext)
+    named = (released.get("token_id"), released.get("method"), released.get("version"))
+    expected = (token["token_id"], token["method"], token["version"])
+    policy = result.get("policy_hash", "")
+    return [
+        Check(
+            "result hash",
+            opened == result["result_hash"],
+            f"the opened result hashes to {opened[:12]}…, the ledger records "
+            f"{result['result_hash'][:12]}…",
+        ),
+        Check(
+            "result binding",
+            named == expected,
+            f"the result names {named[1]}@{named[2]} for token {str(named[0])[:12]}…",
+        ),
+        Check(
+            "policy hash",
+            len(policy) == 64,
+            f"disclosure policy {policy[:12]}… of {token['data_org']} recorded with the result",
+        ),
+    ]
+
+
+def _check_code(client: Client, token: dict) -> Check:
+    """The code that ran is the code the catalogue published for that method version."""
+    method = client._evaluate("catalogue:GetMethod", token["method"], token["version"])
+    ran = (token["result"] or {}).get("code_hash", token["code_hash"])
+    agree = method["code_hash"] == token["code_hash"] == ran
+    return Check(
+        "code hash",
+        agree,
+        f"{token['method']}@{token['version']} published as {method['code_hash'][:12]}…, "
+        f"requested as {token['code_hash'][:12]}…, run as {ran[:12]}…",
+    )
+
+
+def _check_trail(client: Client, token: dict) -> Check:
+    """The ledger's history of the token: requested, decided, claimed, completed, in order."""
+    changes = client.history(token["token_id"])
+    statuses = [change["token"]["status"] for change in changes]
+    stages = [_STAGE[status] for status in statuses]
+    first = changes[0]["token"] if changes else {}
+    claimed_by = token.get("claimed_by", "")
+    problems = []
+    if first.get("requester") != token["requester"] or stages[:1] not in ([0], [1]):
+        problems.append("it does not start with its request")
+    if stages != sorted(stages):
+        problems.append(f"its statuses go back ({' → '.join(statuses)})")
+    if claimed_by and not claimed_by.endswith("@" + token["data_org"]):
+        problems.append(f"it was claimed by {claimed_by}, outside {token['data_org']}")
+    trail = " → ".join(dict.fromkeys(statuses))
+    detail = "; ".join(problems) or (
+        f"{len(changes)} transactions: {trail}; decided by {token['decided_by'] or 'nobody yet'}"
+        + (f", run by {claimed_by}" if claimed_by else "")
+    )
+    return Check("audit trail", not problems, detail)

@@ -23,6 +23,10 @@ ENVIRONMENT: Final[dict[str, str]] = {
     "FLOWBLOCK_EXECUTOR_ORG": "ExecutorSettings.organisation",
     "FLOWBLOCK_BROKER": "ExecutorSettings.broker_url",
     "FLOWBLOCK_REDELIVERY_SECONDS": "ExecutorSettings.redelivery_seconds",
+    # What a spawner tells a notebook server: where the gateway is, whose wallet to use.
+    "FLOWBLOCK_GATEWAY": "ClientSettings.gateway",
+    "FLOWBLOCK_WALLET": "ClientSettings.wallet",
+    "FLOWBLOCK_TLS_CA": "ClientSettings.tls_ca",
 }
 
 

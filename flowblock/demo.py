@@ -85,13 +85,18 @@ def synthetic_vitals(patients: int = 300, seed: int = 2026):  # -> pandas.DataFr
 
 #: The demo's images dataset: chest X-rays labelled normal / pneumonia, one per patient.
 XRAY: Final = "xray"
-XRAY_IMAGES: Final = 96
+XRAY_IMAGES: Final = 160
 DATASETS: Final = (VITALS, XRAY)
 
 #: The purpose the demo's patients consent to and its rules approve at once.
 DEMO_PURPOSE: Final = "research"
 #: Share of the synthetic patients who consent to research computations.
 CONSENTING: Final = 0.7
+
+
+def xray_consenting() -> set[str]:
+    """The demo patients who let researchers use their X-ray: three in four."""
+    return {f"patient{n}" for n in range(1, XRAY_IMAGES + 1) if n % 4}
 
 
 def demo_rules() -> dict:
@@ -189,8 +194,7 @@ def _record_consents(data_dir: Path, gateways: GatewayPool) -> str:
     hospital = CertificateAuthority.load(data_dir, DATA_ORGANISATION)
     patients = list(synthetic_vitals()["patient_id"])
     consenting = set(patients[: int(len(patients) * CONSENTING)])
-    # Three in four of the patients with an X-ray let researchers use it.
-    with_xray = {f"patient{n}" for n in range(1, XRAY_IMAGES + 1) if n % 4}
+    with_xray = xray_consenting()
 
     def grant(patient: str) -> None:
         own = wallet_path(data_dir, DATA_ORGANISATION, patient)

@@ -88,3 +88,8 @@ def open_sealed(sealed: str, reader: Identity, context: str) -> bytes:
 def digest(plaintext: bytes) -> str:
     """The hash a token records of its plaintext result, for anyone to verify."""
     return hashlib.sha256(plaintext).hexdigest()
+
+
+def write_context(dataset: str, patient: str) -> str:
+    """What rows written for a patient are sealed for: not replayable for another one."""
+    return f"write:{dataset}:{patient}"

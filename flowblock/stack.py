@@ -66,6 +66,7 @@ class Stack:
     def _executor(self, org: str, credentials):
         """An organisation's executor service: its identity, its bucket, in-process workers."""
         from flowblock.executor.service import ExecutorService
+        from flowblock.executor.settings import ExecutorSettings
         from flowblock.executor.storage.objects import ObjectStore
         from flowblock.executor.worker import Executor
         from flowblock.identity import load_wallet
@@ -76,9 +77,11 @@ class Stack:
         )
         self._gateways.append(gateway)
         contract = gateway.get_network(self.devnet.channel).get_contract(CHAINCODE_NAME)
-        executor = Executor(contract, ObjectStore(self.s3.endpoint, credentials), org)
+        settings = ExecutorSettings(parent=self.parent, organisation=org)
+        store = ObjectStore(self.s3.endpoint, credentials)
+        executor = Executor(contract, store, org, policy=settings.policy, limits=settings.limits)
         checkpoint = self.data_dir / "executor" / org / "checkpoint.json"
-        return ExecutorService(executor, checkpoint).start()
+        return ExecutorService(executor, checkpoint, settings.workers).start()
 
     def stop(self) -> None:
         for service in self.executors:

@@ -371,3 +371,59 @@ def test_catalogue_refusals(world):
         "1.0",
         False,
     )
+
+
+# -- writes under write consent ---------------------------------------------------------
+
+
+def test_writes_need_write_consent_and_register_only_the_patients_records(world):
+    world.setup(consent=False)
+    patient, other = world.patients[0], world.patients[1]
+    sealed = "c2VhbGVkIHJvd3M="
+    world.refused(403, "needs the role executor", world.bob, "access:PublishExecutorCertificate")
+    world.submit(world.executor, "access:PublishExecutorCertificate")
+    published = world.evaluate(world.bob, "access:GetExecutorCertificate", "Hospital")
+    assert published["executor"] == "executor@Hospital"
+    assert "BEGIN CERTIFICATE" in published["certificate"]
+    world.refused(
+        403, "no write consent", world.bob, "access:RequestWrite", world.dataset, patient.name,
+        "care", sealed,
+    )  # fmt: skip
+    world.grant(patient, "user:bob@University", "R", "care")  # reading is not writing
+    world.refused(
+        403, "no write consent", world.bob, "access:RequestWrite", world.dataset, patient.name,
+        "care", sealed,
+    )  # fmt: skip
+    world.grant(patient, "user:bob@University", "W", "care")
+    access = world.submit(
+        world.bob, "access:RequestWrite", world.dataset, patient.name, "care", sealed
+    )
+    assert access["status"] == "APPROVED" and "sealed" not in access
+    access_id = access["access_id"]
+    world.refused(403, "needs the role executor", world.bob, "access:ClaimWrite", access_id)
+    world.submit(world.executor, "access:ClaimWrite", access_id)
+
+    def stored(records: list[dict]) -> str:
+        for record in records:
+            record["object_key"] = "writes/part.parquet"
+        return json.dumps({"object_key": "writes/part.parquet", "sha256": "a" * 64,
+                           "records": records})  # fmt: skip
+
+    theirs = records_for([other.name], world.dataset, start=60)
+    world.refused(
+        403, "is not a record of", world.executor, "access:CompleteWrite", access_id,
+        stored(theirs),
+    )  # fmt: skip
+    moved = records_for([patient.name], world.dataset, start=1)  # the other patient's record
+    world.refused(
+        409, "to another patient", world.executor, "access:CompleteWrite", access_id,
+        stored(moved),
+    )  # fmt: skip
+    mine = records_for([patient.name], world.dataset, start=50)
+    done = world.submit(world.executor, "access:CompleteWrite", access_id, stored(mine))
+    assert (done["status"], done["result"]["registered"]) == ("DONE", 1)
+    record = world.evaluate(patient, "records:GetRecord", world.dataset, mine[0]["record_id"])
+    assert record["registered_by"] == "bob@University"
+    log = world.evaluate(patient, "access:MyAccessLog", 10, "")
+    assert [e["kind"] for e in log["reads"] if e["dataset"] == world.dataset] == ["write"]
+    world.refused(409, "is DONE", world.executor, "access:FailWrite", access_id, "late")

@@ -1,4 +1,4 @@
-"""Reading a patient's records: only with their read consent, and always on the record.
+"""Reading and writing a patient's records: only with their consent, always on the record.
 
 FlowBlock's read consent means what it meant in FlowBlock: a person or organisation a
 patient granted R (their doctor, say) may fetch that patient's raw records. The
@@ -6,6 +6,12 @@ request names the patient and purpose and is refused unless an active grant cove
 at that moment; the data organisation's executor claims it (the grant is checked
 again), seals the rows to the reader and completes it. Each read is a ledger entry
 the patient can see. A compute-only grant never yields a row: only R does.
+
+Write consent (W) lets a person or organisation add or correct a patient's records.
+The rows travel sealed to the data organisation's executor (whose certificate it
+publishes here), never in the clear on a ledger every organisation keeps; the
+executor stores them, and completing the write registers their hashes, each record
+checked to be the patient's, with the ledger keeping every earlier version.
 """
 
 from __future__ import annotations
@@ -32,18 +38,36 @@ from flowblock.chaincode.contracts.base import (
     write,
 )
 from flowblock.chaincode.contracts.consent import find_grant
-from flowblock.chaincode.contracts.records import DATA_SIDE, get_dataset
+from flowblock.chaincode.contracts.records import (
+    DATA_SIDE,
+    get_dataset,
+    parse_records,
+    register_partition,
+    register_records,
+)
 
 ACCESS, PATIENT_ACCESS = "access", "patient~access"
 READ_REQUESTED, READ_COMPLETED, READ_FAILED = "ReadRequested", "ReadCompleted", "ReadFailed"
-MAX_SEALED_BYTES = 256 * 1024
+WRITE_REQUESTED, WRITE_COMPLETED, WRITE_FAILED = (
+    "WriteRequested", "WriteCompleted", "WriteFailed",
+)  # fmt: skip
+EXECUTOR_CERTIFICATE = "executor-certificate"
+#: The most records one write may add or correct.
+MAX_WRITE_RECORDS = 1_000
+#: A patient's rows, or an X-ray or two, sealed; well inside gRPC's 4 MiB messages.
+MAX_SEALED_BYTES = 2 * 1024 * 1024
 
 
-def _get(ctx: Context, access_id: str) -> dict:
+def _get(ctx: Context, access_id: str, kind: str | None = None) -> dict:
+    """A read or write request (only of ``kind``, when given)."""
     found = read(ctx, key(ACCESS, access_id))
-    if found is None:
-        raise NotFound(f"there is no read request {access_id[:80]!r}")
+    if found is None or kind not in (None, found["kind"]):
+        raise NotFound(f"there is no {kind or 'access'} request {access_id[:80]!r}")
     return found
+
+
+def _patient(patient: str, meta: dict) -> str:
+    return name(patient if "@" in patient else f"{patient}@{meta['organisation']}", "patient")
 
 
 class AccessContract(FlowBlockContract):
@@ -54,9 +78,7 @@ class AccessContract(FlowBlockContract):
         """Ask for a patient's records; refused unless their read consent covers the caller."""
         reader = caller(ctx)
         meta = get_dataset(ctx, dataset)
-        patient = name(
-            patient if "@" in patient else f"{patient}@{meta['organisation']}", "patient"
-        )
+        patient = _patient(patient, meta)
         grant = find_grant(ctx, dataset, patient, reader.key, "R", text(purpose, "purpose", 200))
         if grant is None:
             raise Refused(
@@ -87,24 +109,12 @@ class AccessContract(FlowBlockContract):
     @transaction
     def ClaimRead(self, ctx: Context, access_id: str) -> dict:  # noqa: N802
         """The data organisation's executor takes a read request, once, if consent still holds."""
-        access = _get(ctx, access_id)
-        executor = require(ctx, "executor", organisation=access["data_org"])
-        if access["status"] != "APPROVED":
-            raise Conflict(f"read request {access_id} is {access['status']}, not APPROVED")
-        if find_grant(ctx, access["dataset"], access["patient"], access["reader"], "R",
-                      access["purpose"]) is None:  # fmt: skip
-            raise Refused(f"the read consent behind {access_id} has been revoked")
-        access.update(status="RUNNING", claimed_by=executor.key)
-        write(ctx, key(ACCESS, access_id), access)
-        return access
+        return _claim(ctx, access_id, "read")
 
     @transaction
     def CompleteRead(self, ctx: Context, access_id: str, result: str) -> dict:  # noqa: N802
-        access = _get(ctx, access_id)
-        executor = require(ctx, "executor", organisation=access["data_org"])
-        if access["status"] != "RUNNING" or access["claimed_by"] != executor.key:
-            raise Conflict(f"read request {access_id} is not running under {executor.key}")
-        spec = json_argument(result, "result")
+        access, _ = _running(ctx, access_id, "read")
+        spec = json_argument(result, "result", limit=MAX_SEALED_BYTES + 4096)
         encrypted = spec.get("encrypted", "")
         if not isinstance(encrypted, str) or not encrypted or len(encrypted) > MAX_SEALED_BYTES:
             raise Invalid(
@@ -125,14 +135,7 @@ class AccessContract(FlowBlockContract):
 
     @transaction
     def FailRead(self, ctx: Context, access_id: str, reason: str) -> dict:  # noqa: N802
-        access = _get(ctx, access_id)
-        require(ctx, "executor", organisation=access["data_org"])
-        if access["status"] not in ("APPROVED", "RUNNING"):
-            raise Conflict(f"read request {access_id} is {access['status']}")
-        access.update(status="FAILED", reason=text(reason, "reason"))
-        write(ctx, key(ACCESS, access_id), access)
-        emit(ctx, READ_FAILED, _event(access))
-        return access
+        return _fail(ctx, access_id, "read", reason)
 
     @transaction(submit=False)
     def GetAccess(self, ctx: Context, access_id: str) -> dict:  # noqa: N802
@@ -146,16 +149,153 @@ class AccessContract(FlowBlockContract):
 
     @transaction(submit=False)
     def MyAccessLog(self, ctx: Context, size: int, bookmark: str) -> dict:  # noqa: N802
-        """Every read of the calling patient's records: who, when, why."""
+        """Every read of, and write to, the calling patient's records: who, when, why."""
         patient = require(ctx, "patient")
         page, following = paged(ctx, PATIENT_ACCESS, [patient.key], size, bookmark)
         reads = []
         for kv in page:
             access = _get(ctx, split_composite_key(kv.key)[1][1])
-            reads.append({k: access[k] for k in ("access_id", "reader", "dataset", "purpose",
-                                                  "status", "requested_at")})  # fmt: skip
+            reads.append({"kind": access["kind"],
+                          **{k: access[k] for k in ("access_id", "reader", "dataset", "purpose",
+                                                    "status", "requested_at")}})  # fmt: skip
         return {"reads": reads, "bookmark": following}
+
+    # -- writes -------------------------------------------------------------------------
+
+    @transaction
+    def PublishExecutorCertificate(self, ctx: Context) -> dict:  # noqa: N802
+        """An executor publishes its certificate: writers seal rows to its key."""
+        executor = require(ctx, "executor")
+        entry = {"organisation": executor.organisation, "executor": executor.key,
+                 "certificate": ctx.client_identity.certificate_pem}  # fmt: skip
+        if read(ctx, key(EXECUTOR_CERTIFICATE, executor.organisation)) != entry:
+            write(ctx, key(EXECUTOR_CERTIFICATE, executor.organisation), entry)
+        return entry
+
+    @transaction(submit=False)
+    def GetExecutorCertificate(self, ctx: Context, organisation: str) -> dict:  # noqa: N802
+        found = read(ctx, key(EXECUTOR_CERTIFICATE, name(organisation, "organisation")))
+        if found is None:
+            raise NotFound(f"{organisation} has published no executor certificate yet")
+        return found
+
+    @transaction
+    def RequestWrite(  # noqa: N802
+        self, ctx: Context, dataset: str, patient: str, purpose: str, sealed: str
+    ) -> dict:
+        """Add or correct a patient's records, sealed to the executor; needs write consent."""
+        writer = caller(ctx)
+        meta = get_dataset(ctx, dataset)
+        if meta["kind"] != "tabular":
+            raise Invalid(f"records are written to tabular datasets; {dataset!r} is {meta['kind']}")
+        patient = _patient(patient, meta)
+        grant = find_grant(ctx, dataset, patient, writer.key, "W", text(purpose, "purpose", 200))
+        if grant is None:
+            raise Refused(
+                f"no write consent of {patient} on {dataset!r} covers {writer.key} for {purpose!r}"
+            )
+        if not isinstance(sealed, str) or not sealed or len(sealed) > MAX_SEALED_BYTES:
+            raise Invalid(f"sealed must be the sealed rows, at most {MAX_SEALED_BYTES // 1024} KiB")
+        access = {
+            "access_id": ctx.stub.tx_id,
+            "kind": "write",
+            "reader": writer.key,  # who acts on the records, as for a read
+            "dataset": dataset,
+            "data_org": meta["organisation"],
+            "patient": patient,
+            "purpose": purpose,
+            "grant_id": grant["grant_id"],
+            "record_id": grant["record_id"],
+            "sealed": sealed,
+            "status": "APPROVED",
+            "requested_at": timestamp(now(ctx)),
+            "claimed_by": "",
+            "result": None,
+            "reason": "",
+        }
+        write(ctx, key(ACCESS, access["access_id"]), access)
+        ctx.stub.put_state(key(PATIENT_ACCESS, patient, access["access_id"]), b"\x00")
+        emit(ctx, WRITE_REQUESTED, _event(access))
+        return {k: v for k, v in access.items() if k != "sealed"}
+
+    @transaction
+    def ClaimWrite(self, ctx: Context, access_id: str) -> dict:  # noqa: N802
+        """The data organisation's executor takes a write, once, if consent still holds."""
+        return _claim(ctx, access_id, "write")
+
+    @transaction
+    def CompleteWrite(self, ctx: Context, access_id: str, stored: str) -> dict:  # noqa: N802
+        """Register the stored rows of a write: its part and every record, the patient's."""
+        access, executor = _running(ctx, access_id, "write")
+        spec = json_argument(stored, "stored")
+        batch = spec.get("records")
+        if not isinstance(batch, list) or not 1 <= len(batch) <= MAX_WRITE_RECORDS:
+            raise Invalid(f"stored.records must list 1 to {MAX_WRITE_RECORDS} records")
+        entries = parse_records(batch, access["data_org"])
+        for index, entry in enumerate(entries):
+            if entry["patient"] != access["patient"]:
+                raise Refused(f"stored.records[{index}] is not a record of {access['patient']}")
+            if access["record_id"] and entry["record_id"] != access["record_id"]:
+                raise Refused(f"the write consent covers only record {access['record_id']!r}")
+            if entry["object_key"] != spec.get("object_key"):
+                raise Invalid(f"stored.records[{index}] must be in stored.object_key")
+        register_partition(
+            ctx, access["dataset"], str(spec.get("object_key", "")), spec.get("sha256", ""),
+            len(entries), executor.key,
+        )  # fmt: skip
+        counts = register_records(ctx, access["dataset"], entries, access["reader"])
+        access.update(
+            status="DONE",
+            completed_at=timestamp(now(ctx)),
+            result={**counts, "record_ids": [entry["record_id"] for entry in entries]},
+        )
+        write(ctx, key(ACCESS, access_id), access)
+        emit(ctx, WRITE_COMPLETED, _event(access))
+        return access
+
+    @transaction
+    def FailWrite(self, ctx: Context, access_id: str, reason: str) -> dict:  # noqa: N802
+        return _fail(ctx, access_id, "write", reason)
 
 
 def _event(access: dict) -> dict:
     return {k: access[k] for k in ("access_id", "data_org", "dataset", "reader", "status")}
+
+
+#: The consent right each kind of request needs, and the event of its failure.
+RIGHT = {"read": "R", "write": "W"}
+FAILED = {"read": READ_FAILED, "write": WRITE_FAILED}
+
+
+def _claim(ctx: Context, access_id: str, kind: str) -> dict:
+    """The executor takes a request once, if the consent behind it still holds."""
+    access = _get(ctx, access_id, kind)
+    executor = require(ctx, "executor", organisation=access["data_org"])
+    if access["status"] != "APPROVED":
+        raise Conflict(f"{kind} request {access_id} is {access['status']}, not APPROVED")
+    if find_grant(ctx, access["dataset"], access["patient"], access["reader"], RIGHT[kind],
+                  access["purpose"]) is None:  # fmt: skip
+        raise Refused(f"the {kind} consent behind {access_id} has been revoked")
+    access.update(status="RUNNING", claimed_by=executor.key)
+    write(ctx, key(ACCESS, access_id), access)
+    return access
+
+
+def _running(ctx: Context, access_id: str, kind: str):
+    """A request the calling executor claimed and is still serving, and that executor."""
+    access = _get(ctx, access_id, kind)
+    executor = require(ctx, "executor", organisation=access["data_org"])
+    if access["status"] != "RUNNING" or access["claimed_by"] != executor.key:
+        raise Conflict(f"{kind} request {access_id} is not running under {executor.key}")
+    return access, executor
+
+
+def _fail(ctx: Context, access_id: str, kind: str, reason: str) -> dict:
+    access = _get(ctx, access_id, kind)
+    require(ctx, "executor", organisation=access["data_org"])
+    if access["status"] not in ("APPROVED", "RUNNING"):
+        raise Conflict(f"{kind} request {access_id} is {access['status']}")
+    access.update(status="FAILED", reason=text(reason, "reason"))
+    write(ctx, key(ACCESS, access_id), access)
+    emit(ctx, FAILED[kind], _event(access))
+    return access

@@ -146,10 +146,12 @@ def text(value: str, argument: str, limit: int = 500) -> str:
     return value
 
 
-def json_argument(value: str, argument: str, kind: type = dict) -> Any:
-    """A JSON argument of the expected kind, no larger than MAX_ARGUMENT_BYTES."""
-    if len(value.encode()) > MAX_ARGUMENT_BYTES:
-        raise Invalid(f"{argument} is larger than {MAX_ARGUMENT_BYTES // 1024} KiB")
+def json_argument(
+    value: str, argument: str, kind: type = dict, limit: int = MAX_ARGUMENT_BYTES
+) -> Any:
+    """A JSON argument of the expected kind, no larger than ``limit`` bytes."""
+    if len(value.encode()) > limit:
+        raise Invalid(f"{argument} is larger than {limit // 1024} KiB")
     try:
         decoded = json.loads(value)
     except ValueError:

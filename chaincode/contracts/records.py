@@ -114,41 +114,8 @@ class RecordsContract(FlowBlockContract):
         batch = json_argument(records, "records", list)
         if not batch:
             raise Invalid("records must not be empty")
-        entries = _parse_records(batch, meta["organisation"])
-        keys = [key(RECORD, dataset, entry["record_id"]) for entry in entries]
-        counts = {"registered": 0, "updated": 0, "unchanged": 0}
-        moment = timestamp(now(ctx))
-        ctx.stub.start_write_batch()
-        for index, (entry, state_key, found) in enumerate(
-            zip(entries, keys, ctx.stub.get_states(keys), strict=True)
-        ):
-            existing = json.loads(found) if found else None
-            if existing and not existing["deleted"]:
-                if existing["patient"] != entry["patient"]:
-                    raise Conflict(
-                        f"records[{index}] would move record {entry['record_id']!r} "
-                        "to another patient"
-                    )
-                if (existing["sha256"], existing["object_key"]) == (
-                    entry["sha256"], entry["object_key"],
-                ):  # fmt: skip
-                    counts["unchanged"] += 1
-                    continue
-            record = {
-                "dataset": dataset,
-                **entry,
-                "version": (existing["version"] + 1) if existing else 1,
-                "deleted": False,
-                "registered_by": steward.key,
-                "registered_at": moment,
-            }
-            write(ctx, state_key, record)
-            if existing is None:
-                marker = key(PATIENT_RECORD, entry["patient"], dataset, entry["record_id"])
-                ctx.stub.put_state(marker, b"\x00")
-            counts["updated" if existing else "registered"] += 1
-        emit(ctx, events.RECORDS_REGISTERED, {"dataset": dataset, **counts})
-        return counts
+        return register_records(ctx, dataset, parse_records(batch, meta["organisation"]),
+                                steward.key)  # fmt: skip
 
     @transaction
     def DeleteRecord(self, ctx: Context, dataset: str, record_id: str, reason: str) -> dict:  # noqa: N802
@@ -203,18 +170,7 @@ class RecordsContract(FlowBlockContract):
         """
         meta = get_dataset(ctx, dataset)
         steward = require(ctx, "steward", organisation=meta["organisation"])
-        if rows < 1:
-            raise Invalid("rows must be at least 1")
-        state_key = key(PARTITION, dataset, text(object_key, "object_key", 1024))
-        entry = {"dataset": dataset, "object_key": object_key,
-                 "sha256": sha256_hex(sha256, "sha256"), "rows": rows}  # fmt: skip
-        existing = read(ctx, state_key)
-        if existing is not None and all(existing[k] == v for k, v in entry.items()):
-            return {**existing, "changed": False}
-        value = {**entry, "registered_by": steward.key, "registered_at": timestamp(now(ctx))}
-        write(ctx, state_key, value)
-        emit(ctx, events.RECORDS_REGISTERED, {"dataset": dataset, "partition": object_key})
-        return {**value, "changed": True}
+        return register_partition(ctx, dataset, object_key, sha256, rows, steward.key)
 
     @transaction(submit=False)
     def ListPartitions(self, ctx: Context, dataset: str, size: int, bookmark: str) -> dict:  # noqa: N802
@@ -251,7 +207,62 @@ class RecordsContract(FlowBlockContract):
         raise Refused(f"{who.key} may not see the records of {meta['name']!r}")
 
 
-def _parse_records(batch: list, organisation: str) -> list[dict]:
+def register_records(ctx: Context, dataset: str, entries: list[dict], by: str) -> dict:
+    """Register checked record entries: new, updated (a new version) or unchanged."""
+    keys = [key(RECORD, dataset, entry["record_id"]) for entry in entries]
+    counts = {"registered": 0, "updated": 0, "unchanged": 0}
+    moment = timestamp(now(ctx))
+    ctx.stub.start_write_batch()
+    for index, (entry, state_key, found) in enumerate(
+        zip(entries, keys, ctx.stub.get_states(keys), strict=True)
+    ):
+        existing = json.loads(found) if found else None
+        if existing and not existing["deleted"]:
+            if existing["patient"] != entry["patient"]:
+                raise Conflict(
+                    f"records[{index}] would move record {entry['record_id']!r} to another patient"
+                )
+            if (existing["sha256"], existing["object_key"]) == (
+                entry["sha256"], entry["object_key"],
+            ):  # fmt: skip
+                counts["unchanged"] += 1
+                continue
+        record = {
+            "dataset": dataset,
+            **entry,
+            "version": (existing["version"] + 1) if existing else 1,
+            "deleted": False,
+            "registered_by": by,
+            "registered_at": moment,
+        }
+        write(ctx, state_key, record)
+        if existing is None:
+            marker = key(PATIENT_RECORD, entry["patient"], dataset, entry["record_id"])
+            ctx.stub.put_state(marker, b"\x00")
+        counts["updated" if existing else "registered"] += 1
+    emit(ctx, events.RECORDS_REGISTERED, {"dataset": dataset, **counts})
+    return counts
+
+
+def register_partition(
+    ctx: Context, dataset: str, object_key: str, sha256: str, rows: int, by: str
+) -> dict:
+    """Register one stored object holding ``rows`` records; unchanged if already so."""
+    if rows < 1:
+        raise Invalid("rows must be at least 1")
+    state_key = key(PARTITION, dataset, text(object_key, "object_key", 1024))
+    entry = {"dataset": dataset, "object_key": object_key,
+             "sha256": sha256_hex(sha256, "sha256"), "rows": rows}  # fmt: skip
+    existing = read(ctx, state_key)
+    if existing is not None and all(existing[k] == v for k, v in entry.items()):
+        return {**existing, "changed": False}
+    value = {**entry, "registered_by": by, "registered_at": timestamp(now(ctx))}
+    write(ctx, state_key, value)
+    emit(ctx, events.RECORDS_REGISTERED, {"dataset": dataset, "partition": object_key})
+    return {**value, "changed": True}
+
+
+def parse_records(batch: list, organisation: str) -> list[dict]:
     """Every entry of a registration batch, checked before anything is read or written."""
     entries, seen = [], set()
     for index, entry in enumerate(batch):

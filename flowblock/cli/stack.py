@@ -9,7 +9,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from traitlets import List, Unicode
+from traitlets import Bool, List, Unicode
 
 from flowblock.cli.base import FlowBlockApp, wait_for_termination
 from flowblock.errors import ConfigError
@@ -45,8 +45,27 @@ class UpApp(FlowBlockApp):
         default_value=["Hospital", "University"],
         help="Organisations created if the data directory has none yet.",
     ).tag(config=True)
+    hub = Bool(
+        True,
+        help="Run JupyterHub and the dashboards too. This release has no hub yet, so the "
+        "stack runs without one either way; scripts may already say --no-hub.",
+    ).tag(config=True)
     aliases = {**FlowBlockApp.aliases, "listen": "Devnet.listen", "org": "UpApp.organisations"}
-    classes = [Devnet]
+    flags = {
+        **FlowBlockApp.flags,
+        "no-hub": ({"UpApp": {"hub": False}}, "Run without JupyterHub and the dashboards."),
+    }
+
+    @property
+    def classes(self):  # type: ignore[override]
+        # The data side's settings, imported only when asked for (pandas is slow to load)
+        # and only where the data side is installed (the executor extra).
+        try:
+            from flowblock.executor.disclosure import DisclosurePolicy
+            from flowblock.executor.settings import ExecutorSettings
+        except ImportError:
+            return [type(self), Devnet]
+        return [type(self), Devnet, ExecutorSettings, DisclosurePolicy]
 
     def start(self) -> None:
         self.positional()

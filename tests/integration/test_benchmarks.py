@@ -23,9 +23,10 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
         ("consent.py", ["--seconds", "0.5", "--records", "1000", "--patients", "2000",
                         "--page", "500", "--latency-samples", "3", "--concurrent-patients", "4"],
          ["grant   p50", "registered 1,000 records", "listed 2,000 patients", "baseline"]),
-        ("compute.py", ["--records", "2000", "--patients", "30", "--repeats", "1"],
+        ("compute.py", ["--records", "2000", "--patients", "30", "--repeats", "1",
+                        "--epochs", "1"],
          ["mean      request→decrypted result", "histogram request→decrypted result",
-          "peak memory"]),
+          "peak memory", "X-ray classifier training (1 epochs) through FlowBlock"]),
     ],
 )  # fmt: skip
 def test_benchmark_runs_and_reports(script, arguments, expected):
@@ -35,4 +36,27 @@ def test_benchmark_runs_and_reports(script, arguments, expected):
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     for line in expected:
+        assert line in done.stdout
+
+
+def test_the_magics_benchmark_runs_and_reports():
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "magics.py"), "--records", "500", "--patients", "20",
+         "--repeats", "2"],
+        capture_output=True, text=True, timeout=240, cwd=BENCHMARKS,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    expected = ["%flowblock compute mean → displayed result", "Client.compute(...).wait()",
+                "the magics' own time over the Client's", "the Client against itself"]  # fmt: skip
+    for line in expected:
+        assert line in done.stdout
+
+
+def test_disclosure_benchmark_runs_and_reports():
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "disclosure.py"), "--records", "5000", "--repeats", "1"],
+        capture_output=True, text=True, timeout=240, cwd=BENCHMARKS,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    for line in ("mean policy", "mean DP", "histogram policy", "histogram DP", "differencing"):
         assert line in done.stdout

@@ -13,15 +13,24 @@ import pytest
 from flowblock.client import Client
 from flowblock.errors import EndorseError
 from flowblock.executor.storage.credentials import load_credentials
+from flowblock.executor.xray import write_xray_dataset
 from flowblock.ledger import Gateway
 from flowblock.stack import read_stack_file
+
+
+def flowblock(*arguments, data_dir) -> subprocess.CompletedProcess:
+    """The ``flowblock`` command, run as a user would, on the demo's data directory."""
+    return subprocess.run(
+        [sys.executable, "-m", "flowblock", *map(str, arguments), "--data-dir", str(data_dir)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
 
 
 def test_demo_serves_the_ledger_writes_stack_json_and_stops_cleanly(tmp_path):
     data_dir = tmp_path / "demo"
     process = subprocess.Popen(
         [sys.executable, "-m", "flowblock", "demo", "--data-dir", str(data_dir),
-         "--listen", "127.0.0.1:0"],
+         "--listen", "127.0.0.1:0", "--no-hub"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
@@ -54,26 +63,24 @@ def test_demo_serves_the_ledger_writes_stack_json_and_stops_cleanly(tmp_path):
             # A steward imports a table into the running demo, as the README shows.
             table = tmp_path / "labs.csv"
             table.write_text("patient_id,cholesterol\npatient1,5.2\npatient2,6.1\n")
-            imported = subprocess.run(
-                [sys.executable, "-m", "flowblock", "data", "import", str(table),
-                 "--dataset", "labs", "--data-dir", str(data_dir)],
-                capture_output=True, text=True, timeout=120,
-            )  # fmt: skip
+            imported = flowblock("data", "import", table, "--dataset", "labs", data_dir=data_dir)
             assert imported.returncode == 0, imported.stderr
             assert "labs: 2 records in 1 part(s); 2 registered" in imported.stdout
-            status = subprocess.run(
-                [sys.executable, "-m", "flowblock", "status", "--data-dir", str(data_dir)],
-                capture_output=True, text=True, timeout=60,
-            )  # fmt: skip
+            # ... and a directory of images with its manifest.
+            scans = write_xray_dataset(tmp_path / "scans", images=20)
+            imported = flowblock("data", "import", scans, "--dataset", "scans", data_dir=data_dir)
+            assert imported.returncode == 0, imported.stderr
+            assert "scans: 20 records in 1 part(s); 20 registered" in imported.stdout
+            assert "imported 20 of 20 records" in imported.stderr
+            scans_meta = json.loads(contract.evaluate("records:GetDataset", "scans"))
+            assert scans_meta["kind"] == "images"
+            status = flowblock("status", data_dir=data_dir)
             assert "ledger   Fabric Gateway" in status.stdout
             assert status.stdout.count(": answers") == 2
             with pytest.raises(EndorseError) as refused:
                 contract.submit("consent:Grant", "vitals", "org:University", "C", "x", "", "")
             assert refused.value.chaincode_status == 403
-        down = subprocess.run(
-            [sys.executable, "-m", "flowblock", "down", "--data-dir", str(data_dir)],
-            capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+        down = flowblock("down", data_dir=data_dir)
         assert down.returncode == 0, down.stderr
     finally:
         if process.poll() is None:
@@ -82,6 +89,6 @@ def test_demo_serves_the_ledger_writes_stack_json_and_stops_cleanly(tmp_path):
     assert process.returncode == 0, output
     assert "Demo stopped." in output
     assert "Dataset 'vitals': 300 records in 1 part(s), 300 newly registered." in output
-    assert "Dataset 'xray': 96 chest X-rays (16 real, the rest augmented)" in output
-    assert "210 patients consented to research on 'vitals', 72 on 'xray'." in output
+    assert "Dataset 'xray': 160 chest X-rays (16 real, the rest augmented)" in output
+    assert "210 patients consented to research on 'vitals', 120 on 'xray'." in output
     assert read_stack_file(data_dir) is None

@@ -21,6 +21,7 @@ from flowblock.executor.worker import Executor
 from flowblock.identity import CertificateAuthority
 from flowblock.ledger import Gateway
 from flowblock.sealing import SealError, open_sealed
+from flowblock.testing.access import served as serve_request
 
 _datasets = itertools.count()
 PURPOSE = "blood pressure study"
@@ -122,15 +123,19 @@ def celery_runner(flowblock_devnet, s3_server, tmp_path_factory):
 def study(request, ledger, s3_server, demo_world) -> Study:
     """A study whose tokens run on in-process workers, or on Celery workers."""
     from flowblock.executor.reads import process_read
+    from flowblock.executor.writes import process_write
 
     study = Study(ledger, s3_server, demo_world)
+    study.executor.publish_certificate()
     if request.param == "celery":
         celery = request.getfixturevalue("celery_runner")
         study.run = lambda token_id: celery("flowblock.process_token", token_id)
         study.run_read = lambda access_id: celery("flowblock.process_read", access_id)
+        study.run_write = lambda access_id: celery("flowblock.process_write", access_id)
     else:
         study.run = study.executor.process
         study.run_read = lambda access_id: process_read(study.executor, access_id)
+        study.run_write = lambda access_id: process_write(study.executor, access_id)
     return study
 
 
@@ -230,6 +235,15 @@ def test_the_service_follows_the_ledger_and_takes_up_what_it_had_claimed(
     assert json.loads((tmp_path / "checkpoint.json").read_text())["block"] > 0
 
 
+def served(study: Study, patient, request) -> tuple[dict, object]:
+    """``request`` (a read or a write) as the data side of ``study`` serves it."""
+
+    def serve(entry: dict) -> None:
+        (study.run_write if entry["kind"] == "write" else study.run_read)(entry["access_id"])
+
+    return serve_request(study.ledger(patient, "access"), request, serve)
+
+
 def test_reads_need_read_consent_and_are_logged_for_the_patient(study, demo_world):
     from flowblock.errors import AccessDenied
 
@@ -239,21 +253,7 @@ def test_reads_need_read_consent_and_are_logged_for_the_patient(study, demo_worl
         "Grant", study.dataset, "user:bob@University", "R", "care", "", ""
     )
     bob = Client(study.ledger(demo_world.identity("bob")).network.gateway)
-    reading = threading.Thread(
-        target=lambda: rows.extend(bob.records.read(patient_id, study.dataset))
-    )
-    rows: list[dict] = []
-    reading.start()
-    access = None
-    for _ in range(100):  # the executor serves the request once it is on the ledger
-        log = json.loads(study.ledger(patient, "access").evaluate("MyAccessLog", 10, ""))
-        if log["reads"]:
-            access = log["reads"][0]
-            break
-        threading.Event().wait(0.1)
-    assert access is not None
-    assert study.run_read(access["access_id"]) == "DONE"
-    reading.join(timeout=30)
+    access, rows = served(study, patient, lambda: bob.records.read(patient_id, study.dataset))
     expected = study.frame[study.frame["patient_id"] == patient_id]
     assert [row["systolic"] for row in rows] == list(expected["systolic"])
     assert access["reader"] == "bob@University"
@@ -264,6 +264,51 @@ def test_reads_need_read_consent_and_are_logged_for_the_patient(study, demo_worl
     study.ledger(patient, "consent").submit("Revoke", study.dataset, "user:bob@University", "R", "")
     with pytest.raises(AccessDenied):
         bob.records.read(patient_id, study.dataset, timeout=5)
+
+
+def test_writes_need_write_consent_correct_records_and_keep_their_history(study, demo_world):
+    from flowblock.errors import AccessDenied
+
+    patient_id, other_id = study.consenting[1], study.consenting[2]
+    patient = study.patients[patient_id]
+    study.ledger(patient, "consent").submit(
+        "Grant", study.dataset, "user:bob@University", "W", "care", "", ""
+    )
+    bob = Client(study.ledger(demo_world.identity("bob")).network.gateway)
+    corrected = f"{study.dataset}-{1:08d}"  # the patient's imported record
+    rows = [{"record_id": corrected, "age": 50, "sex": "F", "systolic": 180.0},
+            {"age": 61, "sex": "M", "systolic": 120}]  # fmt: skip
+    entry, result = served(
+        study, patient, lambda: bob.records.write(patient_id, study.dataset, rows)
+    )
+    assert entry["kind"] == "write" and entry["reader"] == "bob@University"
+    assert (result["registered"], result["updated"]) == (1, 1)
+    # Computations now see the corrected record and the new one, once each.
+    job = study.alice.compute("mean", study.dataset, {"column": "systolic"}, purpose=PURPOSE)
+    study.run(job.token_id)
+    (group,) = job.wait(timeout=30).value["groups"]
+    values = dict(zip(study.frame["patient_id"], study.frame["systolic"], strict=True))
+    values[patient_id] = 180.0
+    expected = [values[p] for p in study.consenting] + [120.0]
+    assert job.wait(timeout=30).cohort_size == 30
+    assert group["mean"] == pytest.approx(sum(expected) / len(expected))
+    steward = study.ledger(demo_world.identity("steward"), "records")
+    history = json.loads(steward.evaluate("RecordHistory", study.dataset, corrected))
+    assert [change["record"]["version"] for change in history] == [2, 1]
+    assert history[0]["record"]["registered_by"] == "bob@University"
+    # A row of the wrong type, or another patient's record, changes nothing.
+    with pytest.raises(ComputationFailed, match=r"rows\[0\]\.age must be a whole number"):
+        served(study, patient, lambda: bob.records.write(patient_id, study.dataset, [{"age": "x"}]))
+    theirs = f"{study.dataset}-{2:08d}"
+    with pytest.raises(ComputationFailed, match="another patient"):
+        served(
+            study, patient,
+            lambda: bob.records.write(patient_id, study.dataset, [{"record_id": theirs, "age": 1}]),
+        )  # fmt: skip
+    assert json.loads(steward.evaluate("GetRecord", study.dataset, theirs))["version"] == 1
+    # Compute-only consent never writes; nor does anyone without consent.
+    with pytest.raises(AccessDenied, match="no write consent"):
+        study.alice.records.write(other_id, study.dataset, rows[1:])
 
 
 def test_long_work_reports_its_progress_on_the_ledger(study, demo_world):
