@@ -22,7 +22,11 @@ import pandas as pd
 from flowblock.executor.algorithms.base import Algorithm, AlgorithmError
 
 _CONTEXT = multiprocessing.get_context("forkserver")
-_CONTEXT.set_forkserver_preload(["pandas", "numpy", "flowblock.executor.algorithms"])
+# Loaded once by the forkserver, not by every child: the data stack and OpenDP (its
+# differential-privacy mode). TensorFlow is not: most children never need its seconds.
+_CONTEXT.set_forkserver_preload(
+    ["pandas", "numpy", "opendp.prelude", "flowblock.executor.algorithms"]
+)
 
 
 @dataclass(frozen=True)

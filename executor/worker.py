@@ -192,7 +192,9 @@ class Executor:
         cohort = self.cohort(token)
         for _ in range(MAX_RERUNS + 1):
             rows = apply_where(self._restrict(frame, cohort), where)
-            given = rows.assign(image=self.images_of(rows)) if images else lean(rows)
+            given = (
+                rows.assign(image=self.images_of(rows)) if images else lean(rows, meta["schema"])
+            )
             artifacts: list[bytes] = []
             result = run_sandboxed(
                 algorithm, given, params, self.limits, self._progress_reporter(token["token_id"]),
@@ -389,10 +391,19 @@ class Executor:
         return sorted(self.patient_key(str(p)) for p in rows[PATIENT_COLUMN].unique())
 
 
-def lean(rows: pd.DataFrame) -> pd.DataFrame:
-    """What a tabular algorithm is given: no record ids, patients as a category.
+def lean(rows: pd.DataFrame, schema: dict | None = None) -> pd.DataFrame:
+    """What a tabular algorithm is given: no record ids, patients as numbers, the
+    schema's category columns as categories.
 
-    Aggregates never need a record's id, and unique strings are what makes a large
-    frame slow to hand to the sandboxed child (a million rows: 0.7 s, against 0.01 s).
+    Aggregates never need a record's id nor a patient's name (only which rows are the
+    same patient's), and strings are what makes a large frame slow to hand to the
+    sandboxed child: a million rows, 0.7 s against 0.1 s.
     """
-    return rows.drop(columns=[RECORD_COLUMN]).astype({PATIENT_COLUMN: "category"})
+    columns = (schema or {}).get("columns", {})
+    categories = {
+        name: "category" for name, spec in columns.items()
+        if isinstance(spec, dict) and spec.get("type") == "category" and name in rows.columns
+    }  # fmt: skip
+    codes = pd.factorize(rows[PATIENT_COLUMN].to_numpy())[0]
+    lean_rows = rows.drop(columns=[RECORD_COLUMN]).assign(**{PATIENT_COLUMN: codes})
+    return lean_rows.astype(categories) if categories else lean_rows

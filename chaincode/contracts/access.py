@@ -76,34 +76,9 @@ class AccessContract(FlowBlockContract):
     @transaction
     def RequestRead(self, ctx: Context, dataset: str, patient: str, purpose: str) -> dict:  # noqa: N802
         """Ask for a patient's records; refused unless their read consent covers the caller."""
-        reader = caller(ctx)
-        meta = get_dataset(ctx, dataset)
-        patient = _patient(patient, meta)
-        grant = find_grant(ctx, dataset, patient, reader.key, "R", text(purpose, "purpose", 200))
-        if grant is None:
-            raise Refused(
-                f"no read consent of {patient} on {dataset!r} covers {reader.key} for {purpose!r}"
-            )
-        access = {
-            "access_id": ctx.stub.tx_id,
-            "kind": "read",
-            "reader": reader.key,
-            "reader_certificate": ctx.client_identity.certificate_pem,
-            "dataset": dataset,
-            "data_org": meta["organisation"],
-            "patient": patient,
-            "purpose": purpose,
-            "grant_id": grant["grant_id"],
-            "record_id": grant["record_id"],
-            "status": "APPROVED",
-            "requested_at": timestamp(now(ctx)),
-            "claimed_by": "",
-            "result": None,
-            "reason": "",
-        }
-        write(ctx, key(ACCESS, access["access_id"]), access)
-        ctx.stub.put_state(key(PATIENT_ACCESS, patient, access["access_id"]), b"\x00")
-        emit(ctx, READ_REQUESTED, _event(access))
+        access = _request(ctx, "read", dataset, patient, purpose)
+        access["reader_certificate"] = ctx.client_identity.certificate_pem
+        _record(ctx, access, READ_REQUESTED)
         return access
 
     @transaction
@@ -184,38 +159,13 @@ class AccessContract(FlowBlockContract):
         self, ctx: Context, dataset: str, patient: str, purpose: str, sealed: str
     ) -> dict:
         """Add or correct a patient's records, sealed to the executor; needs write consent."""
-        writer = caller(ctx)
-        meta = get_dataset(ctx, dataset)
-        if meta["kind"] != "tabular":
-            raise Invalid(f"records are written to tabular datasets; {dataset!r} is {meta['kind']}")
-        patient = _patient(patient, meta)
-        grant = find_grant(ctx, dataset, patient, writer.key, "W", text(purpose, "purpose", 200))
-        if grant is None:
-            raise Refused(
-                f"no write consent of {patient} on {dataset!r} covers {writer.key} for {purpose!r}"
-            )
+        if get_dataset(ctx, dataset)["kind"] != "tabular":
+            raise Invalid(f"records are written to tabular datasets; {dataset!r} is not one")
         if not isinstance(sealed, str) or not sealed or len(sealed) > MAX_SEALED_BYTES:
             raise Invalid(f"sealed must be the sealed rows, at most {MAX_SEALED_BYTES // 1024} KiB")
-        access = {
-            "access_id": ctx.stub.tx_id,
-            "kind": "write",
-            "reader": writer.key,  # who acts on the records, as for a read
-            "dataset": dataset,
-            "data_org": meta["organisation"],
-            "patient": patient,
-            "purpose": purpose,
-            "grant_id": grant["grant_id"],
-            "record_id": grant["record_id"],
-            "sealed": sealed,
-            "status": "APPROVED",
-            "requested_at": timestamp(now(ctx)),
-            "claimed_by": "",
-            "result": None,
-            "reason": "",
-        }
-        write(ctx, key(ACCESS, access["access_id"]), access)
-        ctx.stub.put_state(key(PATIENT_ACCESS, patient, access["access_id"]), b"\x00")
-        emit(ctx, WRITE_REQUESTED, _event(access))
+        access = _request(ctx, "write", dataset, patient, purpose)
+        access["sealed"] = sealed
+        _record(ctx, access, WRITE_REQUESTED)
         return {k: v for k, v in access.items() if k != "sealed"}
 
     @transaction
@@ -299,3 +249,38 @@ def _fail(ctx: Context, access_id: str, kind: str, reason: str) -> dict:
     write(ctx, key(ACCESS, access_id), access)
     emit(ctx, FAILED[kind], _event(access))
     return access
+
+
+def _request(ctx: Context, kind: str, dataset: str, patient: str, purpose: str) -> dict:
+    """A new read or write request of the caller's, if the patient's consent covers it."""
+    who = caller(ctx)
+    meta = get_dataset(ctx, dataset)
+    patient = _patient(patient, meta)
+    grant = find_grant(ctx, dataset, patient, who.key, RIGHT[kind], text(purpose, "purpose", 200))
+    if grant is None:
+        raise Refused(
+            f"no {kind} consent of {patient} on {dataset!r} covers {who.key} for {purpose!r}"
+        )
+    return {
+        "access_id": ctx.stub.tx_id,
+        "kind": kind,
+        "reader": who.key,  # who acts on the records, reading or writing
+        "dataset": dataset,
+        "data_org": meta["organisation"],
+        "patient": patient,
+        "purpose": purpose,
+        "grant_id": grant["grant_id"],
+        "record_id": grant["record_id"],
+        "status": "APPROVED",
+        "requested_at": timestamp(now(ctx)),
+        "claimed_by": "",
+        "result": None,
+        "reason": "",
+    }
+
+
+def _record(ctx: Context, access: dict, event: str) -> None:
+    """Store a new request where its patient's access log finds it, and announce it."""
+    write(ctx, key(ACCESS, access["access_id"]), access)
+    ctx.stub.put_state(key(PATIENT_ACCESS, access["patient"], access["access_id"]), b"\x00")
+    emit(ctx, event, _event(access))

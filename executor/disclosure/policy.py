@@ -222,6 +222,9 @@ class _Release:
         self.params = token.get("params", {})
         self.appetite = policy.appetite
         self.checks = sdc.checks_for(sdc.analysis_of(algorithm))
+        # One record per patient (the cohort's patients are as many as its rows): a cell's
+        # records are as many as its patients, and need no counting of their own.
+        self.one_record_each = rows is None or len(rows) == len(patients)
         self.sources: list[Callable[[], list[np.ndarray]]] = [
             self._whole if rows is not None and PATIENT_COLUMN in rows.columns
             else lambda: [_ids(patients, token["data_org"])]
@@ -267,7 +270,7 @@ class _Release:
         if any(g["count"] is None for g in groups):  # already protected (a flow's input)
             return result
         counts, cells = _dense(groups, keys, lambda g: g["count"])
-        released = self._cut(counts)
+        released = self._cut(counts, self._few_patients(keys, groups, cells, counts.shape))
         out = [{**g, "count": _cell(released, cell)} for g, cell in zip(groups, cells, strict=True)]
         self._remember_groups(keys, [g["count"] is not None for g in out], groups)
         return {**result, "groups": out}
@@ -284,7 +287,11 @@ class _Release:
         keys = self._keys(groups, fields=("counts",))
         bins = max(len(g["counts"]) for g in groups)
         counts, cells = _dense(groups, keys, lambda g: g["counts"], extra=bins)
-        released = self._cut(counts)
+        few = None
+        if self.rows is not None and column in self.rows.columns and len(edges) > 1:
+            bins_of = _binner(column, np.asarray(edges, dtype=float))
+            few = self._few_patients(keys, groups, cells, counts.shape, bins_of)
+        released = self._cut(counts, few)
         out = [{**g, "counts": [_cell(released, (*cell, b)) for b in range(len(g["counts"]))]}
                for g, cell in zip(groups, cells, strict=True)]  # fmt: skip
         if self.rows is not None and column in self.rows.columns and len(edges) > 1:
@@ -333,7 +340,8 @@ class _Release:
         n = group["count"]
         fields = [k for k in group if k not in keys and k not in _BOOKKEEPING]
         rule = None
-        if n < self.policy.min_cohort:
+        patients = n if frame is None or self.one_record_each else _patients(frame)
+        if min(n, patients) < self.policy.min_cohort:  # records, and whose they are
             rule = "min_cohort"
         elif "MinimumDoFCheck" in self.checks and sdc.too_few_degrees_of_freedom(
             n - 1, self.appetite
@@ -377,9 +385,43 @@ class _Release:
 
     # -- helpers -----------------------------------------------------------------------
 
-    def _cut(self, counts: np.ndarray) -> np.ndarray:
+    def _few_patients(
+        self,
+        keys: list[str],
+        groups: list[dict],
+        cells: list[tuple],
+        shape: tuple[int, ...],
+        bins_of: Callable[[pd.DataFrame], np.ndarray] | None = None,
+    ) -> np.ndarray | None:
+        """Cells whose records come from fewer patients than the threshold (None: unknown).
+
+        A cell of fifty readings of one patient describes that patient alone. With
+        ``bins_of`` (a histogram), each group's cell is one bin of a row's value.
+        """
+        if self.one_record_each or PATIENT_COLUMN not in self.rows.columns:
+            return None
+        if keys and not all(k in self.rows.columns for k in keys):
+            return None
+        threshold = self.appetite.safe_threshold
+        few = np.zeros(shape, dtype=bool)
+        frames = self._frames(keys)
+        for group, cell in zip(groups, cells, strict=True):
+            frame = frames.get(_key(group, keys))
+            if frame is None:
+                continue
+            if bins_of is None:
+                few[cell] = 0 < _patients(frame) < threshold
+                continue
+            index, valid = bins_of(frame)
+            codes = pd.factorize(frame[PATIENT_COLUMN].to_numpy()[valid])[0]
+            pairs = np.unique(index.astype(np.int64) * (codes.max(initial=0) + 1) + codes)
+            per_bin = np.bincount(pairs // (codes.max(initial=0) + 1), minlength=shape[-1])
+            few[cell] = (per_bin[: shape[-1]] > 0) & (per_bin[: shape[-1]] < threshold)
+        return few
+
+    def _cut(self, counts: np.ndarray, few_patients: np.ndarray | None = None) -> np.ndarray:
         """Counts with suppressed cells as NaN and the rest rounded."""
-        mask = tables.suppress(counts, self.appetite)
+        mask = tables.suppress(counts, self.appetite, few_patients)
         released = tables.round_counts(counts, self.policy.rounding).astype(float)
         released[mask] = np.nan
         return released
@@ -452,10 +494,7 @@ class _Release:
                 frame = frames.get(_key(group, keys))
                 if frame is None:
                     continue
-                values = frame[column].to_numpy(dtype=float)
-                valid = ~np.isnan(values)
-                index = np.searchsorted(edges, values[valid], side="right") - 1
-                index = np.clip(index, 0, len(edges) - 2)
+                index, valid = _binner(column, edges)(frame)
                 order = np.argsort(index, kind="stable")
                 ids = frame[PATIENT_COLUMN].to_numpy()[valid][order]
                 starts = np.searchsorted(index[order], np.arange(len(edges)))
@@ -531,3 +570,20 @@ def _rules_hash() -> str:
     modules = (differencing, sdc, tables, sys.modules[__name__])
     sources = [inspect.getsource(module) for module in modules]
     return sha256_hex(canonical_json({"sources": sources, "acro": version("acro")}))
+
+
+def _patients(frame: pd.DataFrame) -> int:
+    """How many distinct patients some rows are of (each row one, without the column)."""
+    return frame[PATIENT_COLUMN].nunique() if PATIENT_COLUMN in frame.columns else len(frame)
+
+
+def _binner(column: str, edges: np.ndarray) -> Callable[[pd.DataFrame], tuple]:
+    """Each valid row's histogram bin (as the histogram counted it) and which rows are valid."""
+
+    def bins_of(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        values = frame[column].to_numpy(dtype=float)
+        valid = ~np.isnan(values)
+        index = np.searchsorted(edges, values[valid], side="right") - 1
+        return np.clip(index, 0, len(edges) - 2), valid
+
+    return bins_of

@@ -21,10 +21,18 @@ import numpy as np
 from flowblock.executor.disclosure.sdc import RiskAppetite, below_threshold
 
 
-def suppress(counts: np.ndarray, appetite: RiskAppetite) -> np.ndarray:
-    """The cells to withhold from a count table (True: suppressed)."""
+def suppress(
+    counts: np.ndarray, appetite: RiskAppetite, few_patients: np.ndarray | None = None
+) -> np.ndarray:
+    """The cells to withhold from a count table (True: suppressed).
+
+    ``few_patients`` marks cells whose records come from fewer patients than the
+    threshold (many records of one patient are still one patient): withheld too.
+    """
     counts = np.asarray(counts, dtype=float)
     primary = below_threshold(counts, appetite) if counts.size else np.zeros(0, bool)
+    if few_patients is not None:
+        primary = primary | few_patients
     mask = primary.copy()
     if not primary.any():
         return mask

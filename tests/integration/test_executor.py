@@ -175,6 +175,24 @@ def test_a_revocation_while_queued_is_honoured(study):
     )
 
 
+def test_a_revocation_while_running_is_honoured(study, demo_world):
+    job = study.alice.compute("long-running", study.dataset, {"seconds": 2}, purpose=PURPOSE)
+    study.ledger(demo_world.identity("admin", org="Hospital")).submit("Approve", job.token_id)
+    running = threading.Thread(target=study.run, args=(job.token_id,))
+    running.start()
+    while job.refresh().status != "RUNNING" or not job.token["progress"]:
+        threading.Event().wait(0.05)  # the algorithm is under way on the cohort of 30
+    leaver = study.consenting[0]
+    study.ledger(study.patients[leaver], "consent").submit(
+        "Revoke", study.dataset, "org:University", "C", ""
+    )
+    running.join(timeout=60)
+    result = job.wait(timeout=30)
+    assert result.cohort_size == 29  # computed again without the patient who left
+    first = study.ledger(study.patients[leaver], "consent").evaluate("MyReceipts", 10, "")
+    assert job.token_id not in first.decode()
+
+
 def test_a_tampered_object_fails_the_token_naming_the_record(study):
     key = f"{study.dataset}/part-000000.parquet"
     changed = pd.read_parquet(io.BytesIO(study.store.get(key)))

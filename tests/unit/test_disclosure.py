@@ -92,6 +92,21 @@ def test_a_histogram_bin_of_one_is_never_released():
     assert len(hidden) >= 2
 
 
+def test_many_records_of_few_patients_are_still_few_patients():
+    # One patient with twenty readings, all in a bin of their own; and a diagnosis that
+    # only six patients have, with eighteen records between them.
+    alone = pd.concat([table().head(1)] * 20).assign(patient_id="p900", systolic=400.0)
+    rare = pd.concat([table(63).tail(3)] * 5)
+    rows = pd.concat([table(), alone, rare], ignore_index=True)
+    histogram = protect(Histogram, {"column": "systolic", "bins": 10}, rows).value
+    assert histogram["groups"][0]["counts"][-1] is None  # 20 records, 1 patient
+    counts = protect(Count, {"group_by": ["diagnosis"]}, rows).value["groups"]
+    assert {g["diagnosis"]: g["count"] for g in counts}["rare"] is None  # 18 records, 6 patients
+    with pytest.raises(DisclosureRefused) as refused:
+        protect(Mean, {"column": "systolic"}, pd.concat([table().head(4)] * 5))  # 4 patients
+    assert refused.value.rule == "min_cohort"
+
+
 def _ranges(true: np.ndarray, released: np.ndarray) -> dict[tuple, tuple[float, float]]:
     """What an attacker who knows every row and column total can say of each hidden cell."""
     hidden = [tuple(i) for i in np.argwhere(np.isnan(released))]
