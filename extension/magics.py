@@ -93,7 +93,7 @@ class FlowBlockMagics(Magics):
         params = cell_params(cell) if cell is not None else {}
         params.update(dict(args.param))
         inputs = [self._resolve(token) for token in args.input]
-        job = self.client.compute(
+        job = self._ask(
             args.method, args.dataset, params, purpose=args.purpose, inputs=inputs,
             version=args.version, epsilon=args.dp_epsilon,
         )  # fmt: skip
@@ -101,6 +101,29 @@ class FlowBlockMagics(Magics):
         if args.no_wait:
             return job
         return self._wait(job, args.timeout)
+
+    def _ask(self, *args: Any, **options: Any) -> Job:
+        """``client.compute`` in a thread of its own, so that Ctrl-C never lands in gRPC."""
+        asked: dict[str, Any] = {}
+
+        def ask() -> None:
+            try:
+                asked["job"] = self.client.compute(*args, **options)
+            except BaseException as error:  # handed to the kernel's thread, below
+                asked["error"] = error
+
+        asking = threading.Thread(target=ask, name="flowblock-request", daemon=True)
+        asking.start()
+        try:
+            asking.join()
+        except KeyboardInterrupt:
+            raise UsageError(
+                "interrupted while the request was on its way: it may still be committed; "
+                "see %flowblock tokens."
+            ) from None
+        if "error" in asked:
+            raise asked["error"]
+        return asked["job"]
 
     def _status(self, args: argparse.Namespace, cell: str | None) -> Job:
         if args.token:

@@ -1,9 +1,10 @@
-"""General statistics over a cohort's rows: count, mean, standard deviation, histogram.
+"""General statistics over a cohort's rows: count, sum, mean, standard deviation,
+histogram, quantiles, crosstab.
 
 Each takes the cohort filters and grouping (``where``, ``group_by``) and returns plain
 aggregates; disclosure control is applied afterwards, by the executor, to every result.
 
-Count, mean, histogram and quantiles also run in differential-privacy mode when the
+Count, sum, mean, histogram and quantiles also run in differential-privacy mode when the
 token carries ``epsilon`` > 0: OpenDP's transformations and mechanisms compute them
 over the cohort (one record per patient, the first, so a patient changes at most one
 record), calibrated so the whole query spends exactly that ε; the result says so under
@@ -107,6 +108,18 @@ class Mean(Algorithm):
         if _epsilon(params):
             return dp_mean(frame, params)
         return _per_group(frame, params, "mean", lambda v: float(v.mean()) if len(v) else None)
+
+
+class Sum(Algorithm):
+    name = "sum"
+    description = "The total of a numeric column over the cohort (per group)."
+    parameters = _schema({"column": COLUMN, "bounds": BOUNDS}, ["column"])
+    differentially_private = True
+
+    def run(self, frame: pd.DataFrame, params: dict[str, Any]) -> dict:
+        if _epsilon(params):
+            return dp_total(frame, params)
+        return _per_group(frame, params, "sum", lambda v: float(v.sum()))
 
 
 class Std(Algorithm):
@@ -274,6 +287,15 @@ def dp_count(frame: pd.DataFrame, params: dict[str, Any]) -> dict:
     count, scale = _dp_count(dp, _dp_values(frame, params, None), epsilon)
     note = {"scale": scale, "accuracy": _accuracy(dp, scale, discrete=True)}
     return {"groups": [{"count": count}], "dp": _dp_note(epsilon, count=note)}
+
+
+def dp_total(frame: pd.DataFrame, params: dict[str, Any]) -> dict:
+    """The sum of values clamped to the public bounds, with Laplace noise spending all of ε."""
+    dp, epsilon, column = _opendp(), _epsilon(params), params["column"]
+    values, bounds = _dp_values(frame, params, column), _bounds(params)
+    total, scale = _dp_sum(dp, values, bounds, epsilon)
+    note = {"scale": scale, "accuracy": _accuracy(dp, scale, discrete=False)}
+    return {"column": column, "groups": [{"sum": total}], "dp": _dp_note(epsilon, sum=note)}
 
 
 def dp_mean(frame: pd.DataFrame, params: dict[str, Any]) -> dict:

@@ -35,6 +35,7 @@ ANALYSES = {
     "donut-chart": "PieChart",
     "chart-of-result": "PieChart",
     "mean": "Mean",
+    "sum": "Sum",
     "average-blood-pressure": "Mean",
     "std": "StandardDeviation",
     "quantiles": "Quartiles",

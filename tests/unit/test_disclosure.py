@@ -24,6 +24,7 @@ from flowblock.executor.algorithms.statistics import (
     Mean,
     Quantiles,
     Std,
+    Sum,
 )
 from flowblock.executor.disclosure import DisclosurePolicy, sdc, tables
 from flowblock.executor.disclosure.differencing import CohortHistory, cohort_hashes, difference
@@ -165,6 +166,11 @@ def test_a_dominated_mean_is_withheld_by_the_n_k_and_p_percent_rules():
     by_sex = {g["sex"]: g for g in grouped}
     assert by_sex["F"]["mean"] is None and by_sex["F"]["suppressed"]  # patient 0 is F
     assert by_sex["M"]["mean"] == pytest.approx(rows[rows["sex"] == "M"]["cost"].mean())
+    with pytest.raises(DisclosureRefused) as refused:  # a total, likewise
+        protect(Sum, {"column": "cost"}, rows)
+    assert refused.value.rule == "dominance"
+    fair = protect(Sum, {"column": "cost"}, table(30)).value["groups"][0]
+    assert fair["sum"] == pytest.approx(table(30)["cost"].sum())
     # Two large values of 20 together hold less than 90%, yet the rest is tiny beside
     # the largest: the second largest could estimate the first (p-percent).
     close = pd.DataFrame({"patient_id": [f"q{i}" for i in range(12)],
@@ -319,6 +325,11 @@ def test_dp_mean_histogram_and_quantiles_are_close_to_the_truth():
     true_counts, _ = np.histogram(truth, bins=np.linspace(60, 200, 8))
     bound = dp.discrete_laplacian_scale_to_accuracy(histogram["dp"]["counts"]["scale"], sure)
     assert np.all(np.abs(np.array(histogram["groups"][0]["counts"]) - true_counts) <= bound)
+    total = Sum().run(rows, {"column": "systolic", "bounds": [60, 200], "epsilon": 1.0})
+    bound = dp.laplacian_scale_to_accuracy(total["dp"]["sum"]["scale"], sure)
+    # One patient more or fewer moves the total by up to the larger bound: scale 200 / ε.
+    assert total["dp"]["sum"]["scale"] == pytest.approx(200.0, rel=1e-3)
+    assert abs(total["groups"][0]["sum"] - truth.sum()) <= bound
     median = Quantiles().run(
         rows, {"column": "systolic", "q": [0.5], "bounds": [60, 200], "epsilon": 1.0}
     )["groups"][0]["quantiles"]["0.5"]

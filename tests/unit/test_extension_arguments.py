@@ -178,3 +178,31 @@ def test_importing_flowblock_stays_light_and_load_ext_registers_the_magic():
     env = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent"}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
+
+
+def test_an_interrupt_while_asking_is_one_line_and_leaves_the_request_be():
+    import _thread
+    import threading
+    import time
+
+    from IPython.core.error import UsageError
+
+    from flowblock.extension.magics import FlowBlockMagics
+
+    class SlowClient:  # a request that takes its time to be committed
+        asked = threading.Event()
+        delay = 1.0
+
+        def compute(self, *args, **options):
+            self.asked.set()
+            time.sleep(self.delay)
+            return "the job"
+
+    client = SlowClient()
+    magics = FlowBlockMagics(client=client)
+    threading.Timer(0.2, _thread.interrupt_main).start()  # Ctrl-C, as the kernel sends it
+    with pytest.raises(UsageError, match="interrupted while the request was on its way"):
+        magics._ask("mean", "vitals", {})
+    assert client.asked.is_set()
+    client.delay = 0.0  # and the next request goes through as usual
+    assert magics._ask("mean", "vitals", {}) == "the job"
