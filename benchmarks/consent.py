@@ -32,6 +32,7 @@ from common import echo_baseline, percentiles, rate, start_chaincode
 from flowblock.canonical import canonical_json
 from flowblock.chaincode import create_composite_key
 from flowblock.identity import CertificateAuthority
+from flowblock.ledger import all_pages
 from flowblock.testing import make_demo_world
 from flowblock.testing.flowblock_ledger import VITALS_SCHEMA, GatewayDriver, records_for
 from flowblock.testing.ledger import DevnetProcess
@@ -127,15 +128,12 @@ def main() -> None:
         devnet.start()
         driver.close()
         driver = GatewayDriver(devnet.address)
-        listed, bookmark = 0, ""
         started = time.perf_counter()
-        while True:
-            page = driver.evaluate(executor, "consent:WhoMayCompute", "listed", "alice@University",
-                                   "study", args.page, bookmark)  # fmt: skip
-            listed += len(page["patients"])
-            bookmark = page["bookmark"]
-            if not bookmark:
-                break
+        listed = len(all_pages(
+            lambda bookmark: driver.evaluate(executor, "consent:WhoMayCompute", "listed",
+                                             "alice@University", "study", args.page, bookmark),
+            "patients",
+        ))  # fmt: skip
         listing_s = time.perf_counter() - started
         baseline = echo_baseline(8, min(args.seconds, 5.0))
     finally:

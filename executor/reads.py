@@ -2,7 +2,7 @@
 
 A record of an images dataset is read as its metadata and its image (base64).
 
-Claiming and settling a request are shared with writes (:mod:`flowblock.executor.writes`).
+Claiming and serving a request are shared with writes (:mod:`flowblock.executor.writes`).
 """
 
 from __future__ import annotations
@@ -24,13 +24,15 @@ from flowblock.sealing import digest, seal
 log = logging.getLogger(__name__)
 
 
-def claim(executor: Executor, kind: str, access_id: str) -> dict | str:
-    """Claim a read or write request (``kind`` "Read" / "Write"): the request, or its status.
+def serve(executor: Executor, kind: str, access_id: str, work: Callable[[dict], None]) -> str:
+    """Claim a read or write request (``kind`` "Read" / "Write") and do its ``work``.
 
-    A revoked consent fails it; one claimed by another executor is theirs.
+    Returns the request's status: DONE, or FAILED with one sentence on the ledger saying
+    why (a revoked consent, a refusal, or a failure whose details stay data-side); one
+    claimed by another executor is theirs, and its status is returned as it stands.
     """
     try:
-        return executor.ledger(f"access:Claim{kind}", access_id, submit=True)
+        access = executor.ledger(f"access:Claim{kind}", access_id, submit=True)
     except (EndorseError, CommitError) as error:
         status = getattr(error, "chaincode_status", None)
         if status == 403:  # the consent was revoked since the request
@@ -38,14 +40,10 @@ def claim(executor: Executor, kind: str, access_id: str) -> dict | str:
             executor.ledger(f"access:Fail{kind}", access_id, reason, submit=True)
             return "FAILED"
         if isinstance(error, CommitError) or status == 409:
-            return json.loads(executor.contract.evaluate("access:GetAccess", access_id))["status"]
+            return executor.ledger("access:GetAccess", access_id)["status"]
         raise
-
-
-def settle(executor: Executor, kind: str, access_id: str, work: Callable[[], None]) -> str:
-    """Do a claimed request's ``work``; on any failure fail it, saying why in one sentence."""
     try:
-        work()
+        work(access)
         return "DONE"
     except FlowBlockError as refusal:
         reason = str(refusal)
@@ -58,10 +56,7 @@ def settle(executor: Executor, kind: str, access_id: str, work: Callable[[], Non
 
 def process_read(executor: Executor, access_id: str) -> str:
     """Claim a read request, seal the patient's rows to the reader, complete it."""
-    access = claim(executor, "Read", access_id)
-    if isinstance(access, str):
-        return access
-    return settle(executor, "Read", access_id, lambda: _serve(executor, access))
+    return serve(executor, "Read", access_id, lambda access: _serve(executor, access))
 
 
 def _serve(executor: Executor, access: dict) -> None:

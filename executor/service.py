@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from flowblock.executor.worker import Executor
-from flowblock.ledger import EventStream
+from flowblock.ledger import EventStream, all_pages
 
 log = logging.getLogger(__name__)
 APPROVED_EVENT = "ComputationApproved"
@@ -68,19 +68,16 @@ class ExecutorService:
         return self
 
     def _tokens(self, status: str, mine: bool = False) -> list[str]:
-        found, bookmark = [], ""
-        me = self.executor.identity_key
-        while True:
-            page = json.loads(self.executor.contract.evaluate("ListTokens", status, 1000, bookmark))
-            found += [
-                token["token_id"]
-                for token in page["tokens"]
-                if token["data_org"] == self.executor.organisation
-                and (not mine or token["claimed_by"] == me)
-            ]
-            bookmark = page["bookmark"]
-            if not bookmark:
-                return found
+        me = self.executor.identity.key
+        tokens = all_pages(
+            lambda bookmark: self.executor.ledger("ListTokens", status, 1000, bookmark), "tokens"
+        )
+        return [
+            token["token_id"]
+            for token in tokens
+            if token["data_org"] == self.executor.organisation
+            and (not mine or token["claimed_by"] == me)
+        ]
 
     def _follow(self) -> None:
         block, after = self._load_checkpoint()

@@ -38,7 +38,8 @@ from flowblock.executor.images import HASH_COLUMN, OBJECT_COLUMN
 from flowblock.executor.ingest import PATIENT_COLUMN, RECORD_COLUMN, row_hashes
 from flowblock.executor.sandbox import Limits, run_sandboxed
 from flowblock.executor.storage.objects import ObjectStore, RecordTampered, sha256_hex
-from flowblock.ledger import Contract
+from flowblock.identity import Identity
+from flowblock.ledger import Contract, all_pages
 from flowblock.schema import validate
 from flowblock.sealing import digest, seal
 
@@ -91,7 +92,7 @@ class Executor:
         """
         if resume:
             token = self.ledger("GetToken", token_id)
-            if token["status"] == "RUNNING" and token["claimed_by"] == self.identity_key:
+            if token["status"] == "RUNNING" and token["claimed_by"] == self.identity.key:
                 return self._run(token)
             if token["status"] != "APPROVED":
                 return token["status"]
@@ -116,9 +117,9 @@ class Executor:
         self.ledger("access:PublishExecutorCertificate", submit=True)
 
     @property
-    def identity_key(self) -> str:
-        identity = self.contract.network.gateway.identity
-        return f"{identity.name}@{identity.msp_id.removesuffix('MSP')}"
+    def identity(self) -> Identity:
+        """The executor's own identity: it signs, and rows sealed to it open with it."""
+        return self.contract.network.gateway.identity
 
     def _run(self, token: dict) -> str:
         token_id = token["token_id"]
@@ -297,22 +298,14 @@ class Executor:
 
     def cohort(self, token: dict) -> dict[str, list[str] | None]:
         """Patient → the records they let this requester use now (None: all of them)."""
-        cohort: dict[str, list[str] | None] = {}
-        bookmark = ""
-        while True:
-            page = self.ledger(
-                "consent:WhoMayCompute",
-                token["dataset"],
-                token["requester"],
-                token["purpose"],
-                PAGE,
-                bookmark,
-            )
-            for entry in page["patients"]:
-                cohort[entry["patient"]] = entry["records"]
-            bookmark = page["bookmark"]
-            if not bookmark:
-                return cohort
+        entries = all_pages(
+            lambda bookmark: self.ledger(
+                "consent:WhoMayCompute", token["dataset"], token["requester"], token["purpose"],
+                PAGE, bookmark,
+            ),
+            "patients",
+        )  # fmt: skip
+        return {entry["patient"]: entry["records"] for entry in entries}
 
     def load(self, dataset: str) -> pd.DataFrame:
         """Every part of a tabular dataset, each checked against its hash on the ledger.
@@ -320,13 +313,10 @@ class Executor:
         Parts are fetched concurrently; a part already verified and decoded is reused
         from memory by its hash (the hash names its bytes, so it cannot go stale).
         """
-        partitions, bookmark = [], ""
-        while True:
-            page = self.ledger("records:ListPartitions", dataset, 1000, bookmark)
-            partitions += page["partitions"]
-            bookmark = page["bookmark"]
-            if not bookmark:
-                break
+        partitions = all_pages(
+            lambda bookmark: self.ledger("records:ListPartitions", dataset, 1000, bookmark),
+            "partitions",
+        )
         if not partitions:
             raise FlowBlockError(f"the dataset {dataset!r} has no data yet.")
         with self._parts_lock:

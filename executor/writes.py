@@ -17,23 +17,19 @@ import pandas as pd
 
 from flowblock.errors import FlowBlockError, InvalidArgument
 from flowblock.executor.ingest import PATIENT_COLUMN, RECORD_COLUMN, part_bytes, row_hashes
-from flowblock.executor.reads import claim, settle
+from flowblock.executor.reads import serve
 from flowblock.executor.worker import WRITES, Executor
 from flowblock.sealing import open_sealed, write_context
 
 
 def process_write(executor: Executor, access_id: str) -> str:
     """Claim a write request, store its rows, register them; DONE or FAILED."""
-    access = claim(executor, "Write", access_id)
-    if isinstance(access, str):
-        return access
-    return settle(executor, "Write", access_id, lambda: _store(executor, access))
+    return serve(executor, "Write", access_id, lambda access: _store(executor, access))
 
 
 def _store(executor: Executor, access: dict) -> None:
-    identity = executor.contract.network.gateway.identity
     context = write_context(access["dataset"], access["patient"])
-    payload = json.loads(open_sealed(access["sealed"], identity, context))
+    payload = json.loads(open_sealed(access["sealed"], executor.identity, context))
     if payload.get("writer") != access["reader"] or payload.get("dataset") != access["dataset"]:
         raise FlowBlockError("the sealed rows were not written by this request's writer.")
     meta = executor.ledger("records:GetDataset", access["dataset"])

@@ -31,7 +31,7 @@ from flowblock.errors import (
 from flowblock.identity import Identity
 from flowblock.identity.certificates import check_issued_by, msp_id, node_ou
 from flowblock.identity.signing import verify as verify_signature
-from flowblock.ledger import Gateway
+from flowblock.ledger import Gateway, all_pages
 from flowblock.sealing import digest, open_sealed
 
 CHAINCODE = "flowblock"
@@ -242,10 +242,9 @@ class Records:
         patient_key = patient if "@" in patient else f"{patient}@{organisation}"
         executor = self.client._evaluate("access:GetExecutorCertificate", organisation)
         certificate = x509.load_pem_x509_certificate(executor["certificate"].encode())
-        identity = self.client.identity
         payload = canonical_json(
-            {"writer": f"{identity.name}@{identity.organisation}", "dataset": dataset,
-             "patient": patient_key, "rows": rows}
+            {"writer": self.client.identity.key, "dataset": dataset, "patient": patient_key,
+             "rows": rows}
         )  # fmt: skip
         sealed = seal(payload, certificate.public_key(), write_context(dataset, patient_key))
         access = self.client._submit("access:RequestWrite", dataset, patient_key, purpose, sealed)
@@ -363,14 +362,8 @@ class Client:
 
     def jobs(self, status: str = "") -> list[Job]:
         """The tokens you may see (a researcher: your own), oldest first, of one status."""
-        tokens: list[dict] = []
-        bookmark = ""
-        while True:
-            page = self._evaluate("ListTokens", status, 500, bookmark)
-            tokens += page["tokens"]
-            bookmark = page["bookmark"]
-            if not bookmark:
-                break
+        tokens = all_pages(lambda bookmark: self._evaluate("ListTokens", status, 500, bookmark),
+                           "tokens")  # fmt: skip
         tokens.sort(key=lambda token: (token["created_at"], token["token_id"]))
         return [Job(self, token) for token in tokens]
 

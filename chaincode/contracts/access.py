@@ -76,7 +76,7 @@ class AccessContract(FlowBlockContract):
     @transaction
     def RequestRead(self, ctx: Context, dataset: str, patient: str, purpose: str) -> dict:  # noqa: N802
         """Ask for a patient's records; refused unless their read consent covers the caller."""
-        access = _request(ctx, "read", dataset, patient, purpose)
+        access = _request(ctx, "read", get_dataset(ctx, dataset), patient, purpose)
         access["reader_certificate"] = ctx.client_identity.certificate_pem
         _record(ctx, access, READ_REQUESTED)
         return access
@@ -159,11 +159,12 @@ class AccessContract(FlowBlockContract):
         self, ctx: Context, dataset: str, patient: str, purpose: str, sealed: str
     ) -> dict:
         """Add or correct a patient's records, sealed to the executor; needs write consent."""
-        if get_dataset(ctx, dataset)["kind"] != "tabular":
+        meta = get_dataset(ctx, dataset)
+        if meta["kind"] != "tabular":
             raise Invalid(f"records are written to tabular datasets; {dataset!r} is not one")
         if not isinstance(sealed, str) or not sealed or len(sealed) > MAX_SEALED_BYTES:
             raise Invalid(f"sealed must be the sealed rows, at most {MAX_SEALED_BYTES // 1024} KiB")
-        access = _request(ctx, "write", dataset, patient, purpose)
+        access = _request(ctx, "write", meta, patient, purpose)
         access["sealed"] = sealed
         _record(ctx, access, WRITE_REQUESTED)
         return {k: v for k, v in access.items() if k != "sealed"}
@@ -251,10 +252,11 @@ def _fail(ctx: Context, access_id: str, kind: str, reason: str) -> dict:
     return access
 
 
-def _request(ctx: Context, kind: str, dataset: str, patient: str, purpose: str) -> dict:
-    """A new read or write request of the caller's, if the patient's consent covers it."""
+def _request(ctx: Context, kind: str, meta: dict, patient: str, purpose: str) -> dict:
+    """A new read or write request of the caller's on the dataset ``meta`` describes, if
+    the patient's consent covers it."""
     who = caller(ctx)
-    meta = get_dataset(ctx, dataset)
+    dataset = meta["name"]
     patient = _patient(patient, meta)
     grant = find_grant(ctx, dataset, patient, who.key, RIGHT[kind], text(purpose, "purpose", 200))
     if grant is None:

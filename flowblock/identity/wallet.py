@@ -99,6 +99,11 @@ class Identity:
         return role_of(self.certificate)
 
     @property
+    def key(self) -> str:
+        """``name@Organisation``: how FlowBlock's chaincode names this identity."""
+        return f"{self.name}@{self.msp_id.removesuffix('MSP')}"
+
+    @property
     def attributes(self) -> dict[str, str]:
         return read_attributes(self.certificate)
 

@@ -9,6 +9,7 @@ from flowblock.ledger.gateway import (
     Status,
     SubmittedTransaction,
 )
+from flowblock.ledger.paging import all_pages
 from flowblock.ledger.pool import GatewayPool
 
 __all__ = [
@@ -20,4 +21,5 @@ __all__ = [
     "Network",
     "Status",
     "SubmittedTransaction",
+    "all_pages",
 ]
