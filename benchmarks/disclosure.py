@@ -12,8 +12,15 @@ of ``--repeats`` runs, taken in turns with its baseline's in the same run:
   child); target ≤ 1.1x (issue 7). Against the bare algorithm in this process too,
   the strictest comparison;
 - the same statistics in differential-privacy mode (OpenDP, ε = 1), likewise;
-- the differencing check of the result's cohort against 10 earlier ones, beside the
-  executor's own cohort bookkeeping (``Executor.patients_of``), which it already pays.
+- the differencing check of the result's cohort against 10 earlier ones, from rows
+  carrying their patients' hashes as the executor loads them (worked out once per part
+  it decodes), beside the executor's own cohort bookkeeping (``Executor.patients_of``),
+  which it already pays.
+
+The DP figures lean on two things the sandbox does: its forkserver warms OpenDP up once
+(``flowblock.executor.algorithms.preload``), and glibc backs the children's large
+allocations with huge pages (each child is a fresh process paying for every page it
+first touches).
 """
 
 from __future__ import annotations
@@ -74,6 +81,7 @@ def line(label: str, measured: float, baseline: float, what: str = "algorithm al
 def main() -> None:
     from flowblock.executor.algorithms.statistics import Histogram, Mean
     from flowblock.executor.disclosure import DisclosurePolicy
+    from flowblock.executor.disclosure.differencing import PATIENT_HASH_COLUMN, patient_hashes
     from flowblock.executor.sandbox import Limits, run_sandboxed
     from flowblock.executor.worker import lean
     from flowblock.testing.study import MemoryStore
@@ -123,10 +131,12 @@ def main() -> None:
         line(f"{algorithm.name} policy", *timed(protected, alone, args.repeats))
         line(f"{algorithm.name} DP", *timed(private, alone, few))
 
-    # Differencing: the cohort of the mean against ten earlier cohorts of the same size.
+    # Differencing: the cohort of the mean against ten earlier cohorts of the same size,
+    # from rows with their patients' hashes beside them, as the executor loads them.
     store, mean_token = MemoryStore(), {**TOKEN, "params": {"column": "systolic"}}
     result = Mean().run(frame, mean_token["params"])
-    protected = policy.protect(mean_token, Mean, result, frame, patients)
+    hashed = frame.assign(**{PATIENT_HASH_COLUMN: patient_hashes(frame["patient_id"].to_numpy())})
+    protected = policy.protect(mean_token, Mean, result, hashed, patients)
     for n in range(10):
         policy.record({**mean_token, "token_id": f"earlier{n}"}, protected, store)
     counter = iter(range(10**9))

@@ -20,6 +20,7 @@ import logging
 import threading
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from cryptography import x509
 
@@ -32,8 +33,14 @@ from flowblock.errors import (
     InvalidArgument,
 )
 from flowblock.executor.algorithms import Algorithm, load_algorithms
-from flowblock.executor.algorithms.filters import apply_where, check_group_by, check_where
+from flowblock.executor.algorithms.filters import (
+    apply_where,
+    category_values,
+    check_group_by,
+    check_where,
+)
 from flowblock.executor.disclosure import DisclosurePolicy
+from flowblock.executor.disclosure.differencing import PATIENT_HASH_COLUMN, patient_hashes
 from flowblock.executor.images import HASH_COLUMN, OBJECT_COLUMN
 from flowblock.executor.ingest import PATIENT_COLUMN, RECORD_COLUMN, row_hashes
 from flowblock.executor.sandbox import Limits, run_sandboxed
@@ -72,7 +79,7 @@ class Executor:
         self.policy = policy or DisclosurePolicy()
         self.algorithms = algorithms if algorithms is not None else load_algorithms()
         self.limits = limits or Limits()
-        self._parts: dict[str, pd.DataFrame] = {}
+        self._parts: dict[str, tuple[pd.DataFrame, np.ndarray]] = {}
         self._parts_lock = threading.Lock()
 
     def ledger(self, function: str, *args: Any, submit: bool = False) -> Any:
@@ -186,10 +193,10 @@ class Executor:
         meta = self.ledger("records:GetDataset", token["dataset"])
         params = token["params"]
         where = check_where(params.get("where", []), meta["schema"])
-        check_group_by(params.get("group_by", []), meta["schema"])
+        check_group_by(params.get("group_by", []), meta["schema"], bool(token.get("epsilon")))
         images = algorithm.input_kind == "images"
         inputs = [{"model": self.load_model(t)} for t in token["inputs"]] if images else []
-        frame = self.load(token["dataset"])
+        frame = self.load(token["dataset"], with_patient_hashes=not images)
         cohort = self.cohort(token)
         for _ in range(MAX_RERUNS + 1):
             rows = apply_where(self._restrict(frame, cohort), where)
@@ -307,11 +314,13 @@ class Executor:
         )  # fmt: skip
         return {entry["patient"]: entry["records"] for entry in entries}
 
-    def load(self, dataset: str) -> pd.DataFrame:
+    def load(self, dataset: str, with_patient_hashes: bool = False) -> pd.DataFrame:
         """Every part of a tabular dataset, each checked against its hash on the ledger.
 
         Parts are fetched concurrently; a part already verified and decoded is reused
-        from memory by its hash (the hash names its bytes, so it cannot go stale).
+        from memory by its hash (the hash names its bytes, so it cannot go stale), with
+        its patients' hashes for the differencing check, worked out once when decoded
+        and added as a column when asked for.
         """
         partitions = all_pages(
             lambda bookmark: self.ledger("records:ListPartitions", dataset, 1000, bookmark),
@@ -324,18 +333,21 @@ class Executor:
                      if p["sha256"] in self._parts}  # fmt: skip
         missing = [p for p in partitions if p["sha256"] not in known]
         fetched = self.store.get_many([p["object_key"] for p in missing]) if missing else {}
-        decoded: dict[str, pd.DataFrame] = {}
+        decoded: dict[str, tuple[pd.DataFrame, np.ndarray]] = {}
         for partition in missing:
             data = fetched[partition["object_key"]]
             if sha256_hex(data) != partition["sha256"]:
                 self._name_changed_record(dataset, partition, data)
-            decoded[partition["sha256"]] = pd.read_parquet(io.BytesIO(data))
+            part = pd.read_parquet(io.BytesIO(data))
+            decoded[partition["sha256"]] = part, patient_hashes(part[PATIENT_COLUMN].to_numpy())
         with self._parts_lock:
             self._parts.update(decoded)
             while len(self._parts) > PARTS_CACHED:  # forget the oldest
                 self._parts.pop(next(iter(self._parts)))
-        parts = known | decoded
-        frame = pd.concat([parts[p["sha256"]] for p in partitions], ignore_index=True)
+        parts = [(known | decoded)[p["sha256"]] for p in partitions]
+        frame = pd.concat([part for part, _ in parts], ignore_index=True)
+        if with_patient_hashes:
+            frame[PATIENT_HASH_COLUMN] = np.concatenate([hashes for _, hashes in parts])
         if any(f"/{WRITES}/" in p["object_key"] for p in partitions):
             # Written parts sort after the imported ones, in time order: the last version
             # of a corrected record is the one the ledger now holds.
@@ -383,7 +395,8 @@ class Executor:
 
 def lean(rows: pd.DataFrame, schema: dict | None = None) -> pd.DataFrame:
     """What a tabular algorithm is given: no record ids, patients as numbers, the
-    schema's category columns as categories.
+    schema's category columns as categories (the values the schema lists, the public
+    ones, when it lists them).
 
     Aggregates never need a record's id nor a patient's name (only which rows are the
     same patient's), and strings are what makes a large frame slow to hand to the
@@ -391,9 +404,10 @@ def lean(rows: pd.DataFrame, schema: dict | None = None) -> pd.DataFrame:
     """
     columns = (schema or {}).get("columns", {})
     categories = {
-        name: "category" for name, spec in columns.items()
+        name: pd.CategoricalDtype(category_values(schema, name)) for name, spec in columns.items()
         if isinstance(spec, dict) and spec.get("type") == "category" and name in rows.columns
     }  # fmt: skip
     codes = pd.factorize(rows[PATIENT_COLUMN].to_numpy())[0]
-    lean_rows = rows.drop(columns=[RECORD_COLUMN]).assign(**{PATIENT_COLUMN: codes})
+    dropped = [c for c in (RECORD_COLUMN, PATIENT_HASH_COLUMN) if c in rows.columns]
+    lean_rows = rows.drop(columns=dropped).assign(**{PATIENT_COLUMN: codes})
     return lean_rows.astype(categories) if categories else lean_rows

@@ -74,12 +74,32 @@ def check_where(where: list, schema: dict) -> list[tuple[str, str, Any]]:
     return checked
 
 
-def check_group_by(group_by: list, schema: dict) -> list[str]:
+def check_group_by(group_by: list, schema: dict, private: bool = False) -> list[str]:
+    """The grouping columns, checked against the schema.
+
+    Under differential privacy the groups themselves must be public: only booleans and
+    categories whose values the schema lists (every one is answered, present or not).
+    """
     columns = [str(column) for column in (group_by or [])]
     for column in columns:
-        if column_type(schema, column) in ORDERED:
+        kind = column_type(schema, column)
+        if kind in ORDERED:
             raise InvalidArgument(f"group_by {column!r}", "a category, text or boolean column")
+        if private and kind != "boolean" and not category_values(schema, column):
+            raise InvalidArgument(
+                f"group_by {column!r}",
+                "a boolean column or a category column whose values the dataset's schema "
+                "lists, under differential privacy",
+            )
     return columns
+
+
+def category_values(schema: dict, column: str) -> list | None:
+    """The values the schema lists for a category column; None if it lists none."""
+    spec = schema.get("columns", {}).get(column)
+    if isinstance(spec, dict) and spec.get("type") == "category" and spec.get("values"):
+        return list(spec["values"])
+    return None
 
 
 def apply_where(frame: pd.DataFrame, where: list[tuple[str, str, Any]]) -> pd.DataFrame:

@@ -473,14 +473,14 @@ class _Release:
                                   if r})  # fmt: skip
 
     def _whole(self) -> list[np.ndarray]:
-        return [pd.unique(self.rows[PATIENT_COLUMN].to_numpy())]
+        return [_cohort_ids(self.rows)]
 
     def _remember(self, keys: list[str], wanted: set[tuple]) -> None:
         """Count the patients of each released group (by its key values) as a cohort."""
 
         def groups() -> list[np.ndarray]:
-            grouped = self.rows.groupby(keys, dropna=False, sort=False)[PATIENT_COLUMN]
-            return [pd.unique(ids.to_numpy()) for values, ids in grouped
+            grouped = self.rows.groupby(keys, dropna=False, sort=False)
+            return [_cohort_ids(frame) for values, frame in grouped
                     if _key_of(values) in wanted]  # fmt: skip
 
         self.sources.append(groups)
@@ -496,11 +496,11 @@ class _Release:
                     continue
                 index, valid = _binner(column, edges)(frame)
                 order = np.argsort(index, kind="stable")
-                ids = frame[PATIENT_COLUMN].to_numpy()[valid][order]
+                ids = _cohort_ids(frame)[valid][order]
                 starts = np.searchsorted(index[order], np.arange(len(edges)))
                 for b, count in enumerate(released["counts"]):
                     if count:
-                        found.append(pd.unique(ids[starts[b] : starts[b + 1]]))
+                        found.append(ids[starts[b] : starts[b + 1]])
             return found
 
         self.sources.append(bins)
@@ -514,6 +514,14 @@ _WITHHELD = {
     "p_ratio": "the largest record could be estimated by the next (the p-percent rule).",
     "extremes": "an extreme is released only over enough records ({policy.extremes_min_records}).",
 }
+
+
+def _cohort_ids(frame: pd.DataFrame) -> np.ndarray:
+    """The rows' patients for the differencing check: their hashes where the executor
+    keeps them beside the rows, else their ids (repeats are dropped when hashed)."""
+    if differencing.PATIENT_HASH_COLUMN in frame.columns:
+        return frame[differencing.PATIENT_HASH_COLUMN].to_numpy()
+    return frame[PATIENT_COLUMN].to_numpy()
 
 
 def _ids(patients: list[str], organisation: str) -> np.ndarray:

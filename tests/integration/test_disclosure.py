@@ -220,6 +220,13 @@ def test_dp_results_are_within_opendp_accuracy_at_the_stated_confidence(demo):
     true_counts, _ = np.histogram(truth["systolic"].clip(80, 200), bins=histogram["edges"])
     bound = dp.discrete_laplacian_scale_to_accuracy(histogram["dp"]["counts"]["scale"], 1e-6)
     assert np.all(np.abs(np.array(histogram["groups"][0]["counts"]) - true_counts) <= bound)
-    assert demo.alice.budget(demo.dataset)["spent"] == pytest.approx(1.0)
+    # Grouped by a boolean: both groups answered, each with the whole ε (parallel composition).
+    by_smoker = demo.ask("count", {"group_by": ["smoker"]}, epsilon=0.5).wait(timeout=60).value
+    assert [g["smoker"] for g in by_smoker["groups"]] == [False, True]
+    bound = dp.discrete_laplacian_scale_to_accuracy(by_smoker["dp"]["count"]["scale"], 1e-6)
+    for group in by_smoker["groups"]:
+        exact = int((truth["smoker"] == group["smoker"]).sum())
+        assert abs(group["count"] - exact) <= bound
+    assert demo.alice.budget(demo.dataset)["spent"] == pytest.approx(1.5)
     with pytest.raises(ComputationFailed, match="bounds"):
         demo.ask("mean", {"column": "systolic"}, epsilon=0.5).wait(timeout=60)

@@ -25,6 +25,7 @@ from flowblock.executor.algorithms.statistics import (
     Quantiles,
     Std,
 )
+from flowblock.executor.worker import lean
 from flowblock.schema import check_schema, validate
 from flowblock.testing.flowblock_ledger import VITALS_SCHEMA
 
@@ -141,6 +142,25 @@ def test_bad_filters_are_refused_in_one_sentence(where, message):
 def test_group_by_refuses_numeric_columns():
     with pytest.raises(InvalidArgument, match="a category, text or boolean column"):
         check_group_by(["age"], VITALS_SCHEMA)
+
+
+def test_under_differential_privacy_groups_must_be_public():
+    assert check_group_by(["sex", "smoker"], VITALS_SCHEMA, private=True) == ["sex", "smoker"]
+    with pytest.raises(InvalidArgument) as refused:  # its values come from the data
+        check_group_by(["diagnosis"], VITALS_SCHEMA, private=True)
+    assert str(refused.value) == (
+        "group_by 'diagnosis' must be a boolean column or a category column whose values "
+        "the dataset's schema lists, under differential privacy."
+    )
+    assert check_group_by(["diagnosis"], VITALS_SCHEMA) == ["diagnosis"]
+
+
+def test_the_sandbox_gets_a_category_column_with_the_schema_s_values_all_of_them():
+    schema = {"columns": {**VITALS_SCHEMA["columns"],
+                          "sex": {"type": "category", "values": ["F", "M", "X"]}}}  # fmt: skip
+    given = lean(FRAME.assign(record_id=range(len(FRAME))), schema)
+    assert list(given["sex"].cat.categories) == ["F", "M", "X"]
+    assert "record_id" not in given and given["patient_id"].dtype.kind == "i"
 
 
 def test_parameters_are_validated_by_the_published_schema():

@@ -15,6 +15,7 @@ from scipy.optimize import linprog
 from traitlets.config import Config
 
 from flowblock.errors import DisclosureRefused
+from flowblock.executor.algorithms.base import AlgorithmError
 from flowblock.executor.algorithms.flowblock_methods import MaxHeartRate
 from flowblock.executor.algorithms.regression import LinearRegression
 from flowblock.executor.algorithms.statistics import (
@@ -27,7 +28,13 @@ from flowblock.executor.algorithms.statistics import (
     Sum,
 )
 from flowblock.executor.disclosure import DisclosurePolicy, sdc, tables
-from flowblock.executor.disclosure.differencing import CohortHistory, cohort_hashes, difference
+from flowblock.executor.disclosure.differencing import (
+    PATIENT_HASH_COLUMN,
+    CohortHistory,
+    cohort_hashes,
+    difference,
+    patient_hashes,
+)
 from flowblock.executor.settings import ExecutorSettings
 from flowblock.testing.flowblock_ledger import LocalDriver, World
 from flowblock.testing.study import MemoryStore
@@ -275,6 +282,24 @@ def test_differencing_covers_released_groups_not_only_the_whole_cohort():
     assert refused.value.rule == "differencing"
 
 
+def test_differencing_compares_cohorts_from_cached_hashes_and_from_ids_alike():
+    """The executor keeps patients' hashes beside the rows it loads; a flow's result
+    names only patients. Either way a cohort is the same set, so one near another is
+    refused whichever way each came."""
+    store, rows = MemoryStore(), table(60)
+    ids = rows["patient_id"].to_numpy()
+    assert np.array_equal(cohort_hashes(patient_hashes(ids)), cohort_hashes(ids))
+    hashed = rows.assign(**{PATIENT_HASH_COLUMN: patient_hashes(ids)})
+    patients = [f"{p}@Hospital" for p in ids]
+    first = POLICY.protect({**TOKEN, "token_id": "h1"}, Count, Count().run(hashed, {}), hashed,
+                           patients)  # fmt: skip
+    POLICY.record({**TOKEN, "token_id": "h1"}, first, store)
+    but_one = POLICY.protect({**TOKEN, "token_id": "h2"}, Count, {"groups": [{"count": 59}]},
+                             None, patients[1:])  # fmt: skip
+    with pytest.raises(DisclosureRefused, match="fewer than 10 patients"):
+        POLICY.record({**TOKEN, "token_id": "h2"}, but_one, store)
+
+
 def test_dp_mode_is_admitted_only_for_dp_methods_within_the_query_limit():
     token = {"epsilon": 0.5, "params": {"epsilon": 0.5}}
     POLICY.admit(token, Mean)
@@ -336,6 +361,46 @@ def test_dp_mean_histogram_and_quantiles_are_close_to_the_truth():
     assert abs(median - truth.median()) < 5
     with pytest.raises(Exception, match="bounds"):
         Mean().run(rows, {"column": "systolic", "epsilon": 1.0})
+
+
+def test_dp_counts_each_patient_once_however_the_patients_are_numbered():
+    import opendp.prelude as dp
+
+    patients = np.repeat(np.arange(300), 5)  # five readings of each of 300 patients
+    shuffled = np.random.default_rng(2).permutation(patients)
+    for numbering in (patients, shuffled, np.char.add("p", shuffled.astype(str))):
+        rows = pd.DataFrame({"patient_id": numbering, "systolic": 120.0})
+        result = Count().run(rows, {"epsilon": 1.0})
+        bound = dp.discrete_laplacian_scale_to_accuracy(result["dp"]["count"]["scale"], 1e-6)
+        assert abs(result["groups"][0]["count"] - 300) <= bound  # not 1,500
+
+
+def test_dp_group_by_answers_every_public_category_each_with_the_whole_epsilon():
+    import opendp.prelude as dp
+
+    n = 3000
+    rows = table(n).assign(
+        sex=pd.Categorical((["F", "M", "F"] * n)[:n], categories=["F", "M", "X"]),
+        smoker=np.arange(n) % 10 == 0,
+    )
+    params = {"column": "systolic", "bounds": [60, 200], "epsilon": 1.0}
+    result = Mean().run(rows, {**params, "group_by": ["sex", "smoker"]})
+    groups = {(g["sex"], g["smoker"]): g for g in result["groups"]}
+    assert list(groups) == [(s, k) for s in "FMX" for k in (False, True)]  # X: none, answered
+    note = result["dp"]
+    assert note["groups"] == {"count": 6, "composition": "parallel"}
+    assert note["count"]["scale"] == pytest.approx(2.0, rel=1e-3)  # ε/2 for each group's count
+    bound = dp.discrete_laplacian_scale_to_accuracy(note["count"]["scale"], 1e-6)
+    truth = rows.groupby(["sex", "smoker"], observed=False).size()
+    for key, group in groups.items():
+        assert abs(group["count"] - truth[key]) <= bound
+    whole = Mean().run(rows, params)["groups"][0]
+    assert whole["mean"] == pytest.approx(rows["systolic"].mean(), abs=1)
+    with pytest.raises(AlgorithmError, match="'diagnosis' is neither"):  # values from the data
+        Count().run(rows, {"epsilon": 1.0, "group_by": ["diagnosis"]})
+    many = rows.assign(age=pd.Categorical(rows["age"]))
+    with pytest.raises(AlgorithmError, match="at most 100 groups"):
+        Count().run(many, {"epsilon": 1.0, "group_by": ["age"]})
 
 
 def test_a_claim_after_the_budget_was_spent_is_refused_before_any_data_is_read(
