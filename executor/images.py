@@ -13,18 +13,18 @@ keys and the ledger reports every record unchanged.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
-from flowblock.errors import EndorseError, InvalidArgument
+from flowblock.errors import InvalidArgument
 from flowblock.executor.ingest import (
     PART_ROWS,
     PATIENT_COLUMN,
     RECORD_COLUMN,
     ImportReport,
     Progress,
+    ensure_dataset,
     infer_schema,
     part_bytes,
     register,
@@ -110,15 +110,4 @@ def import_images(
 
 def _ensure_images_dataset(records: Contract, dataset: str, metadata: pd.DataFrame) -> None:
     columns = infer_schema(metadata.drop(columns=[RECORD_COLUMN]))["columns"]
-    try:
-        existing = json.loads(records.evaluate("GetDataset", dataset))
-    except EndorseError as error:
-        if error.chaincode_status != 404:
-            raise
-        records.submit("RegisterDataset", dataset, "images", json.dumps({"columns": columns}))
-        return
-    if existing["kind"] != "images":
-        raise InvalidArgument(
-            f"the dataset {dataset!r}", "an images dataset for a directory of images",
-            existing["kind"],
-        )  # fmt: skip
+    ensure_dataset(records, dataset, "images", {"columns": columns})

@@ -146,14 +146,27 @@ def register(records: Contract, dataset: str, entries: list[dict], report: Impor
         report.unchanged += counts["unchanged"]
 
 
-def _ensure_dataset(records: Contract, dataset: str, frame: pd.DataFrame) -> None:
-    schema = infer_schema(frame)
+def ensure_dataset(records: Contract, dataset: str, kind: str, schema: dict) -> dict | None:
+    """The dataset as the ledger has it, or None when it had none and it is registered
+    now, of ``kind`` with ``schema``; InvalidArgument if it is registered as another kind."""
     try:
         existing = json.loads(records.evaluate("GetDataset", dataset))
     except EndorseError as error:
         if error.chaincode_status != 404:
             raise
-        records.submit("RegisterDataset", dataset, "tabular", json.dumps(schema))
+        records.submit("RegisterDataset", dataset, kind, json.dumps(schema))
+        return None
+    if existing["kind"] != kind:
+        article = "an" if kind[0] in "aeiou" else "a"
+        expected = f"{article} {kind} dataset"
+        raise InvalidArgument(f"the dataset {dataset!r}", expected, existing["kind"])
+    return existing
+
+
+def _ensure_dataset(records: Contract, dataset: str, frame: pd.DataFrame) -> None:
+    schema = infer_schema(frame)
+    existing = ensure_dataset(records, dataset, "tabular", schema)
+    if existing is None:
         return
     missing = set(schema["columns"]) - set(existing["schema"].get("columns", {}))
     if missing:

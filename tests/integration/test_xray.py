@@ -16,6 +16,7 @@ from flowblock.client import Client, ComputationFailed, Job
 from flowblock.errors import InvalidArgument
 from flowblock.executor.algorithms import publish_algorithms
 from flowblock.executor.images import MANIFEST, import_images
+from flowblock.executor.ingest import import_table
 from flowblock.executor.storage.credentials import load_credentials
 from flowblock.executor.storage.objects import ObjectStore, sha256_hex
 from flowblock.executor.worker import Executor
@@ -85,6 +86,19 @@ def test_a_directory_without_a_manifest_is_one_sentence(xray, tmp_path, demo_wor
     steward = xray.pool(demo_world.identity("steward"), "records")
     with pytest.raises(InvalidArgument, match=r"manifest\.csv with columns patient_id, file"):
         import_images(tmp_path, "xray-none", steward, xray.store)
+
+
+def test_a_table_and_a_directory_of_images_never_share_a_dataset(xray, demo_world):
+    steward = xray.pool(demo_world.identity("steward"), "records")
+    table = pd.DataFrame({"patient_id": ["p1"], "age": [40]})
+    with pytest.raises(InvalidArgument) as refused:
+        import_table(table, xray.dataset, steward, xray.store)
+    assert str(refused.value) == (
+        f"the dataset {xray.dataset!r} must be a tabular dataset, got 'images'."
+    )
+    import_table(table.assign(patient_id=["xray-tabular-p1"]), "xray-tabular", steward, xray.store)
+    with pytest.raises(InvalidArgument, match="must be an images dataset, got 'tabular'"):
+        import_images(xray.folder, "xray-tabular", steward, xray.store)
 
 
 def test_classification_stays_data_side_and_a_flow_counts_and_charts_the_cases(xray):
