@@ -92,6 +92,10 @@ DATASETS: Final = (VITALS, XRAY)
 DEMO_PURPOSE: Final = "research"
 #: Share of the synthetic patients who consent to research computations.
 CONSENTING: Final = 0.7
+#: The ε each demo researcher may spend on ``vitals`` in differential-privacy mode, and
+#: the most one request may spend and still be approved at once.
+DEMO_BUDGET: Final = 5.0
+DEMO_MAX_QUERY_EPSILON: Final = 1.0
 
 
 def xray_consenting() -> set[str]:
@@ -105,9 +109,11 @@ def demo_rules() -> dict:
         "auto_approve": {
             "methods": [
                 "count",
+                "sum",
                 "mean",
                 "std",
                 "histogram",
+                "quantiles",
                 "pneumonia-classify",
                 "xray-case-count",
                 "xray-train-classifier",
@@ -115,6 +121,7 @@ def demo_rules() -> dict:
             ],
             "purposes": [DEMO_PURPOSE],
             "organisations": [RESEARCH_ORGANISATION],
+            "max_epsilon": DEMO_MAX_QUERY_EPSILON,
         }
     }
 
@@ -133,6 +140,7 @@ def populate(data_dir: Path, stack) -> list[str]:  # stack: flowblock.stack.Stac
             _import_xray(data_dir, stack, gateways),
             _publish_algorithms(data_dir, gateways),
             _record_consents(data_dir, gateways),
+            _grant_budgets(data_dir, gateways),
         ]
     finally:
         gateways.close()
@@ -182,6 +190,19 @@ def _publish_algorithms(data_dir: Path, gateways: GatewayPool) -> str:
     new = publish_algorithms(gateways(admin, "catalogue"))
     gateways(admin).submit("SetRules", json.dumps(demo_rules()))
     return f"{len(new)} algorithm(s) published; the Hospital approves research requests at once."
+
+
+def _grant_budgets(data_dir: Path, gateways: GatewayPool) -> str:
+    """Each researcher's ε on ``vitals``, granted once (grants add up)."""
+    admin = gateways(_wallet(data_dir, "admin"), "budget")
+    researchers = [f"{name}@{org}" for org, name, role in PEOPLE if role == "researcher"]
+    for researcher in researchers:
+        if not json.loads(admin.evaluate("Get", VITALS, researcher))["granted"]:
+            admin.submit("Grant", VITALS, researcher, DEMO_BUDGET)
+    return (
+        f"Researchers may spend ε={DEMO_BUDGET:g} each on {VITALS!r} in differential-privacy "
+        f"mode, up to ε={DEMO_MAX_QUERY_EPSILON:g} a request."
+    )
 
 
 def _record_consents(data_dir: Path, gateways: GatewayPool) -> str:

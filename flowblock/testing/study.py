@@ -85,10 +85,12 @@ class Study:
         import_table(self.frame, self.dataset, pool(demo_world.identity("steward"), "records"),
                      self.store)  # fmt: skip
         hospital = demo_world.authority("Hospital")
+        #: Each patient's identity, to act as them (revoke, read their receipts).
+        self.patients = {p: hospital.issue(p, "patient") for p in self.frame["patient_id"]}
         self.consenting = list(self.frame["patient_id"][:consenting])
 
         def grant(patient: str) -> None:  # each patient's own gateway, closed when done
-            with Gateway(pool.address, hospital.issue(patient, "patient"), timeout=60) as gate:
+            with Gateway(pool.address, self.patients[patient], timeout=60) as gate:
                 gate.get_network(pool.channel).get_contract("flowblock", "consent").submit(
                     "Grant", self.dataset, "org:University", "C", "research", "", ""
                 )
@@ -108,6 +110,10 @@ class Study:
     def cohort(self) -> pd.DataFrame:
         """The consenting patients' rows: what every computation sees."""
         return self.frame[self.frame["patient_id"].isin(self.consenting)]
+
+    def expected_mean(self, patients: list[str], column: str = "systolic") -> float:
+        """The exact mean of ``column`` over these patients' rows."""
+        return float(self.frame[self.frame["patient_id"].isin(patients)][column].mean())
 
     def ask(self, method: str, params: dict | None = None, epsilon: float | None = None):
         """alice asks (for research), the executor runs it if approved; her job."""

@@ -57,9 +57,15 @@ def test_demo_serves_the_ledger_writes_stack_json_and_stops_cleanly(tmp_path):
             # A researcher computes on the demo data, and gets only the aggregate.
             with Client.connect(alice["wallet"], stack["gateway"]) as client:
                 result = client.compute("mean", "vitals", {"column": "systolic"}).wait(60)
+                private = client.compute(
+                    "mean", "vitals", {"column": "systolic", "bounds": [80, 200]}, epsilon=0.5
+                ).wait(60)  # approved at once: within the demo's budget and per-request limit
+                assert client.budget("vitals")["spent"] == pytest.approx(0.5)
             (group,) = result.value["groups"]
             assert group["count"] == 210  # the 70% of 300 patients who consented
             assert 110 < group["mean"] < 170
+            assert private.value["dp"]["epsilon"] == 0.5
+            assert 110 < private.value["groups"][0]["mean"] < 170
             # A steward imports a table into the running demo, as the README shows.
             table = tmp_path / "labs.csv"
             table.write_text("patient_id,cholesterol\npatient1,5.2\npatient2,6.1\n")
@@ -91,4 +97,5 @@ def test_demo_serves_the_ledger_writes_stack_json_and_stops_cleanly(tmp_path):
     assert "Dataset 'vitals': 300 records in 1 part(s), 300 newly registered." in output
     assert "Dataset 'xray': 160 chest X-rays (16 real, the rest augmented)" in output
     assert "210 patients consented to research on 'vitals', 120 on 'xray'." in output
+    assert "Researchers may spend ε=5 each on 'vitals'" in output
     assert read_stack_file(data_dir) is None

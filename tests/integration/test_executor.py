@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import itertools
 import json
 import threading
 
@@ -14,79 +13,36 @@ import pytest
 from flowblock.client import Client, ComputationFailed
 from flowblock.errors import DisclosureRefused
 from flowblock.executor.algorithms import load_algorithms
-from flowblock.executor.ingest import import_table
-from flowblock.executor.storage.credentials import load_credentials
-from flowblock.executor.storage.objects import ObjectStore
-from flowblock.executor.worker import Executor
-from flowblock.identity import CertificateAuthority
-from flowblock.ledger import Gateway
+from flowblock.ledger import GatewayPool
 from flowblock.sealing import SealError, open_sealed
 from flowblock.testing.access import served as serve_request
+from flowblock.testing.study import Study, publish_and_allow
 
-_datasets = itertools.count()
 PURPOSE = "blood pressure study"
 
 
 @pytest.fixture(scope="module")
 def ledger(flowblock_devnet, demo_world):
     """Gateways by person, the catalogue published and the Hospital's rules set, once."""
-    gateways: dict[str, Gateway] = {}
-
-    def contract(identity, name: str = ""):
-        key = identity.certificate_pem()
-        if key not in gateways:
-            gateways[key] = Gateway(flowblock_devnet.address, identity, timeout=60)
-        return gateways[key].get_network("flowblock").get_contract("flowblock", name)
-
-    admin = demo_world.identity("admin", org="Hospital")
-    for algorithm in load_algorithms().values():
-        existing = json.loads(contract(admin, "catalogue").evaluate("ListMethods"))
-        if (algorithm.name, algorithm.version) not in {(m["name"], m["version"]) for m in existing}:
-            contract(admin, "catalogue").submit("Publish", json.dumps(algorithm.catalogue_entry()))
-    rules = {"auto_approve": {"methods": ["mean", "count", "histogram"], "purposes": [PURPOSE],
-                              "organisations": ["University"]}}  # fmt: skip
-    contract(admin).submit("SetRules", json.dumps(rules))
-    yield contract
-    for gateway in gateways.values():
-        gateway.close()
+    with GatewayPool(flowblock_devnet.address) as pool:
+        allowed = {"methods": ["mean", "count", "histogram"], "purposes": [PURPOSE],
+                   "organisations": ["University"]}  # fmt: skip
+        rules = {"auto_approve": allowed}
+        publish_and_allow(pool, demo_world, rules)
+        yield pool
 
 
-class Study:
-    """A dataset of its own: ``patients`` patients, ``consenting`` of whom consent."""
-
-    def __init__(self, ledger, s3_server, demo_world, patients: int = 40, consenting: int = 30):
-        n = next(_datasets)
-        self.dataset = f"bp{n}"
-        rng = np.random.default_rng(n)
-        self.frame = pd.DataFrame(
-            {
-                "patient_id": [f"s{n}p{i:03d}" for i in range(patients)],
-                "age": rng.integers(20, 90, patients),
-                "sex": ["F", "M"] * (patients // 2),
-                "systolic": rng.normal(130, 12, patients).round(1),
-            }
-        )
-        self.store = ObjectStore(
-            s3_server.endpoint, load_credentials(demo_world.data_dir, "Hospital")
-        )
-        import_table(
-            self.frame, self.dataset, ledger(demo_world.identity("steward"), "records"), self.store
-        )
-        hospital = CertificateAuthority.load(demo_world.data_dir, "Hospital")
-        self.patients = {pid: hospital.issue(pid, "patient") for pid in self.frame["patient_id"]}
-        self.ledger = ledger
-        self.consenting = list(self.frame["patient_id"][:consenting])
-        for pid in self.consenting:
-            ledger(self.patients[pid], "consent").submit(
-                "Grant", self.dataset, "org:University", "C", "research", "", ""
-            )
-        self.executor = Executor(
-            ledger(demo_world.identity("executor", org="Hospital")), self.store, "Hospital"
-        )
-        self.alice = Client(ledger(demo_world.identity("alice")).network.gateway)
-
-    def expected_mean(self, patients) -> float:
-        return float(self.frame[self.frame["patient_id"].isin(patients)]["systolic"].mean())
+def vitals(patients: int = 40) -> pd.DataFrame:
+    """A small table of blood pressures, one record per patient."""
+    rng = np.random.default_rng(patients)
+    return pd.DataFrame(
+        {
+            "patient_id": [f"p{i:03d}" for i in range(patients)],
+            "age": rng.integers(20, 90, patients),
+            "sex": ["F", "M"] * (patients // 2),
+            "systolic": rng.normal(130, 12, patients).round(1),
+        }
+    )
 
 
 def describe_stack(devnet, s3_server) -> None:
@@ -125,7 +81,7 @@ def study(request, ledger, s3_server, demo_world) -> Study:
     from flowblock.executor.reads import process_read
     from flowblock.executor.writes import process_write
 
-    study = Study(ledger, s3_server, demo_world)
+    study = Study(ledger, s3_server, demo_world, vitals(), consenting=30, prefix="bp")
     study.executor.publish_certificate()
     if request.param == "celery":
         celery = request.getfixturevalue("celery_runner")
@@ -157,14 +113,14 @@ def test_a_mean_is_computed_on_consenting_patients_and_sealed_to_the_requester(s
         open_sealed(sealed, demo_world.identity("bob"), job.token_id)
     # The patients whose data was used can see so.
     first = study.consenting[0]
-    receipts = study.ledger(study.patients[first], "consent").evaluate("MyReceipts", 10, "")
+    receipts = study.pool(study.patients[first], "consent").evaluate("MyReceipts", 10, "")
     assert job.token_id in receipts.decode()
 
 
 def test_a_revocation_while_queued_is_honoured(study):
     job = study.alice.compute("mean", study.dataset, {"column": "systolic"}, purpose=PURPOSE)
     leaver = study.consenting[0]
-    study.ledger(study.patients[leaver], "consent").submit(
+    study.pool(study.patients[leaver], "consent").submit(
         "Revoke", study.dataset, "org:University", "C", ""
     )
     study.run(job.token_id)
@@ -177,19 +133,19 @@ def test_a_revocation_while_queued_is_honoured(study):
 
 def test_a_revocation_while_running_is_honoured(study, demo_world):
     job = study.alice.compute("long-running", study.dataset, {"seconds": 2}, purpose=PURPOSE)
-    study.ledger(demo_world.identity("admin", org="Hospital")).submit("Approve", job.token_id)
+    study.pool(demo_world.identity("admin", org="Hospital")).submit("Approve", job.token_id)
     running = threading.Thread(target=study.run, args=(job.token_id,))
     running.start()
     while job.refresh().status != "RUNNING" or not job.token["progress"]:
         threading.Event().wait(0.05)  # the algorithm is under way on the cohort of 30
     leaver = study.consenting[0]
-    study.ledger(study.patients[leaver], "consent").submit(
+    study.pool(study.patients[leaver], "consent").submit(
         "Revoke", study.dataset, "org:University", "C", ""
     )
     running.join(timeout=60)
     result = job.wait(timeout=30)
     assert result.cohort_size == 29  # computed again without the patient who left
-    first = study.ledger(study.patients[leaver], "consent").evaluate("MyReceipts", 10, "")
+    first = study.pool(study.patients[leaver], "consent").evaluate("MyReceipts", 10, "")
     assert job.token_id not in first.decode()
 
 
@@ -238,7 +194,7 @@ def test_the_service_follows_the_ledger_and_takes_up_what_it_had_claimed(
 ):
     from flowblock.executor.service import ExecutorService
 
-    study = Study(ledger, s3_server, demo_world)
+    study = Study(ledger, s3_server, demo_world, vitals(), consenting=30, prefix="bp")
     # A worker claimed this token and was killed before finishing it.
     interrupted = study.alice.compute("count", study.dataset, {}, purpose=PURPOSE)
     study.executor.contract.submit("Claim", interrupted.token_id)
@@ -259,7 +215,7 @@ def served(study: Study, patient, request) -> tuple[dict, object]:
     def serve(entry: dict) -> None:
         (study.run_write if entry["kind"] == "write" else study.run_read)(entry["access_id"])
 
-    return serve_request(study.ledger(patient, "access"), request, serve)
+    return serve_request(study.pool(patient, "access"), request, serve)
 
 
 def test_reads_need_read_consent_and_are_logged_for_the_patient(study, demo_world):
@@ -267,10 +223,10 @@ def test_reads_need_read_consent_and_are_logged_for_the_patient(study, demo_worl
 
     patient_id = study.consenting[0]
     patient = study.patients[patient_id]
-    study.ledger(patient, "consent").submit(
+    study.pool(patient, "consent").submit(
         "Grant", study.dataset, "user:bob@University", "R", "care", "", ""
     )
-    bob = Client(study.ledger(demo_world.identity("bob")).network.gateway)
+    bob = Client(study.pool.gateway(demo_world.identity("bob")))
     access, rows = served(study, patient, lambda: bob.records.read(patient_id, study.dataset))
     expected = study.frame[study.frame["patient_id"] == patient_id]
     assert [row["systolic"] for row in rows] == list(expected["systolic"])
@@ -279,7 +235,7 @@ def test_reads_need_read_consent_and_are_logged_for_the_patient(study, demo_worl
     with pytest.raises(AccessDenied, match="no read consent"):
         study.alice.records.read(patient_id, study.dataset)
     # Once revoked, the read consent no longer serves.
-    study.ledger(patient, "consent").submit("Revoke", study.dataset, "user:bob@University", "R", "")
+    study.pool(patient, "consent").submit("Revoke", study.dataset, "user:bob@University", "R", "")
     with pytest.raises(AccessDenied):
         bob.records.read(patient_id, study.dataset, timeout=5)
 
@@ -289,10 +245,10 @@ def test_writes_need_write_consent_correct_records_and_keep_their_history(study,
 
     patient_id, other_id = study.consenting[1], study.consenting[2]
     patient = study.patients[patient_id]
-    study.ledger(patient, "consent").submit(
+    study.pool(patient, "consent").submit(
         "Grant", study.dataset, "user:bob@University", "W", "care", "", ""
     )
-    bob = Client(study.ledger(demo_world.identity("bob")).network.gateway)
+    bob = Client(study.pool.gateway(demo_world.identity("bob")))
     corrected = f"{study.dataset}-{1:08d}"  # the patient's imported record
     rows = [{"record_id": corrected, "age": 50, "sex": "F", "systolic": 180.0},
             {"age": 61, "sex": "M", "systolic": 120}]  # fmt: skip
@@ -310,7 +266,7 @@ def test_writes_need_write_consent_correct_records_and_keep_their_history(study,
     expected = [values[p] for p in study.consenting] + [120.0]
     assert job.wait(timeout=30).cohort_size == 30
     assert group["mean"] == pytest.approx(sum(expected) / len(expected))
-    steward = study.ledger(demo_world.identity("steward"), "records")
+    steward = study.pool(demo_world.identity("steward"), "records")
     history = json.loads(steward.evaluate("RecordHistory", study.dataset, corrected))
     assert [change["record"]["version"] for change in history] == [2, 1]
     assert history[0]["record"]["registered_by"] == "bob@University"
@@ -332,7 +288,7 @@ def test_writes_need_write_consent_correct_records_and_keep_their_history(study,
 def test_long_work_reports_its_progress_on_the_ledger(study, demo_world):
     job = study.alice.compute("long-running", study.dataset, {"seconds": 2}, purpose=PURPOSE)
     assert job.status == "PENDING"  # not on the Hospital's allow-list: its admin decides
-    admin = study.ledger(demo_world.identity("admin", org="Hospital"))
+    admin = study.pool(demo_world.identity("admin", org="Hospital"))
     admin.submit("Approve", job.token_id)
     assert study.run(job.token_id) == "DONE"
     assert job.wait(timeout=30).value["groups"] == [{"count": 30}]
@@ -350,7 +306,7 @@ def test_a_flow_uses_earlier_outputs_kept_data_side(study, demo_world):
         "chart-of-result", study.dataset, {"kind": "donut", "label": "sex"},
         purpose=PURPOSE, inputs=[counts.token_id],
     )  # fmt: skip
-    admin = study.ledger(demo_world.identity("admin", org="Hospital"))
+    admin = study.pool(demo_world.identity("admin", org="Hospital"))
     admin.submit("Approve", chart.token_id)
     assert study.run(chart.token_id) == "DONE"
     figure = chart.wait(timeout=30)
@@ -386,10 +342,10 @@ def test_a_celery_worker_killed_mid_job_leaves_one_result(
 
     from flowblock.testing.queue import celery_worker, redis_server
 
-    study = Study(ledger, s3_server, demo_world)
+    study = Study(ledger, s3_server, demo_world, vitals(), consenting=30, prefix="bp")
     describe_stack(flowblock_devnet, s3_server)
     job = study.alice.compute("long-running", study.dataset, {"seconds": 6}, purpose=PURPOSE)
-    study.ledger(demo_world.identity("admin", org="Hospital")).submit("Approve", job.token_id)
+    study.pool(demo_world.identity("admin", org="Hospital")).submit("Approve", job.token_id)
     with redis_server(tmp_path) as broker:
         client = Celery(broker=broker, backend=broker)
         with celery_worker(flowblock_devnet.data_dir, broker, "Hospital") as doomed:
