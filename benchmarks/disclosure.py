@@ -1,10 +1,12 @@
 """What disclosure control costs: the policy (and DP) against the bare computation.
 
-Run: ``.venv/bin/python benchmarks/disclosure.py [--records 1000000] [--repeats 15]``.
+Run: ``.venv/bin/python benchmarks/disclosure.py [--records 1000000] [--repeats 31]``.
 
 In one process, over one in-memory table of ``--records`` vitals (one record per
 patient, handed to the algorithm as the executor hands it), each figure is the median
-of ``--repeats`` runs, taken in turns with its baseline's in the same run:
+of ``--repeats`` runs, taken in turns with its baseline's in the same run (a sandboxed
+run is a process started afresh, whose time varies by a tenth from run to run here:
+fewer than about 30 repeats leave the medians that far apart by chance):
 
 - the mean and the histogram of a column with the Hospital's disclosure policy applied
   (cohort, dominance, extremes, suppression and rounding) against the same data-side
@@ -88,7 +90,7 @@ def main() -> None:
 
     options = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     options.add_argument("--records", type=int, default=1_000_000)
-    options.add_argument("--repeats", type=int, default=15)
+    options.add_argument("--repeats", type=int, default=31)
     args = options.parse_args()
 
     frame = table(args.records)
