@@ -31,12 +31,21 @@ _CONTEXT.set_forkserver_preload(["flowblock.executor.algorithms.preload"])
 #: touches (~3 µs each on a VM), and a million-row cohort is tens of MiB of them.
 _HUGE_PAGES = "glibc.malloc.hugetlb=1"
 _STARTING = threading.Lock()
+_started_by: int | None = None  # the process that started the forkserver
 
 
 def _ensure_forkserver() -> None:
-    """Start the forkserver if it is not running, with glibc's huge-page tunable in its
-    environment (read once, when a process starts; other C libraries ignore it)."""
+    """Start the forkserver once per process, with glibc's huge-page tunable in its
+    environment (read when a process starts; other C libraries ignore it).
+
+    The environment is changed for that moment only, and only once: other threads may
+    read it meanwhile. A forkserver that dies is started again by multiprocessing
+    itself, without the tunable: slower children, nothing worse.
+    """
+    global _started_by
     with _STARTING:
+        if _started_by == os.getpid():
+            return
         before = os.environ.get("GLIBC_TUNABLES")
         tunables = [t for t in (before or "").split(":") if t]
         os.environ["GLIBC_TUNABLES"] = ":".join([*tunables, _HUGE_PAGES])
@@ -47,6 +56,7 @@ def _ensure_forkserver() -> None:
                 del os.environ["GLIBC_TUNABLES"]
             else:
                 os.environ["GLIBC_TUNABLES"] = before
+        _started_by = os.getpid()
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
-"""Misbehaving algorithms, for testing that the sandbox holds them."""
+"""Misbehaving (and prying) algorithms, for testing that the sandbox holds them."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pandas as pd
@@ -31,3 +32,10 @@ class Crashes(Algorithm):
 
     def run(self, frame: pd.DataFrame, params: dict[str, Any]) -> Any:
         return {"leak": frame.to_dict()["patient_id"]["missing-key"]}
+
+
+class ReadsEnvironment(Algorithm):
+    name = "test-reads-environment"
+
+    def run(self, frame: pd.DataFrame, params: dict[str, Any]) -> Any:
+        return {name: os.environ.get(name) for name in params["names"]}

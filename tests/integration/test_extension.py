@@ -223,8 +223,8 @@ def test_status_tokens_audit_verify_and_budget(researcher_kernel):
         assert f"✓ {check}" in verified
     assert "✗" not in verified
     ok(researcher_kernel, "b = %flowblock budget")
-    assert value(researcher_kernel, "float(b.loc['vitals', 'left']), list(b.columns)") == (
-        0.0,
+    assert value(researcher_kernel, "float(b.loc['vitals', 'granted']), list(b.columns)") == (
+        5.0,  # the demo's grant to each researcher
         ["granted", "spent", "left"],
     )
 
@@ -234,11 +234,11 @@ def test_dp_epsilon_goes_to_the_admin_and_a_denial_says_who_and_why(
 ):
     ok(
         researcher_kernel,
-        "j = %flowblock compute mean -d vitals -p column=bmi --dp-epsilon 0.5 --no-wait",
+        "j = %flowblock compute mean -d vitals -p column=bmi --dp-epsilon 1.5 --no-wait",
     )
     token_id = token_of(researcher_kernel, "j")
     token = json.loads(hospital_admin.evaluate("GetToken", token_id))
-    assert (token["status"], token["epsilon"]) == ("PENDING", 0.5)  # the rules allow no ε
+    assert (token["status"], token["epsilon"]) == ("PENDING", 1.5)  # rules approve ε ≤ 1
     hospital_admin.submit("Deny", token_id, "no privacy budget for this study")
     assert usage_error(researcher_kernel, f"%flowblock result {token_id[:10]}") == (
         "mean on vitals was denied by admin@Hospital: no privacy budget for this study"
