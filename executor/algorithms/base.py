@@ -13,9 +13,9 @@ from __future__ import annotations
 import abc
 import functools
 import hashlib
+import importlib
 import inspect
 import json
-import sys
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -43,6 +43,9 @@ class Algorithm(abc.ABC):
     input_kind: ClassVar[str] = "tabular"
     output_kind: ClassVar[str] = "value"
     disclosure_class: ClassVar[str] = "aggregate"
+    #: Other modules whose code decides this algorithm's results (a shared mechanism, a
+    #: pinned model hash): hashed with its own module into its code hash.
+    code_modules: ClassVar[tuple[str, ...]] = ()
 
     @abc.abstractmethod
     def run(self, frame: pd.DataFrame, params: dict[str, Any]) -> Any:
@@ -59,12 +62,13 @@ class Algorithm(abc.ABC):
 
     @classmethod
     def code_hash(cls) -> str:
-        """SHA-256 of the source of the module that defines the algorithm, as loaded.
+        """SHA-256 of the source of the module that defines the algorithm, and of its
+        ``code_modules`` after it, as loaded.
 
         Computed once per process, so it names the code that runs here even if the file
         changes on disk afterwards.
         """
-        return _module_hash(cls.__module__)
+        return _modules_hash((cls.__module__, *cls.code_modules))
 
     @classmethod
     def catalogue_entry(cls) -> dict:
@@ -82,8 +86,11 @@ class Algorithm(abc.ABC):
 
 
 @functools.cache
-def _module_hash(module: str) -> str:
-    return hashlib.sha256(inspect.getsource(sys.modules[module]).encode()).hexdigest()
+def _modules_hash(modules: tuple[str, ...]) -> str:
+    digest = hashlib.sha256()
+    for module in modules:
+        digest.update(inspect.getsource(importlib.import_module(module)).encode())
+    return digest.hexdigest()
 
 
 def load_algorithms() -> dict[tuple[str, str], type[Algorithm]]:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from flowblock.executor.algorithms import statistics
 from flowblock.executor.algorithms.base import Algorithm, AlgorithmError
 from flowblock.executor.algorithms.filters import GROUP_BY_SCHEMA, WHERE_SCHEMA
 from flowblock.executor.algorithms.statistics import _groups, _numeric
@@ -31,6 +32,7 @@ class AverageBloodPressure(Algorithm):
     name = "average-blood-pressure"
     description = "Mean systolic and diastolic blood pressure (per group)."
     parameters = _schema({}, [])
+    code_modules = (statistics.__name__,)  # its grouping and numeric columns
 
     def run(self, frame: pd.DataFrame, params: dict[str, Any]) -> dict:
         groups = []
@@ -49,6 +51,7 @@ class MaxHeartRate(Algorithm):
     description = "The highest heart rate in the cohort (per group)."
     parameters = _schema({}, [])
     disclosure_class = "extremes"
+    code_modules = (statistics.__name__,)  # its grouping and numeric columns
 
     def run(self, frame: pd.DataFrame, params: dict[str, Any]) -> dict:
         groups = []

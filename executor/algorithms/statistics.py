@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from flowblock.executor.algorithms import private
 from flowblock.executor.algorithms.base import Algorithm, AlgorithmError
 from flowblock.executor.algorithms.filters import GROUP_BY_SCHEMA, WHERE_SCHEMA
 from flowblock.executor.algorithms.private import (
@@ -88,6 +89,7 @@ class Count(Algorithm):
     parameters = _schema({}, [])
 
     differentially_private = True
+    code_modules = (private.__name__,)  # its DP mode
 
     def run(self, frame: pd.DataFrame, params: dict[str, Any]) -> dict:
         if epsilon_of(params):
@@ -100,6 +102,7 @@ class Mean(Algorithm):
     description = "The mean of a numeric column over the cohort (per group)."
     parameters = _schema({"column": COLUMN, "bounds": BOUNDS}, ["column"])
     differentially_private = True
+    code_modules = (private.__name__,)  # its DP mode
 
     def run(self, frame: pd.DataFrame, params: dict[str, Any]) -> dict:
         if epsilon_of(params):
@@ -112,6 +115,7 @@ class Sum(Algorithm):
     description = "The total of a numeric column over the cohort (per group)."
     parameters = _schema({"column": COLUMN, "bounds": BOUNDS}, ["column"])
     differentially_private = True
+    code_modules = (private.__name__,)  # its DP mode
 
     def run(self, frame: pd.DataFrame, params: dict[str, Any]) -> dict:
         if epsilon_of(params):
@@ -140,6 +144,7 @@ class Histogram(Algorithm):
     )  # fmt: skip
     output_kind = "table"
     differentially_private = True
+    code_modules = (private.__name__,)  # its DP mode
 
     def run(self, frame: pd.DataFrame, params: dict[str, Any]) -> dict:
         if epsilon_of(params):
@@ -170,6 +175,7 @@ class Quantiles(Algorithm):
     )  # fmt: skip
     disclosure_class = "extremes"
     differentially_private = True
+    code_modules = (private.__name__,)  # its DP mode
 
     def run(self, frame: pd.DataFrame, params: dict[str, Any]) -> dict:
         if epsilon_of(params):

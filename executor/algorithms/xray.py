@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from flowblock.executor import xray as packaged
 from flowblock.executor.algorithms.base import Algorithm, AlgorithmError
 from flowblock.executor.algorithms.filters import WHERE_SCHEMA
 from flowblock.executor.xray import MODEL_CLASSES, MODEL_IMAGE_SIZE, model_bytes
@@ -68,6 +69,7 @@ class PneumoniaClassify(Algorithm):
     """
 
     name = "pneumonia-classify"
+    code_modules = (packaged.__name__,)  # the model, its pinned hash and classes
     description = (
         "Classify each chest X-ray as normal or pneumonia (the labels stay data-side; "
         "count or chart them in a flow). Give a training token as input to use its model."
@@ -116,6 +118,7 @@ class XrayCaseCount(Algorithm):
     """How many X-rays an earlier classification called pneumonia, and how many normal."""
 
     name = "xray-case-count"
+    code_modules = (packaged.__name__,)  # the model, its pinned hash and classes
     description = "Count the pneumonia and normal cases an earlier pneumonia-classify found."
     parameters = {"type": "object", "properties": {}, "additionalProperties": False}
     input_kind = "tokens"
@@ -216,6 +219,7 @@ class XrayTrainClassifier(Algorithm):
     """Train a pneumonia classifier on the consented X-rays; only its metrics leave."""
 
     name = "xray-train-classifier"
+    code_modules = (packaged.__name__,)  # the model, its pinned hash and classes
     description = (
         "Train a pneumonia classifier on the cohort's chest X-rays and evaluate it on a "
         "held-out share; releases accuracy, AUC and a confusion matrix. The model stays "

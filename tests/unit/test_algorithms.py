@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib
+import inspect
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -111,6 +115,24 @@ def test_flowblock_methods_and_charts():
     slow.progress = seen.append
     assert slow.run(FRAME, {"seconds": 1})["groups"] == [{"count": 8}]
     assert seen[-1] == 1.0
+
+
+def test_a_code_hash_covers_the_code_an_algorithm_relies_on_beyond_its_module():
+    """A DP mean's mechanism and the X-ray model's pinned hash decide results as much as
+    the algorithm's own module does: the catalogue must vouch for them too."""
+
+    def source(*modules: str) -> str:
+        digest = hashlib.sha256()
+        for module in modules:
+            digest.update(inspect.getsource(importlib.import_module(module)).encode())
+        return digest.hexdigest()
+
+    statistics, private = Mean.__module__, "flowblock.executor.algorithms.private"
+    assert Mean.code_hash() == source(statistics, private)
+    assert Std.code_hash() == source(statistics)  # no DP mode: its module alone, as before
+    assert MaxHeartRate.code_hash() == source(MaxHeartRate.__module__, statistics)
+    classify = load_algorithms()[("pneumonia-classify", "1.0")]
+    assert classify.code_hash() == source(classify.__module__, "flowblock.executor.xray")
 
 
 def test_filters_are_checked_against_the_schema_and_applied_as_data():
