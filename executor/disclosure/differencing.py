@@ -55,7 +55,7 @@ def cohort_hashes(patients: Iterable[str] | np.ndarray) -> np.ndarray:
     """A cohort as the sorted, distinct hashes of its patients' ids, from the ids or
     from their hashes already worked out (an array of uint64, :func:`patient_hashes`)."""
     ids = patients if isinstance(patients, np.ndarray) else np.array(list(patients), object)
-    hashes = np.sort(ids) if ids.dtype == np.uint64 else np.sort(patient_hashes(ids))
+    hashes = np.sort(ids if ids.dtype == np.uint64 else patient_hashes(ids))
     return hashes[np.concatenate(([True], hashes[1:] != hashes[:-1]))] if hashes.size else hashes
 
 

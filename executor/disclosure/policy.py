@@ -473,15 +473,15 @@ class _Release:
                                   if r})  # fmt: skip
 
     def _whole(self) -> list[np.ndarray]:
-        return [_cohort_ids(self.rows)]
+        return [self.rows[_cohort_column(self.rows)].to_numpy()]
 
     def _remember(self, keys: list[str], wanted: set[tuple]) -> None:
         """Count the patients of each released group (by its key values) as a cohort."""
 
         def groups() -> list[np.ndarray]:
             grouped = self.rows.groupby(keys, dropna=False, sort=False)
-            return [_cohort_ids(frame) for values, frame in grouped
-                    if _key_of(values) in wanted]  # fmt: skip
+            ids = grouped[_cohort_column(self.rows)]
+            return [group.to_numpy() for values, group in ids if _key_of(values) in wanted]
 
         self.sources.append(groups)
 
@@ -496,7 +496,7 @@ class _Release:
                     continue
                 index, valid = _binner(column, edges)(frame)
                 order = np.argsort(index, kind="stable")
-                ids = _cohort_ids(frame)[valid][order]
+                ids = frame[_cohort_column(frame)].to_numpy()[valid][order]
                 starts = np.searchsorted(index[order], np.arange(len(edges)))
                 for b, count in enumerate(released["counts"]):
                     if count:
@@ -516,12 +516,13 @@ _WITHHELD = {
 }
 
 
-def _cohort_ids(frame: pd.DataFrame) -> np.ndarray:
-    """The rows' patients for the differencing check: their hashes where the executor
-    keeps them beside the rows, else their ids (repeats are dropped when hashed)."""
+def _cohort_column(frame: pd.DataFrame) -> str:
+    """The column naming the rows' patients for the differencing check: their hashes
+    where the executor keeps them beside the rows, else their ids (repeats are dropped
+    when hashed)."""
     if differencing.PATIENT_HASH_COLUMN in frame.columns:
-        return frame[differencing.PATIENT_HASH_COLUMN].to_numpy()
-    return frame[PATIENT_COLUMN].to_numpy()
+        return differencing.PATIENT_HASH_COLUMN
+    return PATIENT_COLUMN
 
 
 def _ids(patients: list[str], organisation: str) -> np.ndarray:
