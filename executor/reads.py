@@ -16,6 +16,7 @@ from cryptography import x509
 
 from flowblock.canonical import canonical_json
 from flowblock.errors import CommitError, EndorseError, FlowBlockError
+from flowblock.executor.algorithms.base import plain
 from flowblock.executor.images import HASH_COLUMN, OBJECT_COLUMN
 from flowblock.executor.ingest import PATIENT_COLUMN, RECORD_COLUMN
 from flowblock.executor.worker import Executor
@@ -73,7 +74,7 @@ def _serve(executor: Executor, access: dict) -> None:
     records = rows.astype(object).where(rows.notna(), None).to_dict("records")
     plaintext = canonical_json(
         {"access_id": access_id, "patient": access["patient"], "dataset": access["dataset"],
-         "rows": [{k: _plain(v) for k, v in row.items()} for row in records]}
+         "rows": [{k: plain(v) for k, v in row.items()} for row in records]}
     )  # fmt: skip
     reader = x509.load_pem_x509_certificate(access["reader_certificate"].encode())
     executor.ledger(
@@ -88,7 +89,3 @@ def _serve(executor: Executor, access: dict) -> None:
         ),
         submit=True,
     )
-
-
-def _plain(value):
-    return value.item() if hasattr(value, "item") else value

@@ -29,6 +29,12 @@ if TYPE_CHECKING:  # the sandbox imports this module; it needs no gRPC
 GROUP = "flowblock.algorithms"
 
 
+def plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds (anything else as it is), for results
+    that must travel as JSON."""
+    return value.item() if hasattr(value, "item") else value
+
+
 class AlgorithmError(FlowBlockError):
     """An algorithm could not run on this input; the message says why, without data."""
 

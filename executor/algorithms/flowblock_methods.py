@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from flowblock.executor.algorithms import statistics
-from flowblock.executor.algorithms.base import Algorithm, AlgorithmError
+from flowblock.executor.algorithms.base import Algorithm, AlgorithmError, plain
 from flowblock.executor.algorithms.filters import GROUP_BY_SCHEMA, WHERE_SCHEMA
 from flowblock.executor.algorithms.statistics import _groups, _numeric
 
@@ -88,12 +88,8 @@ class _Chart(Algorithm):
         if column not in frame.columns:
             raise AlgorithmError(f"the column {column!r} is not in the dataset.")
         counts = frame[column].value_counts(sort=False).sort_index()
-        groups = [{column: _plain(value), "count": int(n)} for value, n in counts.items()]
+        groups = [{column: plain(value), "count": int(n)} for value, n in counts.items()]
         return {"chart": self.kind, "column": column, "groups": groups}
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
 
 
 class BarChart(_Chart):

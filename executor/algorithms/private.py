@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from flowblock.executor.algorithms.base import AlgorithmError
+from flowblock.executor.algorithms.base import AlgorithmError, plain
 
 #: The column naming each row's patient (as ``flowblock.executor.ingest`` writes it; not
 #: imported from there, as the sandbox that runs algorithms needs no ledger client).
@@ -141,11 +141,7 @@ class _Groups:
         index[missing] = -1
         self.index = index
         combinations = pd.MultiIndex.from_product([column.categories for column in columns])
-        self.keys = [dict(zip(keys, map(_plain, combo), strict=True)) for combo in combinations]
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
+        self.keys = [dict(zip(keys, map(plain, combo), strict=True)) for combo in combinations]
 
 
 def _bounds(params: dict[str, Any]) -> tuple[float, float]:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from flowblock.executor.algorithms import private
-from flowblock.executor.algorithms.base import Algorithm, AlgorithmError
+from flowblock.executor.algorithms.base import Algorithm, AlgorithmError, plain
 from flowblock.executor.algorithms.filters import GROUP_BY_SCHEMA, WHERE_SCHEMA
 from flowblock.executor.algorithms.private import (
     dp_count,
@@ -60,11 +60,7 @@ def _groups(frame: pd.DataFrame, params: dict[str, Any]):
         return
     for values, group in frame.groupby(keys, sort=True, dropna=False):
         values = values if isinstance(values, tuple) else (values,)
-        yield dict(zip(keys, [_plain(v) for v in values], strict=True)), group
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
+        yield dict(zip(keys, [plain(v) for v in values], strict=True)), group
 
 
 def _numeric(frame: pd.DataFrame, column: str) -> pd.Series:
@@ -207,7 +203,7 @@ class Crosstab(Algorithm):
     def run(self, frame: pd.DataFrame, params: dict[str, Any]) -> dict:
         table = pd.crosstab(frame[params["rows"]], frame[params["columns"]])
         return {
-            "rows": [_plain(v) for v in table.index],
-            "columns": [_plain(v) for v in table.columns],
+            "rows": [plain(v) for v in table.index],
+            "columns": [plain(v) for v in table.columns],
             "counts": table.astype(int).values.tolist(),
         }
