@@ -1,4 +1,4 @@
-"""What the benchmarks share: servers started as processes, rates, the gRPC baseline.
+"""What the benchmarks share: servers started as processes, rates, percentiles.
 
 Each benchmark measures FlowBlock and, in the same run on the same machine, a
 baseline, and prints both and their ratio: these machines are noisy, ratios are not.
@@ -14,24 +14,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent import futures
-
-import grpc
-
-ECHO_METHOD = "/benchmark.Echo/Call"
-
-
-def serve_echo() -> None:
-    """The baseline server: a gRPC method that returns its request, nothing more."""
-    handler = grpc.method_handlers_generic_handler(
-        "benchmark.Echo", {"Call": grpc.unary_unary_rpc_method_handler(lambda request, _: request)}
-    )
-    server = grpc.server(futures.ThreadPoolExecutor(32))
-    server.add_generic_rpc_handlers((handler,))
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    print(f"echo on 127.0.0.1:{port}", flush=True)
-    server.wait_for_termination()
 
 
 def start_process(argv: list[str], pattern: str) -> tuple[subprocess.Popen[str], str]:
@@ -53,16 +35,6 @@ def start_chaincode(*contract: str) -> tuple[subprocess.Popen[str], str]:
          *extra],
         r"on (\S+)$",
     )  # fmt: skip
-
-
-def echo_baseline(threads: int, seconds: float) -> float:
-    """Empty gRPC unary calls per second to a server process, from ``threads`` threads."""
-    echo, address = start_process([sys.executable, __file__, "--echo-server"], r"echo on (\S+)")
-    try:
-        calls = [grpc.insecure_channel(address).unary_unary(ECHO_METHOD) for _ in range(threads)]
-        return rate(threads, seconds, lambda thread, n: calls[thread](b"x" * 64))
-    finally:
-        echo.terminate()
 
 
 def rate(threads: int, seconds: float, work: Callable[[int, int], object]) -> float:
@@ -89,7 +61,3 @@ def rate(threads: int, seconds: float, work: Callable[[int, int], object]) -> fl
 def percentiles(samples_ms: list[float]) -> tuple[float, float]:
     """p50 and p99 of a list of latencies."""
     return statistics.median(samples_ms), statistics.quantiles(samples_ms, n=100)[98]
-
-
-if __name__ == "__main__" and sys.argv[1:] == ["--echo-server"]:
-    serve_echo()
