@@ -16,8 +16,8 @@ protocol's floor (``floor.py``): the same gRPC round trips with empty messages a
 work. An evaluation is 1 unary call holding 2 ping-pongs on the chaincode stream
 (TRANSACTION/GET_STATE, RESPONSE/COMPLETED); a committed Create is 3 unary calls
 (Endorse, Submit, CommitStatus) with 3 ping-pongs on each of 2 peers' streams inside
-Endorse (… GET_STATE, RESPONSE/WRITE_BATCH_STATE, RESPONSE/COMPLETED). No ledger on
-this stack can go faster than its floor here; a target above the floor cannot be met.
+Endorse (TRANSACTION/GET_STATE, RESPONSE/WRITE_BATCH_STATE, RESPONSE/COMPLETED). No
+ledger on this stack can go faster than its floor here; a target above it cannot be met.
 """
 
 from __future__ import annotations

@@ -55,10 +55,18 @@ PAGE = 10_000
 #: Where tokens' outputs and trained models are kept in the organisation's bucket, and
 #: where rows written under write consent are (``<dataset>/writes/…``).
 OUTPUTS, MODELS, WRITES = "outputs", "models", "writes"
+
 #: Verified, decoded parts kept in memory between tokens (each at most 5,000 rows).
 PARTS_CACHED = 400
 #: How many times a computation is re-run when patients revoke while it runs.
 MAX_RERUNS = 2
+
+
+def output_key(token_id: str, output_hash: str) -> str:
+    """Where a token's output is kept: named by its hash, so that a second run of the same
+    token (a task delivered again while the first still runs) never overwrites the output
+    whose hash the ledger recorded (DP noise and training differ from run to run)."""
+    return f"{OUTPUTS}/{token_id}/{output_hash}.json"
 
 
 class Executor:
@@ -142,7 +150,15 @@ class Executor:
             reason = (
                 "the computation failed on the data side; the data organisation has the details."
             )
-        self.ledger("Fail", token_id, reason[:480], submit=True)
+        try:
+            self.ledger("Fail", token_id, reason[:480], submit=True)
+        except (EndorseError, CommitError):
+            # Another run of this token (its task delivered again while this one ran)
+            # finished it first: the ledger kept that outcome, and so does this run.
+            status = self.ledger("GetToken", token_id)["status"]
+            if status in ("DONE", "FAILED"):
+                return status
+            raise
         return "FAILED"
 
     def _complete(self, token: dict) -> None:
@@ -155,7 +171,8 @@ class Executor:
         # The whole output stays data-side, for later tokens of a flow; what is released
         # is the result, or for a labelling step only that its labels were kept.
         output = canonical_json({"value": result, "patients": patients})
-        self.store.put(f"{OUTPUTS}/{token['token_id']}.json", output)
+        output_hash = sha256_hex(output)
+        self.store.put(output_key(token["token_id"], output_hash), output)
         released = {"kept_data_side": True} if algorithm.disclosure_class == "labels" else result
         plaintext = canonical_json(
             {"token_id": token["token_id"], "method": token["method"],
@@ -173,7 +190,7 @@ class Executor:
                     "cohort_size": self.policy.published_cohort_size(token, patients),
                     "code_hash": algorithm.code_hash(),
                     "policy_hash": self.policy.hash,
-                    "output_hash": sha256_hex(output),
+                    "output_hash": output_hash,
                     "epsilon": token["epsilon"],
                 }
             ),
@@ -233,8 +250,8 @@ class Executor:
         return images
 
     def _keep_model(self, token_id: str, data: bytes) -> dict:
-        """Store a trained model where later tokens find it by this token's id."""
-        object_key = f"{MODELS}/{token_id}.keras"
+        """Store a trained model for later tokens, named by its hash (as outputs are)."""
+        object_key = f"{MODELS}/{token_id}/{sha256_hex(data)}.keras"
         return {"object_key": object_key, "sha256": self.store.put(object_key, data)}
 
     def load_model(self, token_id: str) -> bytes:
@@ -266,7 +283,7 @@ class Executor:
         expected = (earlier.get("result") or {}).get("output_hash")
         if not expected:
             raise FlowBlockError(f"token {token_id[:12]}… kept no output for a flow.")
-        data = self.store.get_verified(f"{OUTPUTS}/{token_id}.json", expected)
+        data = self.store.get_verified(output_key(token_id, expected), expected)
         return json.loads(data)
 
     def _progress_reporter(self, token_id: str):

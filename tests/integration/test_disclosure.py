@@ -170,7 +170,7 @@ def test_exhausting_epsilon_and_asking_again(pool, s3_server, demo_world):
     assert outcomes == ["DONE", "FAILED"]
     with pytest.raises(BudgetExhausted, match="left on"):
         racing[1].wait(timeout=60)
-    assert not own.store.exists(f"outputs/{racing[1].token_id}.json")
+    assert not own.store.list(f"outputs/{racing[1].token_id}/")
     budget = own.alice.budget(own.dataset)
     assert (budget["spent"], budget["left"]) == (1.5, 0)
 

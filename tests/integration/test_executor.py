@@ -178,6 +178,34 @@ def test_two_executors_racing_give_one_result(study):
     assert job.wait(timeout=30).value["groups"][0]["count"] == 30
 
 
+def test_a_token_taken_up_twice_at_once_ends_once_and_both_runs_say_so(
+    ledger, s3_server, demo_world
+):
+    # A task delivered again while its first delivery still runs (a computation longer
+    # than the broker's redelivery time): both runs resume the same claimed token.
+    study = Study(ledger, s3_server, demo_world, vitals(), consenting=30, prefix="bp")
+    job = study.alice.compute("long-running", study.dataset, {"seconds": 1}, purpose=PURPOSE)
+    study.pool(demo_world.identity("admin", org="Hospital")).submit("Approve", job.token_id)
+    study.executor.contract.submit("Claim", job.token_id)
+    outcomes: list[str] = []
+    runs = [
+        threading.Thread(
+            target=lambda: outcomes.append(study.executor.process(job.token_id, resume=True))
+        )
+        for _ in range(2)
+    ]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join()
+    assert outcomes == ["DONE", "DONE"]
+    history = study.alice._evaluate("TokenHistory", job.token_id)
+    assert [entry["token"]["status"] for entry in history].count("DONE") == 1
+    assert "FAILED" not in [entry["token"]["status"] for entry in history]
+    # The output kept data-side is the one whose hash the ledger recorded.
+    assert study.executor.load_output(job.token_id)["value"]["groups"] == [{"count": 30}]
+
+
 def test_a_cohort_below_the_minimum_is_refused_with_the_rule(study):
     tiny = [["age", "<", 25]]
     job = study.alice.compute(
@@ -313,7 +341,8 @@ def test_a_flow_uses_earlier_outputs_kept_data_side(study, demo_world):
     expected = [{"sex": group["sex"], "count": group["count"]} for group in by_sex]
     assert figure.value == {"chart": "donut", "column": "sex", "groups": expected}
     # An output changed behind the ledger's back fails the flow that reads it.
-    study.store.put(f"outputs/{counts.token_id}.json", b'{"value": {}, "patients": []}')
+    (kept,) = study.store.list(f"outputs/{counts.token_id}/")
+    study.store.put(kept, b'{"value": {}, "patients": []}')
     again = study.alice.compute(
         "chart-of-result", study.dataset, {"label": "sex"}, purpose=PURPOSE,
         inputs=[counts.token_id],

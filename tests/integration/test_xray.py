@@ -131,7 +131,8 @@ def test_a_classifier_trains_data_side_and_later_tokens_classify_with_it(xray):
     # The model is used by its token id, never handed out.
     classified = xray.compute("pneumonia-classify", inputs=[trained.token_id])
     assert classified.wait(timeout=120).value == {"kept_data_side": True}
-    kept = json.loads(xray.store.get(f"outputs/{classified.token_id}.json"))["value"]
+    (kept_key,) = xray.store.list(f"outputs/{classified.token_id}/")
+    kept = json.loads(xray.store.get(kept_key))["value"]
     assert kept["model"] == "trained"
     assert len(kept["predictions"]) == CONSENTING
     # A model changed behind the ledger's back is refused.
