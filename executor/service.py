@@ -1,11 +1,11 @@
 """The executor as a service: it follows the ledger and never misses a token.
 
 At start it takes up the tokens it had claimed before it stopped (RUNNING, claimed by
-it) and every approved token waiting for its organisation; then it follows the
-chaincode events from where it left off (a checkpoint of the last block and
-transaction it handled, written after each), handing each approved token to a pool
-of in-process workers. A token seen twice is harmless: the ledger lets it be claimed
-only once.
+it, or completed with usage receipts still to record) and every approved token waiting
+for its organisation; then it follows the chaincode events from where it left off (a
+checkpoint of the last block and transaction it handled, written after each), handing
+each approved token to a pool of in-process workers. A token seen twice is harmless:
+the ledger lets it be claimed and completed only once.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from flowblock.executor.worker import Executor
+from flowblock.executor.worker import RECEIPTS_DUE, Executor
 from flowblock.ledger import EventStream, all_pages
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,10 @@ class ExecutorService:
 
     def start(self) -> ExecutorService:
         self.executor.publish_certificate()
-        for token_id in self._tokens("RUNNING", mine=True):
+        # Taken up where they were left: tokens it had claimed, and completed tokens whose
+        # usage receipts a stop interrupted (each once, though it may be both).
+        due = [key.rsplit("/", 1)[1] for key in self.executor.store.list(f"{RECEIPTS_DUE}/")]
+        for token_id in dict.fromkeys([*self._tokens("RUNNING", mine=True), *due]):
             self.pool.submit(self._process, token_id, True)
         for token_id in self._tokens("APPROVED"):
             self.pool.submit(self._process, token_id, False)

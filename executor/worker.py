@@ -55,6 +55,11 @@ PAGE = 10_000
 #: Where tokens' outputs and trained models are kept in the organisation's bucket, and
 #: where rows written under write consent are (``<dataset>/writes/…``).
 OUTPUTS, MODELS, WRITES = "outputs", "models", "writes"
+#: Tokens whose usage receipts may not all be on the ledger yet: one empty object each,
+#: written before the token is completed and removed once every receipt is recorded.
+RECEIPTS_DUE = "receipts-due"
+#: Patients per usage-receipt transaction.
+RECEIPTS_PER_TRANSACTION = 5_000
 
 #: Verified, decoded parts kept in memory between tokens (each at most 5,000 rows).
 PARTS_CACHED = 400
@@ -107,8 +112,11 @@ class Executor:
         """
         if resume:
             token = self.ledger("GetToken", token_id)
-            if token["status"] == "RUNNING" and token["claimed_by"] == self.identity.key:
+            mine = token["claimed_by"] == self.identity.key
+            if token["status"] == "RUNNING" and mine:
                 return self._run(token)
+            if mine:
+                self.record_receipts_due(token)  # stopped after completing, before these?
             if token["status"] != "APPROVED":
                 return token["status"]
         try:
@@ -152,6 +160,7 @@ class Executor:
             )
         try:
             self.ledger("Fail", token_id, reason[:480], submit=True)
+            self.store.delete(f"{RECEIPTS_DUE}/{token_id}")
         except (EndorseError, CommitError):
             # Another run of this token (its task delivered again while this one ran)
             # finished it first: the ledger kept that outcome, and so does this run.
@@ -179,6 +188,7 @@ class Executor:
              "version": token["version"], "value": released}
         )  # fmt: skip
         reader = x509.load_pem_x509_certificate(token["requester_certificate"].encode())
+        self.store.put(f"{RECEIPTS_DUE}/{token['token_id']}", b"")
         self.ledger(
             "Complete",
             token["token_id"],
@@ -196,9 +206,28 @@ class Executor:
             ),
             submit=True,
         )
-        for start in range(0, len(patients), 5_000):
-            batch = patients[start : start + 5_000]
-            self.ledger("consent:RecordUsage", token["token_id"], json.dumps(batch), submit=True)
+        self._record_receipts(token["token_id"], patients)
+
+    def record_receipts_due(self, token: dict) -> None:
+        """Finish recording a completed token's usage receipts, if a stop interrupted it.
+
+        The patients are those of the output whose hash the ledger recorded at completion
+        (recording a receipt twice writes the same entry), so every patient whose data a
+        released result used gets a receipt, however the executor stopped.
+        """
+        token_id = token["token_id"]
+        if not self.store.exists(f"{RECEIPTS_DUE}/{token_id}"):
+            return
+        if token["status"] == "DONE":
+            self._record_receipts(token_id, self.load_output(token_id)["patients"])
+        elif token["status"] != "RUNNING":
+            self.store.delete(f"{RECEIPTS_DUE}/{token_id}")  # nothing of it was released
+
+    def _record_receipts(self, token_id: str, patients: list[str]) -> None:
+        for start in range(0, len(patients), RECEIPTS_PER_TRANSACTION):
+            batch = patients[start : start + RECEIPTS_PER_TRANSACTION]
+            self.ledger("consent:RecordUsage", token_id, json.dumps(batch), submit=True)
+        self.store.delete(f"{RECEIPTS_DUE}/{token_id}")
 
     def _compute(self, token: dict, algorithm: type[Algorithm]) -> tuple[Any, list[str]]:
         """Run an algorithm on the consenting cohort's rows; the result and its patients.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import s3fs
 
@@ -87,14 +87,22 @@ class ObjectStore:
             raise RecordTampered(key, sha256, found)
         return data
 
+    def delete(self, key: str) -> None:
+        """Remove ``key``; removing one that is not there is not an error."""
+        with self._errors(key), suppress(FileNotFoundError):
+            self._fs.rm(self._path(key))
+
     def exists(self, key: str) -> bool:
         with self._errors(key):
             return self._fs.exists(self._path(key))
 
     def list(self, prefix: str = "") -> list[str]:
+        """The keys starting with ``prefix``; for a folder (``prefix`` ending in "/") only
+        the objects in it, never the folder (SeaweedFS keeps one once it is emptied)."""
         with self._errors(prefix):
             found = self._fs.find(f"{self.bucket}/{prefix}")
-        return [path[len(self.bucket) + 1 :] for path in found]
+        keys = [path[len(self.bucket) + 1 :] for path in found]
+        return [key for key in keys if not prefix.endswith("/") or key.startswith(prefix)]
 
     def _errors(self, key: str):
         return _translated(key, self.bucket)

@@ -246,6 +246,48 @@ def served(study: Study, patient, request) -> tuple[dict, object]:
     return serve_request(study.pool(patient, "access"), request, serve)
 
 
+def test_receipts_a_stop_interrupted_are_recorded_when_the_executor_starts_again(
+    ledger, s3_server, demo_world, tmp_path
+):
+    from flowblock.executor.service import ExecutorService
+    from flowblock.executor.worker import RECEIPTS_DUE
+
+    class Stopped(BaseException):
+        """The executor's process ending between completing a token and its receipts."""
+
+    study = Study(ledger, s3_server, demo_world, vitals(), consenting=30, prefix="bp")
+    executor = study.executor
+    answer = executor.ledger
+
+    def stops_at_receipts(function, *args, **kwargs):
+        if function == "consent:RecordUsage":
+            raise Stopped
+        return answer(function, *args, **kwargs)
+
+    executor.ledger = stops_at_receipts
+    job = study.alice.compute("count", study.dataset, {}, purpose=PURPOSE)
+    with pytest.raises(Stopped):
+        executor.process(job.token_id)
+    assert job.refresh().status == "DONE"
+    patient = study.pool(study.patients[study.consenting[0]], "consent")
+    assert job.token_id not in patient.evaluate("MyReceipts", 10, "").decode()
+    assert study.store.exists(f"{RECEIPTS_DUE}/{job.token_id}")
+
+    executor.ledger = answer  # started again
+    service = ExecutorService(executor, tmp_path / "checkpoint.json", workers=2).start()
+    try:
+        for _ in range(300):
+            if not study.store.exists(f"{RECEIPTS_DUE}/{job.token_id}"):
+                break
+            threading.Event().wait(0.1)
+    finally:
+        service.stop()
+    for consenting in study.consenting:
+        receipts = study.pool(study.patients[consenting], "consent").evaluate("MyReceipts", 10, "")
+        assert job.token_id in receipts.decode()
+    assert not study.store.exists(f"{RECEIPTS_DUE}/{job.token_id}")
+
+
 def test_reads_need_read_consent_and_are_logged_for_the_patient(study, demo_world):
     from flowblock.errors import AccessDenied
 

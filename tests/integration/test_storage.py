@@ -36,6 +36,16 @@ def test_objects_round_trip_with_their_hash(hospital):
     assert many == {"vitals/p1.json": b'{"systolic": 120}'}
 
 
+def test_deleted_objects_are_gone_and_an_emptied_folder_lists_nothing(hospital):
+    hospital.put("due/a", b"")
+    hospital.put("due/b", b"")
+    assert sorted(hospital.list("due/")) == ["due/a", "due/b"]
+    for key in ("due/a", "due/b", "due/never-there"):
+        hospital.delete(key)
+    assert not hospital.exists("due/a")
+    assert hospital.list("due/") == []
+
+
 def test_a_changed_object_no_longer_verifies_and_the_error_names_it(hospital):
     digest = hospital.put("vitals/p2.json", b"original")
     hospital.put("vitals/p2.json", b"tampered")
