@@ -30,28 +30,43 @@ def serve(executor: Executor, kind: str, access_id: str, work: Callable[[dict], 
 
     Returns the request's status: DONE, or FAILED with one sentence on the ledger saying
     why (a revoked consent, a refusal, or a failure whose details stay data-side); one
-    claimed by another executor is theirs, and its status is returned as it stands.
+    claimed by another executor is theirs, and its status is returned as it stands. One
+    this executor claimed before it stopped (a task delivered again) is served again:
+    the work is the same each time, and the ledger completes a request once.
     """
     try:
         access = executor.ledger(f"access:Claim{kind}", access_id, submit=True)
     except (EndorseError, CommitError) as error:
         status = getattr(error, "chaincode_status", None)
         if status == 403:  # the consent was revoked since the request
-            reason = f"the {kind.lower()} consent was revoked"
-            executor.ledger(f"access:Fail{kind}", access_id, reason, submit=True)
-            return "FAILED"
-        if isinstance(error, CommitError) or status == 409:
-            return executor.ledger("access:GetAccess", access_id)["status"]
-        raise
+            return _fail(executor, kind, access_id, f"the {kind.lower()} consent was revoked")
+        if not (isinstance(error, CommitError) or status == 409):
+            raise
+        access = executor.ledger("access:GetAccess", access_id)
+        if access["status"] != "RUNNING" or access["claimed_by"] != executor.identity.key:
+            return access["status"]
     try:
         work(access)
         return "DONE"
+    except EndorseError as refusal:
+        reason = refusal.chaincode_message
     except FlowBlockError as refusal:
         reason = str(refusal)
     except Exception:
         log.exception("%s request %s failed in the executor", kind.lower(), access_id)
         reason = f"the {kind.lower()} failed on the data side; its organisation has the details."
-    executor.ledger(f"access:Fail{kind}", access_id, reason[:480], submit=True)
+    return _fail(executor, kind, access_id, reason)
+
+
+def _fail(executor: Executor, kind: str, access_id: str, reason: str) -> str:
+    """Fail the request saying why, unless another run of it has already ended it."""
+    try:
+        executor.ledger(f"access:Fail{kind}", access_id, reason[:480], submit=True)
+    except (EndorseError, CommitError):
+        status = executor.ledger("access:GetAccess", access_id)["status"]
+        if status in ("DONE", "FAILED"):
+            return status
+        raise
     return "FAILED"
 
 

@@ -149,6 +149,8 @@ class Executor:
         try:
             self._complete(token)
             return "DONE"
+        except EndorseError as refusal:  # the chaincode said no: its words, once
+            reason = refusal.chaincode_message
         except FlowBlockError as refusal:
             reason = str(refusal)
             if isinstance(refusal, DisclosureRefused):

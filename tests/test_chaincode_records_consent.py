@@ -427,3 +427,26 @@ def test_writes_need_write_consent_and_register_only_the_patients_records(world)
     log = world.evaluate(patient, "access:MyAccessLog", 10, "")
     assert [e["kind"] for e in log["reads"] if e["dataset"] == world.dataset] == ["write"]
     world.refused(409, "is DONE", world.executor, "access:FailWrite", access_id, "late")
+
+
+def test_reads_are_served_as_consent_stands_when_claimed_and_when_released(world):
+    world.setup(consent=False)
+    patient = world.patients[0]
+    (first,) = records_for([patient.name], world.dataset)
+    wide = world.grant(patient, "user:bob@University", "R", "care")
+    access = world.submit(world.bob, "access:RequestRead", world.dataset, patient.name, "care")
+    assert access["record_id"] == ""
+    # The patient narrows the consent to one record before the executor takes the request:
+    # the request is served for that record only.
+    world.submit(patient, "consent:RevokeGrant", wide["grant_id"])
+    narrow = world.grant(patient, "user:bob@University", "R", "care", record_id=first["record_id"])
+    claimed = world.submit(world.executor, "access:ClaimRead", access["access_id"])
+    assert (claimed["record_id"], claimed["grant_id"]) == (first["record_id"], narrow["grant_id"])
+    # Then withdraws it while the rows are sealed: nothing is released.
+    world.submit(patient, "consent:RevokeGrant", narrow["grant_id"])
+    sealed = json.dumps({"encrypted": "c2VhbGVk", "result_hash": "1" * 64, "records": 1})
+    world.refused(
+        403, "revoked or narrowed while it was served", world.executor, "access:CompleteRead",
+        access["access_id"], sealed,
+    )  # fmt: skip
+    assert world.evaluate(world.bob, "access:GetAccess", access["access_id"])["result"] is None

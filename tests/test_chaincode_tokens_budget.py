@@ -281,14 +281,16 @@ def test_budget_is_charged_with_the_result_and_never_overdrawn(world):
     )
     third = world.running(params={"column": "age", "epsilon": 0.3})
     world.submit(world.hospital_admin, "budget:Grant", world.dataset, researcher, 0.0001)
-    world.refused(
-        400,
-        "must not exceed",
-        world.executor,
-        "Complete",
-        third["token_id"],
-        world.result(epsilon=0.5),
-    )
+    # The executor cannot charge more, or less, than the token was approved for.
+    for wrong in (0.5, 0, 0.1):
+        world.refused(
+            400,
+            "must be the ε the token was approved for, 0.3",
+            world.executor,
+            "Complete",
+            third["token_id"],
+            world.result(epsilon=wrong),
+        )
     overdraw = world.running(params={"column": "age", "epsilon": 0.3})
     world.submit(world.executor, "Complete", third["token_id"], world.result(epsilon=0.3))
     refusal = world.refused(

@@ -224,21 +224,39 @@ def _claim(ctx: Context, access_id: str, kind: str) -> dict:
     executor = require(ctx, "executor", organisation=access["data_org"])
     if access["status"] != "APPROVED":
         raise Conflict(f"{kind} request {access_id} is {access['status']}, not APPROVED")
-    if find_grant(ctx, access["dataset"], access["patient"], access["reader"], RIGHT[kind],
-                  access["purpose"]) is None:  # fmt: skip
+    grant = _current_grant(ctx, access)
+    if grant is None:
         raise Refused(f"the {kind} consent behind {access_id} has been revoked")
-    access.update(status="RUNNING", claimed_by=executor.key)
+    # Served as consent stands now: a patient who narrowed it to one record since the
+    # request is served that record only.
+    access.update(
+        status="RUNNING",
+        claimed_by=executor.key,
+        grant_id=grant["grant_id"],
+        record_id=grant["record_id"],
+    )
     write(ctx, key(ACCESS, access_id), access)
     return access
 
 
 def _running(ctx: Context, access_id: str, kind: str):
-    """A request the calling executor claimed and is still serving, and that executor."""
+    """A request the calling executor claimed and may still complete, and that executor:
+    the consent it was claimed under must still cover all it was claimed for."""
     access = _get(ctx, access_id, kind)
     executor = require(ctx, "executor", organisation=access["data_org"])
     if access["status"] != "RUNNING" or access["claimed_by"] != executor.key:
         raise Conflict(f"{kind} request {access_id} is not running under {executor.key}")
+    grant = _current_grant(ctx, access)
+    if grant is None or grant["record_id"] not in ("", access["record_id"]):
+        raise Refused(
+            f"the {kind} consent behind {access_id} was revoked or narrowed while it was served"
+        )
     return access, executor
+
+
+def _current_grant(ctx: Context, access: dict) -> dict | None:
+    return find_grant(ctx, access["dataset"], access["patient"], access["reader"],
+                      RIGHT[access["kind"]], access["purpose"])  # fmt: skip
 
 
 def _fail(ctx: Context, access_id: str, kind: str, reason: str) -> dict:

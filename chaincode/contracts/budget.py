@@ -10,6 +10,8 @@ computes the same bytes.
 
 from __future__ import annotations
 
+import math
+
 from flowblock.chaincode import ChaincodeError, Context, transaction
 from flowblock.chaincode.contracts import events
 from flowblock.chaincode.contracts.base import (
@@ -37,11 +39,19 @@ class BudgetExhausted(ChaincodeError):
 
 
 def to_micro(epsilon: float, argument: str = "epsilon") -> int:
-    if not isinstance(epsilon, int | float) or isinstance(epsilon, bool) or epsilon < 0:
+    if (
+        not isinstance(epsilon, int | float)
+        or isinstance(epsilon, bool)
+        or not math.isfinite(epsilon)
+        or epsilon < 0
+    ):
         raise Invalid(f"{argument} must be a number at least 0")
     if epsilon > 1000:
         raise Invalid(f"{argument} must be at most 1000")
-    return round(epsilon * MICRO)
+    micro = round(epsilon * MICRO)
+    if epsilon and not micro:
+        raise Invalid(f"{argument} must be 0 or at least {1 / MICRO:g}")
+    return micro
 
 
 def budget_of(ctx: Context, dataset: str, researcher: str) -> dict:

@@ -84,13 +84,18 @@ def grant_applies(entry: dict, requester: str, right: str, purpose: str, moment:
 def find_grant(
     ctx: Context, dataset: str, patient: str, requester: str, right: str, purpose: str
 ) -> dict | None:
-    """The grant (id and record restriction) that lets ``requester`` use ``right`` now."""
+    """The grant (id and record restriction) that lets ``requester`` use ``right`` now:
+    one on the whole dataset if there is one, else the first on a single record."""
     moment = timestamp(now(ctx))
+    found = None
     for kv in ctx.stub.get_state_by_partial_composite_key(CONSENT, [dataset, patient]):
         entry = json.loads(kv.value)
         if grant_applies(entry, requester, right, purpose, moment):
-            return {"grant_id": split_composite_key(kv.key)[1][2], "record_id": entry["record_id"]}
-    return None
+            grant = {"grant_id": split_composite_key(kv.key)[1][2], "record_id": entry["record_id"]}
+            if not grant["record_id"]:
+                return grant
+            found = found or grant
+    return found
 
 
 class ConsentContract(FlowBlockContract):

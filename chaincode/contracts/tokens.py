@@ -257,9 +257,10 @@ class ComputationContract(FlowBlockContract):
         cohort_size = spec.get("cohort_size")
         if not isinstance(cohort_size, int) or isinstance(cohort_size, bool) or cohort_size < 0:
             raise Invalid("result.cohort_size must be a whole number at least 0")
-        epsilon = spec.get("epsilon", token["epsilon"])
-        if to_micro(epsilon, "result.epsilon") > to_micro(token["epsilon"]) and token["epsilon"]:
-            raise Invalid("result.epsilon must not exceed the ε the token was approved for")
+        # The ε charged is the one the token was approved for, whatever the executor says.
+        epsilon = token["epsilon"]
+        if to_micro(spec.get("epsilon", epsilon), "result.epsilon") != to_micro(epsilon):
+            raise Invalid(f"result.epsilon must be the ε the token was approved for, {epsilon:g}")
         if epsilon:
             charge(ctx, token["dataset"], token["requester"], epsilon)
         token.update(

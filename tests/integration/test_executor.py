@@ -310,6 +310,33 @@ def test_reads_need_read_consent_and_are_logged_for_the_patient(study, demo_worl
         bob.records.read(patient_id, study.dataset, timeout=5)
 
 
+def test_a_read_claimed_before_a_stop_is_served_when_it_comes_again(ledger, s3_server, demo_world):
+    from flowblock.executor.reads import process_read
+
+    study = Study(ledger, s3_server, demo_world, vitals(), consenting=30, prefix="bp")
+    patient_id = study.consenting[0]
+    patient = study.patients[patient_id]
+    study.pool(patient, "consent").submit(
+        "Grant", study.dataset, "user:bob@University", "R", "care", "", ""
+    )
+    outcomes = []
+
+    def claimed_then_stopped_then_delivered_again(entry: dict) -> None:
+        study.executor.ledger("access:ClaimRead", entry["access_id"], submit=True)
+        outcomes.append(process_read(study.executor, entry["access_id"]))
+        outcomes.append(process_read(study.executor, entry["access_id"]))  # and once more
+
+    bob = Client(study.pool.gateway(demo_world.identity("bob")))
+    _, rows = serve_request(
+        study.pool(patient, "access"),
+        lambda: bob.records.read(patient_id, study.dataset),
+        claimed_then_stopped_then_delivered_again,
+    )
+    expected = study.frame[study.frame["patient_id"] == patient_id]
+    assert [row["systolic"] for row in rows] == list(expected["systolic"])
+    assert outcomes == ["DONE", "DONE"]
+
+
 def test_writes_need_write_consent_correct_records_and_keep_their_history(study, demo_world):
     from flowblock.errors import AccessDenied
 
