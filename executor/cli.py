@@ -59,10 +59,11 @@ class DataImportApp(FlowBlockApp):
             else:
                 report = import_table(source, self.dataset, records, store, progress)
         print(file=sys.stderr)
+        deleted = f", {report.deleted:,} deleted earlier (kept deleted)" if report.deleted else ""
         print(
             f"{report.dataset}: {report.rows:,} records in {report.parts} part(s); "
             f"{report.registered:,} registered, {report.updated:,} updated, "
-            f"{report.unchanged:,} unchanged."
+            f"{report.unchanged:,} unchanged{deleted}."
         )
 
 

@@ -27,7 +27,9 @@ from flowblock.executor.ingest import (
     ensure_dataset,
     infer_schema,
     part_bytes,
+    read_csv,
     register,
+    with_text_ids,
 )
 from flowblock.executor.storage.objects import ObjectStore
 from flowblock.ledger import Contract
@@ -49,10 +51,15 @@ def read_manifest(directory: str | Path) -> pd.DataFrame:
             f"a {MANIFEST} with columns {PATIENT_COLUMN}, {FILE_COLUMN} and labels",
             str(directory),
         )
-    manifest = pd.read_csv(path, dtype={PATIENT_COLUMN: str, FILE_COLUMN: str})
+    manifest = read_csv(path, dtype={PATIENT_COLUMN: str, FILE_COLUMN: str})
     for column in (PATIENT_COLUMN, FILE_COLUMN):
         if column not in manifest.columns:
             raise InvalidArgument(MANIFEST, f"a {column!r} column")
+    if manifest[FILE_COLUMN].isna().any():
+        row = int(manifest[FILE_COLUMN].isna().to_numpy().nonzero()[0][0]) + 1
+        raise InvalidArgument(
+            f"{MANIFEST}'s {FILE_COLUMN!r} column", f"filled in on every row (row {row} is empty)"
+        )
     for reserved in (OBJECT_COLUMN, HASH_COLUMN):
         if reserved in manifest.columns:
             raise InvalidArgument(MANIFEST, f"no {reserved!r} column (FlowBlock writes it)")
@@ -64,6 +71,7 @@ def read_manifest(directory: str | Path) -> pd.DataFrame:
             raise InvalidArgument(f"{MANIFEST} file {file!r}", "an image inside the directory")
     if RECORD_COLUMN not in manifest.columns:
         manifest.insert(0, RECORD_COLUMN, [Path(f).stem for f in manifest[FILE_COLUMN]])
+    manifest = with_text_ids(manifest)
     if manifest[RECORD_COLUMN].duplicated().any():
         raise InvalidArgument(f"the images' {RECORD_COLUMN}s", "unique (one per image)")
     return manifest

@@ -44,6 +44,7 @@ class ImportReport:
     registered: int = 0
     updated: int = 0
     unchanged: int = 0
+    deleted: int = 0  # records deleted on the ledger, which stay deleted
     part_keys: list[str] = field(default_factory=list)
 
 
@@ -51,10 +52,50 @@ def read_table(path: str | Path) -> pd.DataFrame:
     """A CSV or Parquet file as a table; its format is told by its suffix."""
     path = Path(path)
     if path.suffix.lower() == ".csv":
-        return pd.read_csv(path)
+        return read_csv(path)
     if path.suffix.lower() in (".parquet", ".pq"):
-        return pd.read_parquet(path)
+        try:
+            return pd.read_parquet(path)
+        except FileNotFoundError:
+            raise InvalidArgument("the file to import", "an existing file", str(path)) from None
+        except Exception as error:  # pyarrow's many ways of saying "not Parquet"
+            raise InvalidArgument(
+                "the file to import", "a readable Parquet file", path.name
+            ) from error
     raise InvalidArgument("the file to import", "a .csv or .parquet file", path.name)
+
+
+def read_csv(path: Path, **options: Any) -> pd.DataFrame:
+    """A CSV file as a table, or one sentence saying why it cannot be read."""
+    try:
+        return pd.read_csv(path, **options)
+    except FileNotFoundError:
+        raise InvalidArgument(f"the file {path.name!r}", "an existing file", str(path)) from None
+    except pd.errors.EmptyDataError:
+        raise InvalidArgument(f"the file {path.name!r}", "a CSV with a header row") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise InvalidArgument(
+            f"the file {path.name!r}", "a well-formed CSV in UTF-8", str(error).splitlines()[0]
+        ) from None
+
+
+def with_text_ids(frame: pd.DataFrame) -> pd.DataFrame:
+    """The table with its patient and record ids as text, as the ledger names them.
+
+    A CSV of numeric ids reads as numbers; kept so, the part would hold 10 where the
+    ledger says "10", and no cohort, read or correction would ever match it.
+    """
+    for column in (PATIENT_COLUMN, RECORD_COLUMN):
+        missing = frame[column].isna() | (frame[column].astype(str).str.strip() == "")
+        if missing.any():
+            row = int(missing.to_numpy().nonzero()[0][0]) + 1
+            raise InvalidArgument(
+                f"the {column!r} column", f"filled in on every row (row {row} is empty)"
+            )
+        if pd.api.types.is_float_dtype(frame[column]) and (frame[column] % 1 == 0).all():
+            frame = frame.assign(**{column: frame[column].astype("int64")})
+        frame = frame.assign(**{column: frame[column].astype(str)})
+    return frame
 
 
 def infer_schema(frame: pd.DataFrame) -> dict:
@@ -111,6 +152,7 @@ def import_table(
     frame = frame.reset_index(drop=True)
     if RECORD_COLUMN not in frame.columns:
         frame.insert(0, RECORD_COLUMN, [f"{dataset}-{n:08d}" for n in range(len(frame))])
+    frame = with_text_ids(frame)
     if frame[RECORD_COLUMN].duplicated().any():
         raise InvalidArgument(f"the {RECORD_COLUMN!r} column", "unique for every row")
     _ensure_dataset(records, dataset, frame)
@@ -144,6 +186,7 @@ def register(records: Contract, dataset: str, entries: list[dict], report: Impor
         report.registered += counts["registered"]
         report.updated += counts["updated"]
         report.unchanged += counts["unchanged"]
+        report.deleted += counts.get("deleted", 0)
 
 
 def ensure_dataset(records: Contract, dataset: str, kind: str, schema: dict) -> dict | None:

@@ -400,6 +400,12 @@ class Executor:
             # Written parts sort after the imported ones, in time order: the last version
             # of a corrected record is the one the ledger now holds.
             frame = frame.drop_duplicates(RECORD_COLUMN, keep="last", ignore_index=True)
+        deleted = all_pages(
+            lambda bookmark: self.ledger("records:DeletedRecords", dataset, 1000, bookmark),
+            "record_ids",
+        )
+        if deleted:  # tombstoned on the ledger: never read, computed on or served again
+            frame = frame[~frame[RECORD_COLUMN].isin(deleted)].reset_index(drop=True)
         return frame
 
     def _name_changed_record(self, dataset: str, partition: dict, data: bytes) -> None:

@@ -27,7 +27,7 @@ def test_records_register_once_update_with_history_and_tombstone(world):
         world.steward, "records:RegisterRecords", world.dataset,
         json.dumps(records_for(names, world.dataset)),
     )  # fmt: skip
-    assert again == {"registered": 0, "updated": 0, "unchanged": 3}
+    assert again == {"registered": 0, "updated": 0, "unchanged": 3, "deleted": 0}
     changed = records_for(names[:1], world.dataset)
     changed[0]["sha256"] = "f" * 64
     update = world.submit(
@@ -43,6 +43,21 @@ def test_records_register_once_update_with_history_and_tombstone(world):
     assert [h["record"]["version"] for h in history] == [3, 2, 1]
     mine = world.evaluate(world.patients[0], "records:MyRecords", 100, "")
     assert record_id in [r["record_id"] for r in mine["records"]]
+    # The data side is told which records to leave out; nobody else is.
+    gone = world.evaluate(world.executor, "records:DeletedRecords", world.dataset, 100, "")
+    assert gone["record_ids"] == [record_id]
+    world.refused(403, "needs the role", world.bob, "records:DeletedRecords", world.dataset, 100,
+                  "", submit=False)  # fmt: skip
+    # An import run again does not bring a deleted record back, nor give its id to another.
+    rerun = world.submit(
+        world.steward, "records:RegisterRecords", world.dataset, json.dumps(changed)
+    )
+    assert rerun["deleted"] == 1
+    assert world.evaluate(world.steward, "records:GetRecord", world.dataset, record_id)["deleted"]
+    moved = records_for(names[1:2], world.dataset)
+    moved[0]["record_id"] = record_id
+    world.refused(409, "to another patient", world.steward, "records:RegisterRecords",
+                  world.dataset, json.dumps(moved))  # fmt: skip
 
 
 def test_records_refusals(world):

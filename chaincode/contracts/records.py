@@ -36,6 +36,8 @@ from flowblock.chaincode.contracts.base import (
 )
 
 DATASET, RECORD, PATIENT_RECORD, PARTITION = "dataset", "record", "patient~record", "partition"
+#: An index of a dataset's deleted records, for the data side to leave out.
+DELETED_RECORD = "deleted~record"
 KINDS = ("tabular", "images")
 COLUMN_TYPES = ("integer", "number", "string", "boolean", "category")
 #: Roles of the data organisation that may see its records' metadata.
@@ -133,6 +135,7 @@ class RecordsContract(FlowBlockContract):
             version=record["version"] + 1,
         )
         write(ctx, key(RECORD, dataset, record_id), record)
+        ctx.stub.put_state(key(DELETED_RECORD, dataset, record_id), b"\x00")
         emit(ctx, events.RECORD_DELETED, {"dataset": dataset, "record_id": record_id})
         return record
 
@@ -180,6 +183,16 @@ class RecordsContract(FlowBlockContract):
         return {"partitions": [json.loads(kv.value) for kv in page], "bookmark": following}
 
     @transaction(submit=False)
+    def DeletedRecords(self, ctx: Context, dataset: str, size: int, bookmark: str) -> dict:  # noqa: N802
+        """A page of a dataset's deleted record ids: the data side never uses their rows."""
+        require(ctx, *DATA_SIDE, organisation=get_dataset(ctx, dataset)["organisation"])
+        page, following = paged(ctx, DELETED_RECORD, [dataset], size, bookmark)
+        return {
+            "record_ids": [split_composite_key(kv.key)[1][1] for kv in page],
+            "bookmark": following,
+        }
+
+    @transaction(submit=False)
     def MyRecords(self, ctx: Context, size: int, bookmark: str) -> dict:  # noqa: N802
         """A patient's own records, across datasets."""
         patient = require(ctx, "patient")
@@ -208,25 +221,28 @@ class RecordsContract(FlowBlockContract):
 
 
 def register_records(ctx: Context, dataset: str, entries: list[dict], by: str) -> dict:
-    """Register checked record entries: new, updated (a new version) or unchanged."""
+    """Register checked record entries: new, updated (a new version) or unchanged; a
+    deleted record stays deleted (an import run again does not bring it back)."""
     keys = [key(RECORD, dataset, entry["record_id"]) for entry in entries]
-    counts = {"registered": 0, "updated": 0, "unchanged": 0}
+    counts = {"registered": 0, "updated": 0, "unchanged": 0, "deleted": 0}
     moment = timestamp(now(ctx))
     ctx.stub.start_write_batch()
     for index, (entry, state_key, found) in enumerate(
         zip(entries, keys, ctx.stub.get_states(keys), strict=True)
     ):
         existing = json.loads(found) if found else None
-        if existing and not existing["deleted"]:
-            if existing["patient"] != entry["patient"]:
-                raise Conflict(
-                    f"records[{index}] would move record {entry['record_id']!r} to another patient"
-                )
-            if (existing["sha256"], existing["object_key"]) == (
-                entry["sha256"], entry["object_key"],
-            ):  # fmt: skip
-                counts["unchanged"] += 1
-                continue
+        if existing and existing["patient"] != entry["patient"]:
+            raise Conflict(
+                f"records[{index}] would move record {entry['record_id']!r} to another patient"
+            )
+        if existing and existing["deleted"]:
+            counts["deleted"] += 1
+            continue
+        if existing and (existing["sha256"], existing["object_key"]) == (
+            entry["sha256"], entry["object_key"],
+        ):  # fmt: skip
+            counts["unchanged"] += 1
+            continue
         record = {
             "dataset": dataset,
             **entry,

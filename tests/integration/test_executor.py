@@ -206,6 +206,22 @@ def test_a_token_taken_up_twice_at_once_ends_once_and_both_runs_say_so(
     assert study.executor.load_output(job.token_id)["value"]["groups"] == [{"count": 30}]
 
 
+def test_a_deleted_record_is_never_computed_on_again(ledger, s3_server, demo_world):
+    from flowblock.executor.ingest import PATIENT_COLUMN, RECORD_COLUMN
+
+    study = Study(ledger, s3_server, demo_world, vitals(), consenting=30, prefix="bp")
+    frame = study.executor.load(study.dataset)  # cached parts must not bring it back
+    gone = study.consenting[0]
+    (record_id,) = frame.loc[frame[PATIENT_COLUMN] == gone, RECORD_COLUMN]
+    steward = study.pool(demo_world.identity("steward"), "records")
+    steward.submit("DeleteRecord", study.dataset, record_id, "entered in error")
+    job = study.alice.compute("mean", study.dataset, {"column": "systolic"}, purpose=PURPOSE)
+    assert study.executor.process(job.token_id) == "DONE"
+    (group,) = job.wait(timeout=30).value["groups"]
+    assert group["mean"] == pytest.approx(study.expected_mean(study.consenting[1:]))
+    assert record_id not in set(study.executor.load(study.dataset)[RECORD_COLUMN])
+
+
 def test_a_cohort_below_the_minimum_is_refused_with_the_rule(study):
     tiny = [["age", "<", 25]]
     job = study.alice.compute(

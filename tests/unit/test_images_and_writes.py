@@ -12,6 +12,7 @@ from PIL import Image
 from flowblock.errors import InvalidArgument
 from flowblock.executor.algorithms.xray import _auc, decode_images
 from flowblock.executor.images import read_manifest
+from flowblock.executor.ingest import read_table, with_text_ids
 from flowblock.executor.storage.objects import sha256_hex
 from flowblock.executor.writes import rows_frame
 from flowblock.executor.xray import MODEL_SHA256, model_bytes, real_images, write_xray_dataset
@@ -50,12 +51,42 @@ def test_a_manifest_names_each_images_patient_and_gets_record_ids(folder):
         ("patient_id,file\np1,notes.txt\n", "a .jpeg, .jpg or .png image"),
         ("patient_id,file,sha256\np1,a.jpeg,x\n", "no 'sha256' column"),
         ("patient_id,file,record_id\np1,a.jpeg,r\np2,b.png,r\n", "unique (one per image)"),
+        ("patient_id,file\np1,\np2,b.png\n", "filled in on every row (row 1 is empty)"),
+        ("patient_id,file\n,a.jpeg\n", "filled in on every row (row 1 is empty)"),
+        ("", "a CSV with a header row"),
+        ('patient_id,file\n"p1,a.jpeg\n', "a well-formed CSV"),
     ],
 )
 def test_a_bad_manifest_is_one_sentence(folder, text, complaint):
     (folder.parent / "a.jpeg").write_bytes(jpeg())
     with pytest.raises(InvalidArgument) as refused:
         manifest(folder, text)
+    assert complaint in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_numeric_ids_are_text_as_the_ledger_names_them(folder):
+    read = manifest(folder, "patient_id,file,record_id\n7,a.jpeg,10\n8,b.png,11\n")
+    assert list(read["patient_id"]) == ["7", "8"]
+    assert list(read["record_id"]) == ["10", "11"]
+    table = with_text_ids(pd.DataFrame({"patient_id": [7.0, 8.0], "record_id": [1, 2]}))
+    assert list(table["patient_id"]) == ["7", "8"] and list(table["record_id"]) == ["1", "2"]
+    with pytest.raises(InvalidArgument, match=r"row 2 is empty"):
+        with_text_ids(pd.DataFrame({"patient_id": ["p1", None], "record_id": ["r1", "r2"]}))
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "complaint"),
+    [
+        ("vitals.parquet", b"not parquet at all", "a readable Parquet file"),
+        ("vitals.csv", b"\xff\xfe\x00garbage", "a well-formed CSV in UTF-8"),
+        ("absent.csv", None, "an existing file"),
+    ],
+)
+def test_an_unreadable_table_is_one_sentence(tmp_path, name, content, complaint):
+    if content is not None:
+        (tmp_path / name).write_bytes(content)
+    with pytest.raises(InvalidArgument) as refused:
+        read_table(tmp_path / name)
     assert complaint in str(refused.value) and "\n" not in str(refused.value)
 
 
