@@ -360,7 +360,16 @@ class Executor:
             ),
             "patients",
         )  # fmt: skip
-        return {entry["patient"]: entry["records"] for entry in entries}
+        # Pages count consents, not patients: one patient's grants can span two pages.
+        # A grant on the whole dataset covers everything; record grants add up.
+        cohort: dict[str, list[str] | None] = {}
+        for entry in entries:
+            patient, records = entry["patient"], entry["records"]
+            if records is None or (patient in cohort and cohort[patient] is None):
+                cohort[patient] = None
+            else:
+                cohort[patient] = sorted({*cohort.get(patient, []), *records})
+        return cohort
 
     def load(self, dataset: str, with_patient_hashes: bool = False) -> pd.DataFrame:
         """Every part of a tabular dataset, each checked against its hash on the ledger.

@@ -353,6 +353,17 @@ def test_catalogue_publish_list_disable(world):
     available = world.evaluate(world.alice, "catalogue:ListAvailableMethods")
     assert (world.method, "1.1") not in [(m["name"], m["version"]) for m in available]
     assert (world.method, "1.0") in [(m["name"], m["version"]) for m in available]
+    # Without a version, the newest enabled one is disabled, and no phantom is left.
+    token = world.request()  # of 1.0, before it is disabled
+    world.submit(world.hospital_admin, "catalogue:SetEnabled", world.method, "", False)
+    versions = [m["version"] for m in world.evaluate(world.alice, "catalogue:ListMethods")
+                if m["name"] == world.method]  # fmt: skip
+    assert versions == ["1.0", "1.1"]
+    assert world.evaluate(world.alice, "catalogue:ListAvailableMethods") == [
+        m for m in available if m["name"] != world.method
+    ]
+    # A token asked for before its method was disabled is not approved after.
+    world.refused(409, "has been disabled", world.hospital_admin, "Approve", token["token_id"])
 
 
 def test_catalogue_refusals(world):

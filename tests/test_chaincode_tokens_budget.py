@@ -255,6 +255,25 @@ def test_a_token_expires(local):
     assert shown["status"] == "EXPIRED"
 
 
+def test_a_request_dated_ahead_of_the_ledger_cannot_outlive_its_expiry(local):
+    # A proposal's time is its client's: a requester dating theirs years ahead would get
+    # a token that never expires. Approving or claiming it, on the ledger's time, refuses.
+    world, ledger = local
+    world.setup(rules={"auto_approve": {"methods": [world.method], "purposes": ["x"],
+                                        "organisations": ["University"]}})  # fmt: skip
+    today = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+    arguments = (world.method, "", world.dataset, json.dumps({"column": "age"}), "x", "[]")
+    ahead = json.loads(ledger.invoke(world.alice, "Request", *arguments,
+                                     timestamp=today + dt.timedelta(days=3650)))  # fmt: skip
+    assert ahead["status"] == "APPROVED"  # by the rules, on the requester's own clock
+    with pytest.raises(Exception, match="ahead of the ledger's time"):
+        ledger.invoke(world.executor, "Claim", ahead["token_id"], timestamp=today)
+    fair = json.loads(ledger.invoke(world.alice, "Request", *arguments,
+                                    timestamp=today + dt.timedelta(minutes=2)))  # fmt: skip
+    claimed = ledger.invoke(world.executor, "Claim", fair["token_id"], timestamp=today)
+    assert json.loads(claimed)["status"] == "RUNNING"
+
+
 # -- privacy budget ----------------------------------------------------------------------
 
 

@@ -118,7 +118,7 @@ def parse_time(value: str, argument: str) -> dt.datetime:
         if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
             return dt.datetime.fromisoformat(value).replace(tzinfo=dt.UTC) + dt.timedelta(days=1)
         moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+    except (ValueError, OverflowError):
         raise Invalid(f"{argument} must be a date like 2027-12-31 or an ISO 8601 time") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 

@@ -118,11 +118,12 @@ class CatalogueContract(FlowBlockContract):
 
     @transaction
     def SetEnabled(self, ctx: Context, method: str, version: str, enabled: bool) -> dict:  # noqa: N802
-        found = get_method(ctx, method, version)
+        found = get_method(ctx, method, version)  # without a version: its newest enabled one
         require(ctx, "admin", organisation=found["publisher"])
         found["enabled"] = enabled
-        write(ctx, key(METHOD, method, version), found)
-        emit(ctx, events.METHOD_CHANGED, {"method": method, "version": version, "enabled": enabled})
+        write(ctx, key(METHOD, method, found["version"]), found)
+        emit(ctx, events.METHOD_CHANGED,
+             {"method": method, "version": found["version"], "enabled": enabled})  # fmt: skip
         return found
 
     @transaction(submit=False)

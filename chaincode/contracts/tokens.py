@@ -35,6 +35,7 @@ from flowblock.chaincode.contracts.base import (
     name,
     now,
     paged,
+    parse_time,
     read,
     require,
     sha256_hex,
@@ -50,6 +51,8 @@ from flowblock.schema import validate
 
 TOKEN, BY_REQUESTER, BY_ORG, RULES = "token", "requester~token", "org~token", "rules"
 DEFAULT_TTL_HOURS = 72
+#: How far ahead of the ledger's time a request may be dated (clocks differ a little).
+CLOCK_SKEW = dt.timedelta(minutes=5)
 MAX_INPUTS = 16
 #: Largest encrypted result a token carries; bigger outputs stay data-side.
 MAX_RESULT_BYTES = 256 * 1024
@@ -197,6 +200,7 @@ class ComputationContract(FlowBlockContract):
         token = get_token(ctx, token_id)
         admin = require(ctx, "admin", organisation=token["data_org"])
         self._expect(ctx, token, "PENDING")
+        self._still_runnable(ctx, token)
         if token["epsilon"] and not has_budget(
             ctx, token["dataset"], token["requester"], token["epsilon"]
         ):
@@ -225,6 +229,7 @@ class ComputationContract(FlowBlockContract):
         token = get_token(ctx, token_id)
         executor = require(ctx, "executor", organisation=token["data_org"])
         self._expect(ctx, token, "APPROVED")
+        self._still_runnable(ctx, token)
         if token["epsilon"]:  # spent by other tokens since approval: refused before any read
             require_budget(ctx, token["dataset"], token["requester"], token["epsilon"])
         token.update(status="RUNNING", claimed_by=executor.key, claimed_at=timestamp(now(ctx)))
@@ -359,6 +364,19 @@ class ComputationContract(FlowBlockContract):
         status = effective_status(token, timestamp(now(ctx)))
         if status not in statuses:
             raise Conflict(f"token {token['token_id']} is {status}, not {' or '.join(statuses)}")
+
+    @staticmethod
+    def _still_runnable(ctx: Context, token: dict) -> None:
+        """Refuse a token whose method was disabled since the request, or whose request is
+        dated ahead of this transaction (its expiry counts from a clock its requester set)."""
+        method = get_method(ctx, token["method"], token["version"])
+        if not method["enabled"]:
+            raise Conflict(f"{token['method']}@{token['version']} has been disabled")
+        if parse_time(token["created_at"], "created_at") > now(ctx) + CLOCK_SKEW:
+            raise Conflict(
+                f"token {token['token_id']} is dated {token['created_at']}, ahead of the "
+                "ledger's time; ask for it again"
+            )
 
     def _claimed(self, ctx: Context, token_id: str) -> dict:
         token = get_token(ctx, token_id)
