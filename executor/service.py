@@ -1,11 +1,12 @@
 """The executor as a service: it follows the ledger and never misses a token.
 
 At start it takes up the tokens it had claimed before it stopped (RUNNING, claimed by
-it, or completed with usage receipts still to record) and every approved token waiting
-for its organisation; then it follows the chaincode events from where it left off (a
-checkpoint of the last block and transaction it handled, written after each), handing
-each approved token to a pool of in-process workers. A token seen twice is harmless:
-the ledger lets it be claimed and completed only once.
+it, or completed with usage receipts still to record), every approved token waiting
+for its organisation, and every read and write request still open; then it follows
+the chaincode events from where it left off (a checkpoint of the last block and
+transaction it handled, written after each), handing each approved token to a pool of
+in-process workers. A token seen twice is harmless: the ledger lets it be claimed and
+completed only once.
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ class ExecutorService:
             self.pool.submit(self._process, token_id, True)
         for token_id in self._tokens("APPROVED"):
             self.pool.submit(self._process, token_id, False)
+        for request in self._open_requests():
+            event = READ_EVENT if request["kind"] == "read" else WRITE_EVENT
+            self.pool.submit(self._access, event, request["access_id"])
         self._follower = threading.Thread(target=self._follow, name="executor-events", daemon=True)
         self._follower.start()
         return self
@@ -81,6 +85,15 @@ class ExecutorService:
             if token["data_org"] == self.executor.organisation
             and (not mine or token["claimed_by"] == me)
         ]
+
+    def _open_requests(self) -> list[dict]:
+        """Reads and writes waiting for this organisation, or claimed by this executor
+        before it stopped; others' claims are theirs."""
+        me = self.executor.identity.key
+        requests = all_pages(
+            lambda bookmark: self.executor.ledger("access:ListOpen", 1000, bookmark), "requests"
+        )
+        return [r for r in requests if r["status"] == "APPROVED" or r["claimed_by"] == me]
 
     def _follow(self) -> None:
         block, after = self._load_checkpoint()

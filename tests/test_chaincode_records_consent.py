@@ -476,3 +476,9 @@ def test_reads_are_served_as_consent_stands_when_claimed_and_when_released(world
         access["access_id"], sealed,
     )  # fmt: skip
     assert world.evaluate(world.bob, "access:GetAccess", access["access_id"])["result"] is None
+    # Until it ends, the request is open for its organisation's data side, and only theirs.
+    opened = world.evaluate(world.executor, "access:ListOpen", 100, "")["requests"]
+    assert [(r["access_id"], r["status"]) for r in opened] == [(access["access_id"], "RUNNING")]
+    world.refused(403, "needs the role", world.bob, "access:ListOpen", 100, "", submit=False)
+    world.submit(world.executor, "access:FailRead", access["access_id"], "consent withdrawn")
+    assert world.evaluate(world.executor, "access:ListOpen", 100, "")["requests"] == []

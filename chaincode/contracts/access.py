@@ -47,6 +47,8 @@ from flowblock.chaincode.contracts.records import (
 )
 
 ACCESS, PATIENT_ACCESS = "access", "patient~access"
+#: Requests their data organisation has still to serve, so that none is forgotten.
+OPEN_ACCESS = "open~access"
 READ_REQUESTED, READ_COMPLETED, READ_FAILED = "ReadRequested", "ReadCompleted", "ReadFailed"
 WRITE_REQUESTED, WRITE_COMPLETED, WRITE_FAILED = (
     "WriteRequested", "WriteCompleted", "WriteFailed",
@@ -104,7 +106,7 @@ class AccessContract(FlowBlockContract):
             result={"encrypted": encrypted, "records": records,
                     "result_hash": sha256_hex(spec.get("result_hash", ""), "result.result_hash")},
         )  # fmt: skip
-        write(ctx, key(ACCESS, access_id), access)
+        _settle(ctx, access)
         emit(ctx, READ_COMPLETED, _event(access))
         return access
 
@@ -121,6 +123,17 @@ class AccessContract(FlowBlockContract):
         if who.role in DATA_SIDE and who.organisation == access["data_org"]:
             return access
         raise Refused(f"{who.key} may not see read request {access_id}")
+
+    @transaction(submit=False)
+    def ListOpen(self, ctx: Context, size: int, bookmark: str) -> dict:  # noqa: N802
+        """A page of the reads and writes the caller's organisation has still to serve."""
+        who = require(ctx, *DATA_SIDE)
+        page, following = paged(ctx, OPEN_ACCESS, [who.organisation], size, bookmark)
+        requests = []
+        for kv in page:
+            access = _get(ctx, split_composite_key(kv.key)[1][1])
+            requests.append({k: access[k] for k in ("access_id", "kind", "status", "claimed_by")})
+        return {"requests": requests, "bookmark": following}
 
     @transaction(submit=False)
     def MyAccessLog(self, ctx: Context, size: int, bookmark: str) -> dict:  # noqa: N802
@@ -200,7 +213,7 @@ class AccessContract(FlowBlockContract):
             completed_at=timestamp(now(ctx)),
             result={**counts, "record_ids": [entry["record_id"] for entry in entries]},
         )
-        write(ctx, key(ACCESS, access_id), access)
+        _settle(ctx, access)
         emit(ctx, WRITE_COMPLETED, _event(access))
         return access
 
@@ -265,9 +278,15 @@ def _fail(ctx: Context, access_id: str, kind: str, reason: str) -> dict:
     if access["status"] not in ("APPROVED", "RUNNING"):
         raise Conflict(f"{kind} request {access_id} is {access['status']}")
     access.update(status="FAILED", reason=text(reason, "reason"))
-    write(ctx, key(ACCESS, access_id), access)
+    _settle(ctx, access)
     emit(ctx, FAILED[kind], _event(access))
     return access
+
+
+def _settle(ctx: Context, access: dict) -> None:
+    """Store a request that has ended (DONE or FAILED): it is no longer open."""
+    write(ctx, key(ACCESS, access["access_id"]), access)
+    ctx.stub.del_state(key(OPEN_ACCESS, access["data_org"], access["access_id"]))
 
 
 def _request(ctx: Context, kind: str, meta: dict, patient: str, purpose: str) -> dict:
@@ -303,4 +322,5 @@ def _record(ctx: Context, access: dict, event: str) -> None:
     """Store a new request where its patient's access log finds it, and announce it."""
     write(ctx, key(ACCESS, access["access_id"]), access)
     ctx.stub.put_state(key(PATIENT_ACCESS, access["patient"], access["access_id"]), b"\x00")
+    ctx.stub.put_state(key(OPEN_ACCESS, access["data_org"], access["access_id"]), b"\x00")
     emit(ctx, event, _event(access))

@@ -353,6 +353,35 @@ def test_a_read_claimed_before_a_stop_is_served_when_it_comes_again(ledger, s3_s
     assert outcomes == ["DONE", "DONE"]
 
 
+def test_a_read_the_service_had_not_served_when_it_stopped_is_served_when_it_starts(
+    ledger, s3_server, demo_world, tmp_path
+):
+    from flowblock.executor.service import ExecutorService
+
+    study = Study(ledger, s3_server, demo_world, vitals(), consenting=30, prefix="bp")
+    patient = study.patients[study.consenting[0]]
+    study.pool(patient, "consent").submit(
+        "Grant", study.dataset, "user:bob@University", "R", "care", "", ""
+    )
+    bob = study.pool(demo_world.identity("bob"), "access")
+    asked = bob.submit_async("RequestRead", study.dataset, study.consenting[0], "care")
+    committed = asked.status()
+    # The service had seen the request's event (its checkpoint is past it) and stopped
+    # before serving it.
+    checkpoint = tmp_path / "checkpoint.json"
+    checkpoint.write_text(json.dumps({"block": committed.block_number, "tx_id": asked.tx_id}))
+    service = ExecutorService(study.executor, checkpoint, workers=2).start()
+    try:
+        for _ in range(300):
+            status = json.loads(bob.evaluate("GetAccess", asked.tx_id))["status"]
+            if status in ("DONE", "FAILED"):
+                break
+            threading.Event().wait(0.1)
+    finally:
+        service.stop()
+    assert status == "DONE"
+
+
 def test_writes_need_write_consent_correct_records_and_keep_their_history(study, demo_world):
     from flowblock.errors import AccessDenied
 
