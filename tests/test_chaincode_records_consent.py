@@ -482,3 +482,24 @@ def test_reads_are_served_as_consent_stands_when_claimed_and_when_released(world
     world.refused(403, "needs the role", world.bob, "access:ListOpen", 100, "", submit=False)
     world.submit(world.executor, "access:FailRead", access["access_id"], "consent withdrawn")
     assert world.evaluate(world.executor, "access:ListOpen", 100, "")["requests"] == []
+
+
+def test_every_change_to_a_request_or_a_consent_is_one_event(local):
+    world, ledger = local
+    world.setup(consent=False)
+    patient = world.patients[0]
+    for purpose in ("care", "audit"):
+        world.grant(patient, "user:bob@University", "R", purpose)
+    access = world.submit(world.bob, "access:RequestRead", world.dataset, patient.name, "care")
+    world.submit(world.executor, "access:PublishExecutorCertificate")
+    world.submit(world.executor, "access:ClaimRead", access["access_id"])
+    revoked = world.submit(patient, "consent:Revoke", world.dataset, "user:bob@University", "R", "")
+    names = [event.event_name for event in ledger.events[-4:]]
+    assert names == ["ReadRequested", "ExecutorCertificatePublished", "ReadClaimed",
+                     "ConsentRevoked"]  # fmt: skip
+    # A transaction has one event: revoking two grants names both in it.
+    payload = json.loads(ledger.events[-1].payload)
+    assert sorted(g["grant_id"] for g in payload["grants"]) == sorted(
+        g["grant_id"] for g in revoked
+    )
+    assert len(payload["grants"]) == 2

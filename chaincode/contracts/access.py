@@ -53,6 +53,8 @@ READ_REQUESTED, READ_COMPLETED, READ_FAILED = "ReadRequested", "ReadCompleted", 
 WRITE_REQUESTED, WRITE_COMPLETED, WRITE_FAILED = (
     "WriteRequested", "WriteCompleted", "WriteFailed",
 )  # fmt: skip
+CLAIMED = {"read": "ReadClaimed", "write": "WriteClaimed"}
+EXECUTOR_CERTIFICATE_PUBLISHED = "ExecutorCertificatePublished"
 EXECUTOR_CERTIFICATE = "executor-certificate"
 #: The most records one write may add or correct.
 MAX_WRITE_RECORDS = 1_000
@@ -158,6 +160,8 @@ class AccessContract(FlowBlockContract):
                  "certificate": ctx.client_identity.certificate_pem}  # fmt: skip
         if read(ctx, key(EXECUTOR_CERTIFICATE, executor.organisation)) != entry:
             write(ctx, key(EXECUTOR_CERTIFICATE, executor.organisation), entry)
+            emit(ctx, EXECUTOR_CERTIFICATE_PUBLISHED,
+                 {"organisation": executor.organisation, "executor": executor.key})  # fmt: skip
         return entry
 
     @transaction(submit=False)
@@ -249,6 +253,7 @@ def _claim(ctx: Context, access_id: str, kind: str) -> dict:
         record_id=grant["record_id"],
     )
     write(ctx, key(ACCESS, access_id), access)
+    emit(ctx, CLAIMED[kind], _event(access))
     return access
 
 

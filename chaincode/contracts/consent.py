@@ -158,6 +158,7 @@ class ConsentContract(FlowBlockContract):
                 changed.append(self._take(ctx, split_composite_key(kv.key)[1][2], taken))
         if not changed:
             raise NotFound(f"{patient.key} has no active grant of {taken} to {to} on {dataset!r}")
+        emit(ctx, events.CONSENT_REVOKED, {"grants": [_event(grant) for grant in changed]})
         return changed
 
     @transaction
@@ -168,7 +169,9 @@ class ConsentContract(FlowBlockContract):
             raise Refused("only the patient who granted it may revoke a grant")
         if grant["status"] != "ACTIVE":
             raise Conflict(f"grant {grant_id} is already {grant['status'].lower()}")
-        return self._take(ctx, grant_id, grant["rights"])
+        taken = self._take(ctx, grant_id, grant["rights"])
+        emit(ctx, events.CONSENT_REVOKED, {"grants": [_event(taken)]})
+        return taken
 
     def _take(self, ctx: Context, grant_id: str, rights: str) -> dict:
         grant = self._grant(ctx, grant_id)
@@ -181,8 +184,7 @@ class ConsentContract(FlowBlockContract):
             grant.update(status="REVOKED", revoked_at=timestamp(now(ctx)))
             ctx.stub.del_state(consent_key)
         write(ctx, key(GRANT, grant_id), grant)
-        emit(ctx, events.CONSENT_REVOKED, _event(grant))
-        return grant
+        return grant  # the caller emits one event for all it revoked (one per transaction)
 
     @transaction(submit=False)
     def MyGrants(self, ctx: Context, size: int, bookmark: str) -> dict:  # noqa: N802
