@@ -14,7 +14,8 @@ import json
 
 import pytest
 
-from flowblock.testing.flowblock_ledger import method_spec
+from flowblock.identity import CertificateAuthority
+from flowblock.testing.flowblock_ledger import VITALS_SCHEMA, method_spec
 
 # -- computation tokens ------------------------------------------------------------------
 
@@ -178,6 +179,13 @@ def test_token_refusals(world):
         world.result(),
     )
     world.refused(
+        403, "was claimed by executor@Hospital", second_executor, "Fail", token["token_id"], "x"
+    )
+    world.refused(
+        400, "no NaN or Infinity", world.alice, "Request", world.method, "", world.dataset,
+        '{"column": "age", "epsilon": NaN}', "x", "[]",
+    )  # fmt: skip
+    world.refused(
         409,
         "not the hash of",
         world.executor,
@@ -329,3 +337,22 @@ def test_budget_is_charged_with_the_result_and_never_overdrawn(world):
         researcher,
         submit=False,
     )
+
+
+def test_a_flow_reads_only_outputs_its_data_organisation_keeps(world):
+    world.setup()
+    university = CertificateAuthority.load(world.people.data_dir, "University")
+    steward = university.issue("ustew", "steward")
+    world.submit(steward, "records:RegisterDataset", "uvitals", "tabular",
+                 json.dumps(VITALS_SCHEMA))  # fmt: skip
+    theirs = world.submit(
+        world.alice, "Request", world.method, "", "uvitals", json.dumps({"column": "age"}),
+        "x", "[]",
+    )  # fmt: skip
+    world.submit(world.university_admin, "Approve", theirs["token_id"])
+    world.submit(world.other_executor, "Claim", theirs["token_id"])
+    world.submit(world.other_executor, "Complete", theirs["token_id"], world.result())
+    world.refused(
+        400, "was computed by University, not Hospital", world.alice, "Request", world.method,
+        "", world.dataset, json.dumps({"column": "age"}), "x", json.dumps([theirs["token_id"]]),
+    )  # fmt: skip

@@ -153,13 +153,17 @@ def json_argument(
     if len(value.encode()) > limit:
         raise Invalid(f"{argument} is larger than {limit // 1024} KiB")
     try:
-        decoded = json.loads(value)
+        decoded = json.loads(value, parse_constant=_no_constant)
     except ValueError:
-        raise Invalid(f"{argument} must be valid JSON") from None
+        raise Invalid(f"{argument} must be valid JSON (no NaN or Infinity)") from None
     if not isinstance(decoded, kind):
         expected = {dict: "a JSON object", list: "a JSON array"}.get(kind, kind.__name__)
         raise Invalid(f"{argument} must be {expected}")
     return decoded
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
 
 
 def page_size(value: int) -> int:

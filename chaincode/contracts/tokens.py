@@ -150,7 +150,7 @@ class ComputationContract(FlowBlockContract):
         if input_kind != "tokens" and input_kind != meta["kind"]:
             raise Invalid(f"{method} works on {input_kind} data; {dataset!r} is {meta['kind']}")
         input_tokens = self._inputs(
-            ctx, json_argument(inputs or "[]", "inputs", list), researcher.key
+            ctx, json_argument(inputs or "[]", "inputs", list), researcher.key, meta
         )
         epsilon = arguments.get("epsilon", 0)
         to_micro(epsilon, "params.epsilon")
@@ -292,10 +292,14 @@ class ComputationContract(FlowBlockContract):
     def Fail(self, ctx: Context, token_id: str, reason: str) -> dict:  # noqa: N802
         """The executor fails a token it cannot or may not complete, saying why."""
         token = get_token(ctx, token_id)
-        require(ctx, "executor", organisation=token["data_org"])
+        executor = require(ctx, "executor", organisation=token["data_org"])
         if token["status"] not in ("APPROVED", "RUNNING"):
             raise Conflict(
                 f"token {token_id} is {token['status']}; only an approved or running one can fail"
+            )
+        if token["status"] == "RUNNING" and token["claimed_by"] != executor.key:
+            raise Refused(
+                f"token {token_id} was claimed by {token['claimed_by']}, not {executor.key}"
             )
         token.update(
             status="FAILED", reason=text(reason, "reason"), completed_at=timestamp(now(ctx))
@@ -388,13 +392,19 @@ class ComputationContract(FlowBlockContract):
             )
         return token
 
-    def _inputs(self, ctx: Context, inputs: list, requester: str) -> list[str]:
+    def _inputs(self, ctx: Context, inputs: list, requester: str, meta: dict) -> list[str]:
         if len(inputs) > MAX_INPUTS:
             raise Invalid(f"inputs must list at most {MAX_INPUTS} tokens")
         for token_id in inputs:
             earlier = get_token(ctx, name(str(token_id), "an input token"))
             if earlier["requester"] != requester:
                 raise Refused(f"input token {token_id} belongs to another researcher")
+            if earlier["data_org"] != meta["organisation"]:
+                # Its output is kept by another organisation's executor, out of reach here.
+                raise Invalid(
+                    f"input token {token_id} was computed by {earlier['data_org']}, "
+                    f"not {meta['organisation']}, which holds {meta['name']!r}"
+                )
             if earlier["status"] != "DONE":
                 raise Conflict(f"input token {token_id} is {earlier['status']}, not DONE")
         return [str(token_id) for token_id in inputs]
