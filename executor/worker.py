@@ -65,6 +65,8 @@ RECEIPTS_PER_TRANSACTION = 5_000
 PARTS_CACHED = 400
 #: How many times a computation is re-run when patients revoke while it runs.
 MAX_RERUNS = 2
+#: Records looked up in one records:CurrentParts call.
+CURRENT_PARTS_ASKED = 1_000
 
 
 def output_key(token_id: str, output_hash: str) -> str:
@@ -405,10 +407,7 @@ class Executor:
         frame = pd.concat([part for part, _ in parts], ignore_index=True)
         if with_patient_hashes:
             frame[PATIENT_HASH_COLUMN] = np.concatenate([hashes for _, hashes in parts])
-        if any(f"/{WRITES}/" in p["object_key"] for p in partitions):
-            # Written parts sort after the imported ones, in time order: the last version
-            # of a corrected record is the one the ledger now holds.
-            frame = frame.drop_duplicates(RECORD_COLUMN, keep="last", ignore_index=True)
+        frame = self._current_versions(dataset, frame, partitions, parts)
         deleted = all_pages(
             lambda bookmark: self.ledger("records:DeletedRecords", dataset, 1000, bookmark),
             "record_ids",
@@ -416,6 +415,26 @@ class Executor:
         if deleted:  # tombstoned on the ledger: never read, computed on or served again
             frame = frame[~frame[RECORD_COLUMN].isin(deleted)].reset_index(drop=True)
         return frame
+
+    def _current_versions(
+        self, dataset: str, frame: pd.DataFrame, partitions: list[dict], parts: list
+    ) -> pd.DataFrame:
+        """Of a record in several parts (corrected by a write, or imported again), only
+        the version the ledger holds now: the row of the part its record names."""
+        repeated = frame[RECORD_COLUMN].duplicated(keep=False).to_numpy()
+        if not repeated.any():
+            return frame
+        part_of_row = np.repeat(
+            np.array([p["object_key"] for p in partitions], dtype=object),
+            [len(part) for part, _ in parts],
+        )
+        ids = list(frame.loc[repeated, RECORD_COLUMN].unique())
+        current: dict[str, str] = {}
+        for start in range(0, len(ids), CURRENT_PARTS_ASKED):
+            batch = json.dumps([str(i) for i in ids[start : start + CURRENT_PARTS_ASKED]])
+            current.update(self.ledger("records:CurrentParts", dataset, batch))
+        is_current = part_of_row == frame[RECORD_COLUMN].map(current).to_numpy()
+        return frame[~repeated | is_current].reset_index(drop=True)
 
     def _name_changed_record(self, dataset: str, partition: dict, data: bytes) -> None:
         """Raise RecordTampered naming the first record whose row no longer matches."""

@@ -29,12 +29,22 @@ def process_write(executor: Executor, access_id: str) -> str:
 
 def _store(executor: Executor, access: dict) -> None:
     context = write_context(access["dataset"], access["patient"])
-    payload = json.loads(open_sealed(access["sealed"], executor.identity, context))
+    try:
+        payload = json.loads(open_sealed(access["sealed"], executor.identity, context))
+    except ValueError:
+        payload = None
+    if not isinstance(payload, dict):
+        raise FlowBlockError("the sealed rows are not a FlowBlock write.")
     if payload.get("writer") != access["reader"] or payload.get("dataset") != access["dataset"]:
         raise FlowBlockError("the sealed rows were not written by this request's writer.")
     meta = executor.ledger("records:GetDataset", access["dataset"])
     patient = access["patient"].removesuffix(f"@{executor.organisation}")
-    frame = rows_frame(payload.get("rows"), meta["schema"]["columns"], patient, access)
+    existing = executor.load(access["dataset"])
+    current = existing[existing[PATIENT_COLUMN].astype(str) == patient]
+    frame = rows_frame(
+        payload.get("rows"), meta["schema"]["columns"], patient, access,
+        current.set_index(RECORD_COLUMN).to_dict("index"),
+    )  # fmt: skip
     moment = access["requested_at"].replace("-", "").replace(":", "").replace(".", "")
     object_key = f"{access['dataset']}/{WRITES}/{moment}-{access['access_id'][:16]}.parquet"
     sha256 = executor.store.put(object_key, part_bytes(frame))
@@ -46,8 +56,15 @@ def _store(executor: Executor, access: dict) -> None:
     executor.ledger("access:CompleteWrite", access["access_id"], json.dumps(stored), submit=True)
 
 
-def rows_frame(rows: Any, columns: dict, patient: str, access: dict) -> pd.DataFrame:
-    """The written rows as a part of the dataset: every column checked against the schema."""
+def rows_frame(
+    rows: Any, columns: dict, patient: str, access: dict, current: dict | None = None
+) -> pd.DataFrame:
+    """The written rows as a part of the dataset: every column checked against the schema.
+
+    A row correcting one of the patient's records (in ``current``, by record id) changes
+    the columns it names; the others keep the values the record has.
+    """
+    current = current or {}
     if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
         raise InvalidArgument("rows", "a non-empty list of records, each mapping columns to values")
     given = [c for c in columns if c not in (PATIENT_COLUMN, RECORD_COLUMN)]
@@ -58,15 +75,32 @@ def rows_frame(rows: Any, columns: dict, patient: str, access: dict) -> pd.DataF
             raise InvalidArgument(f"rows[{index}]", f"only the columns {', '.join(given)}",
                                   sorted(unknown)[0])  # fmt: skip
         new_id = f"{access['dataset']}-w{access['access_id'][:10]}-{index:03d}"
-        record_id = row.get(RECORD_COLUMN) or new_id
-        values = {c: _checked(row.get(c), columns[c], f"rows[{index}].{c}") for c in given}
-        cleaned.append({RECORD_COLUMN: str(record_id), PATIENT_COLUMN: patient, **values})
+        record_id = str(row.get(RECORD_COLUMN) or new_id)
+        kept = current.get(record_id, {})
+        values = {
+            c: _checked(row[c], columns[c], f"rows[{index}].{c}")
+            if c in row
+            else _plain(kept.get(c))
+            for c in given
+        }
+        cleaned.append({RECORD_COLUMN: record_id, PATIENT_COLUMN: patient, **values})
     if access["record_id"] and any(r[RECORD_COLUMN] != access["record_id"] for r in cleaned):
         raise InvalidArgument("rows", f"only record {access['record_id']!r}, as the consent says")
     frame = pd.DataFrame(cleaned, columns=list(columns))
     if frame[RECORD_COLUMN].duplicated().any():
         raise InvalidArgument("rows", "one row per record")
     return frame
+
+
+#: Beyond this a value would not fit the column's 64-bit storage.
+LARGEST = 9e15
+
+
+def _plain(value: Any) -> Any:
+    """A stored value as the schema's Python value (missing values as None)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value.item() if hasattr(value, "item") else value
 
 
 def _checked(value: Any, spec: Any, where: str) -> Any:
@@ -79,6 +113,8 @@ def _checked(value: Any, spec: Any, where: str) -> Any:
     if kind == "boolean" and isinstance(value, bool):
         return value
     is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    if is_number and not -LARGEST < value < LARGEST:
+        raise InvalidArgument(where, f"a number between -{LARGEST:.0e} and {LARGEST:.0e}", value)
     if kind == "integer" and is_number and float(value).is_integer():
         return int(value)
     if kind == "number" and is_number and math.isfinite(value):

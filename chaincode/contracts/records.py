@@ -38,6 +38,8 @@ from flowblock.chaincode.contracts.base import (
 DATASET, RECORD, PATIENT_RECORD, PARTITION = "dataset", "record", "patient~record", "partition"
 #: An index of a dataset's deleted records, for the data side to leave out.
 DELETED_RECORD = "deleted~record"
+#: The most records one CurrentParts call looks up.
+MAX_RECORDS_ASKED = 1_000
 KINDS = ("tabular", "images")
 COLUMN_TYPES = ("integer", "number", "string", "boolean", "category")
 #: Roles of the data organisation that may see its records' metadata.
@@ -138,6 +140,22 @@ class RecordsContract(FlowBlockContract):
         ctx.stub.put_state(key(DELETED_RECORD, dataset, record_id), b"\x00")
         emit(ctx, events.RECORD_DELETED, {"dataset": dataset, "record_id": record_id})
         return record
+
+    @transaction(submit=False)
+    def CurrentParts(self, ctx: Context, dataset: str, record_ids: str) -> dict:  # noqa: N802
+        """Where the current version of each record is (its object key), for the data side
+        to choose among the parts that hold several versions of a corrected record."""
+        require(ctx, *DATA_SIDE, organisation=get_dataset(ctx, dataset)["organisation"])
+        wanted = json_argument(record_ids, "record_ids", list)
+        if len(wanted) > MAX_RECORDS_ASKED:
+            raise Invalid(f"record_ids must list at most {MAX_RECORDS_ASKED}")
+        names = [name(str(record_id), "a record id") for record_id in wanted]
+        found = ctx.stub.get_states([key(RECORD, dataset, record_id) for record_id in names])
+        return {
+            record_id: json.loads(value)["object_key"]
+            for record_id, value in zip(names, found, strict=True)
+            if value
+        }
 
     @transaction(submit=False)
     def GetRecord(self, ctx: Context, dataset: str, record_id: str) -> dict:  # noqa: N802

@@ -222,6 +222,35 @@ def test_a_deleted_record_is_never_computed_on_again(ledger, s3_server, demo_wor
     assert record_id not in set(study.executor.load(study.dataset)[RECORD_COLUMN])
 
 
+def test_of_several_versions_of_a_record_the_ledgers_current_one_is_used(
+    ledger, s3_server, demo_world
+):
+    from flowblock.executor.ingest import PATIENT_COLUMN, RECORD_COLUMN, part_bytes, row_hashes
+
+    study = Study(ledger, s3_server, demo_world, vitals(), consenting=30, prefix="bp")
+    steward = study.pool(demo_world.identity("steward"), "records")
+    frame = study.executor.load(study.dataset)
+    row = frame[frame[PATIENT_COLUMN] == study.consenting[0]]
+    record_id = row[RECORD_COLUMN].iloc[0]
+
+    def correct(object_key: str, systolic: float) -> None:
+        part = row.assign(systolic=systolic)
+        digest = study.store.put(object_key, part_bytes(part))
+        steward.submit("RegisterPartition", study.dataset, object_key, digest, 1)
+        (row_hash,) = row_hashes(part)
+        steward.submit("RegisterRecords", study.dataset, json.dumps([
+            {"record_id": record_id, "patient": study.consenting[0], "object_key": object_key,
+             "sha256": row_hash}]))  # fmt: skip
+
+    # Two corrections registered in the opposite order to their parts' names (two writes
+    # finishing out of order): the ledger's latest is the one computed on.
+    correct(f"{study.dataset}/writes/2-later-name.parquet", 111.0)
+    correct(f"{study.dataset}/writes/1-earlier-name.parquet", 222.0)
+    loaded = study.executor.load(study.dataset)
+    assert list(loaded.loc[loaded[RECORD_COLUMN] == record_id, "systolic"]) == [222.0]
+    assert len(loaded) == len(frame)
+
+
 def test_a_cohort_below_the_minimum_is_refused_with_the_rule(study):
     tiny = [["age", "<", 25]]
     job = study.alice.compute(

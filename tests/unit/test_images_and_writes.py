@@ -155,12 +155,33 @@ def test_written_rows_become_a_part_of_the_dataset():
         ([{"weight": 80}], "rows[0] must be only the columns age, systolic, smoker, sex"),
         ([{"patient_id": "someone-else"}], "rows[0] must be only the columns"),
         ([{"record_id": "r1"}, {"record_id": "r1"}], "rows must be one row per record"),
+        ([{"age": 10**400}], "rows[0].age must be a number between"),
+        ([{"systolic": -(10**30)}], "rows[0].systolic must be a number between"),
     ],
 )
 def test_a_bad_row_is_one_sentence_and_nothing_is_written(rows, complaint):
     with pytest.raises(InvalidArgument) as refused:
         rows_frame(rows, COLUMNS, "patient7", ACCESS)
     assert complaint in str(refused.value)
+
+
+def test_a_correction_changes_the_columns_it_names_and_keeps_the_others():
+    current = {
+        "vitals-00000007": {
+            "patient_id": "patient7",
+            "age": np.int64(40),
+            "systolic": np.float64("nan"),
+            "smoker": True,
+            "sex": "M",
+        }
+    }
+    rows = [{"record_id": "vitals-00000007", "systolic": 131.5, "sex": None},
+            {"age": 33}]  # fmt: skip
+    frame = rows_frame(rows, COLUMNS, "patient7", ACCESS, current)
+    corrected, new = frame.to_dict("records")
+    assert (corrected["age"], corrected["systolic"], corrected["smoker"]) == (40, 131.5, True)
+    assert corrected["sex"] is None  # named, as missing: the writer cleared it
+    assert new["age"] == 33 and new["smoker"] is None
 
 
 def test_a_write_consent_for_one_record_writes_only_that_record():
