@@ -15,6 +15,7 @@ from collections.abc import Callable
 from cryptography import x509
 
 from flowblock.canonical import canonical_json
+from flowblock.chaincode.contracts.access import MAX_SEALED_BYTES
 from flowblock.errors import CommitError, EndorseError, FlowBlockError
 from flowblock.executor.algorithms.base import plain
 from flowblock.executor.images import HASH_COLUMN, OBJECT_COLUMN
@@ -92,12 +93,18 @@ def _serve(executor: Executor, access: dict) -> None:
          "rows": [{k: plain(v) for k, v in row.items()} for row in records]}
     )  # fmt: skip
     reader = x509.load_pem_x509_certificate(access["reader_certificate"].encode())
+    sealed = seal(plaintext, reader.public_key(), access_id)
+    if len(sealed) > MAX_SEALED_BYTES:
+        raise FlowBlockError(
+            f"the patient's records are {len(sealed) / 2**20:.1f} MiB sealed, more than one "
+            f"read carries ({MAX_SEALED_BYTES / 2**20:.0f} MiB); ask for a single record."
+        )
     executor.ledger(
         "access:CompleteRead",
         access_id,
         json.dumps(
             {
-                "encrypted": seal(plaintext, reader.public_key(), access_id),
+                "encrypted": sealed,
                 "result_hash": digest(plaintext),
                 "records": len(records),
             }

@@ -15,7 +15,8 @@ from typing import Any
 
 import pandas as pd
 
-from flowblock.errors import FlowBlockError, InvalidArgument
+from flowblock.chaincode.contracts.access import MAX_WRITE_RECORDS
+from flowblock.errors import EndorseError, FlowBlockError, InvalidArgument
 from flowblock.executor.ingest import PATIENT_COLUMN, RECORD_COLUMN, part_bytes, row_hashes
 from flowblock.executor.reads import serve
 from flowblock.executor.worker import WRITES, Executor
@@ -53,7 +54,16 @@ def _store(executor: Executor, access: dict) -> None:
         for record_id, row_hash in zip(frame[RECORD_COLUMN], row_hashes(frame), strict=True)
     ]
     stored = {"object_key": object_key, "sha256": sha256, "records": records}
-    executor.ledger("access:CompleteWrite", access["access_id"], json.dumps(stored), submit=True)
+    try:
+        executor.ledger(
+            "access:CompleteWrite", access["access_id"], json.dumps(stored), submit=True
+        )
+    except EndorseError:
+        # Refused: unless another run of this request completed it (with the same part),
+        # these rows are nobody's record and do not stay in the bucket.
+        if executor.ledger("access:GetAccess", access["access_id"])["status"] != "DONE":
+            executor.store.delete(object_key)
+        raise
 
 
 def rows_frame(
@@ -67,6 +77,8 @@ def rows_frame(
     current = current or {}
     if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
         raise InvalidArgument("rows", "a non-empty list of records, each mapping columns to values")
+    if len(rows) > MAX_WRITE_RECORDS:
+        raise InvalidArgument("rows", f"at most {MAX_WRITE_RECORDS:,} records in one write")
     given = [c for c in columns if c not in (PATIENT_COLUMN, RECORD_COLUMN)]
     cleaned = []
     for index, row in enumerate(rows):

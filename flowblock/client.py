@@ -26,6 +26,7 @@ from flowblock.errors import (
     DisclosureRefused,
     EndorseError,
     FlowBlockError,
+    InvalidArgument,
     RequestRefused,
 )
 from flowblock.identity import Identity
@@ -235,8 +236,11 @@ class Records:
         from cryptography import x509
 
         from flowblock.canonical import canonical_json
+        from flowblock.chaincode.contracts.access import MAX_WRITE_RECORDS
         from flowblock.sealing import seal, write_context
 
+        if not isinstance(rows, list) or not 1 <= len(rows) <= MAX_WRITE_RECORDS:
+            raise InvalidArgument("rows", f"a list of 1 to {MAX_WRITE_RECORDS:,} records")
         meta = self.client._evaluate("records:GetDataset", dataset)
         organisation = meta["organisation"]
         patient_key = patient if "@" in patient else f"{patient}@{organisation}"

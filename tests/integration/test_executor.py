@@ -445,12 +445,14 @@ def test_writes_need_write_consent_correct_records_and_keep_their_history(study,
     with pytest.raises(ComputationFailed, match=r"rows\[0\]\.age must be a whole number"):
         served(study, patient, lambda: bob.records.write(patient_id, study.dataset, [{"age": "x"}]))
     theirs = f"{study.dataset}-{2:08d}"
+    parts_before = study.store.list(f"{study.dataset}/writes/")
     with pytest.raises(ComputationFailed, match="another patient"):
         served(
             study, patient,
             lambda: bob.records.write(patient_id, study.dataset, [{"record_id": theirs, "age": 1}]),
         )  # fmt: skip
     assert json.loads(steward.evaluate("GetRecord", study.dataset, theirs))["version"] == 1
+    assert study.store.list(f"{study.dataset}/writes/") == parts_before  # no stray rows
     # Compute-only consent never writes; nor does anyone without consent.
     with pytest.raises(AccessDenied, match="no write consent"):
         study.alice.records.write(other_id, study.dataset, rows[1:])

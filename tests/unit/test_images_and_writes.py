@@ -156,6 +156,7 @@ def test_written_rows_become_a_part_of_the_dataset():
         ([{"patient_id": "someone-else"}], "rows[0] must be only the columns"),
         ([{"record_id": "r1"}, {"record_id": "r1"}], "rows must be one row per record"),
         ([{"age": 10**400}], "rows[0].age must be a number between"),
+        ([{"age": 1}] * 1001, "rows must be at most 1,000 records in one write"),
         ([{"systolic": -(10**30)}], "rows[0].systolic must be a number between"),
     ],
 )
