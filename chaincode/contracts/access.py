@@ -130,24 +130,16 @@ class AccessContract(FlowBlockContract):
     def ListOpen(self, ctx: Context, size: int, bookmark: str) -> dict:  # noqa: N802
         """A page of the reads and writes the caller's organisation has still to serve."""
         who = require(ctx, *DATA_SIDE)
-        page, following = paged(ctx, OPEN_ACCESS, [who.organisation], size, bookmark)
-        requests = []
-        for kv in page:
-            access = _get(ctx, split_composite_key(kv.key)[1][1])
-            requests.append({k: access[k] for k in ("access_id", "kind", "status", "claimed_by")})
+        fields = ("access_id", "kind", "status", "claimed_by")
+        requests, following = _listed(ctx, OPEN_ACCESS, who.organisation, size, bookmark, fields)
         return {"requests": requests, "bookmark": following}
 
     @transaction(submit=False)
     def MyAccessLog(self, ctx: Context, size: int, bookmark: str) -> dict:  # noqa: N802
         """Every read of, and write to, the calling patient's records: who, when, why."""
         patient = require(ctx, "patient")
-        page, following = paged(ctx, PATIENT_ACCESS, [patient.key], size, bookmark)
-        reads = []
-        for kv in page:
-            access = _get(ctx, split_composite_key(kv.key)[1][1])
-            reads.append({"kind": access["kind"],
-                          **{k: access[k] for k in ("access_id", "reader", "dataset", "purpose",
-                                                    "status", "requested_at")}})  # fmt: skip
+        fields = ("kind", "access_id", "reader", "dataset", "purpose", "status", "requested_at")
+        reads, following = _listed(ctx, PATIENT_ACCESS, patient.key, size, bookmark, fields)
         return {"reads": reads, "bookmark": following}
 
     # -- writes -------------------------------------------------------------------------
@@ -224,6 +216,15 @@ class AccessContract(FlowBlockContract):
     @transaction
     def FailWrite(self, ctx: Context, access_id: str, reason: str) -> dict:  # noqa: N802
         return _fail(ctx, access_id, "write", reason)
+
+
+def _listed(
+    ctx: Context, index: str, owner: str, size: int, bookmark: str, fields: tuple[str, ...]
+) -> tuple[list[dict], str]:
+    """A page of the requests an index lists under ``owner``, each as ``fields``."""
+    page, following = paged(ctx, index, [owner], size, bookmark)
+    requests = [_get(ctx, split_composite_key(kv.key)[1][1]) for kv in page]
+    return [{k: access[k] for k in fields} for access in requests], following
 
 
 def _event(access: dict) -> dict:
