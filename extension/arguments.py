@@ -69,7 +69,22 @@ def _param(text: str) -> tuple[str, Any]:
     key, equals, value = text.partition("=")
     if not equals or not key.strip():
         raise argparse.ArgumentTypeError(f"must be KEY=VALUE, got {text!r}")
-    return key.strip(), parse_value(value)
+    parsed = parse_value(value)
+    if not _is_json(parsed):
+        raise argparse.ArgumentTypeError(
+            f"{key.strip()} must be text, a number, true/false, a list or a mapping; "
+            "quote dates and times"
+        )
+    return key.strip(), parsed
+
+
+def _is_json(value: Any) -> bool:
+    """Whether a parameter can travel to the ledger (YAML also reads dates, sets, bytes)."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _epsilon(text: str) -> float:
@@ -82,13 +97,19 @@ def _epsilon(text: str) -> float:
     return value
 
 
+#: The longest wait a --timeout may ask for: a week.
+LONGEST_WAIT = 7 * 24 * 3600.0
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         value = 0.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got {text!r}")
+    if not 0 < value <= LONGEST_WAIT:
+        raise argparse.ArgumentTypeError(
+            f"must be a number of seconds above 0 and at most a week, got {text!r}"
+        )
     return value
 
 
@@ -104,7 +125,8 @@ def _parsers() -> dict[str, _Parser]:
     compute.add_argument("--dataset", "-d", required=True, help="the dataset to compute on")
     compute.add_argument(
         "--param", "-p", type=_param, action="append", default=[], metavar="KEY=VALUE",
-        help="a parameter (repeat it); values are JSON: 10, true, [\"sex\", \"==\", \"F\"]",
+        help="a parameter (repeat it); values are JSON, quoted when they hold spaces: "
+        "-p bins=10 -p 'where=[[\"sex\", \"==\", \"F\"]]'",
     )  # fmt: skip
     compute.add_argument("--purpose", default="research", help="why (default: research)")
     compute.add_argument(
@@ -205,4 +227,10 @@ def cell_params(body: str) -> dict[str, Any]:
             "%%flowblock compute: the cell must hold a mapping of parameter names to values, "
             f"got {type(params).__name__}."
         )
+    for key, value in params.items():
+        if not _is_json(value):
+            raise UsageError(
+                f"%%flowblock compute: {key} must be text, a number, true/false, a list or a "
+                "mapping; quote dates and times."
+            )
     return params

@@ -11,6 +11,7 @@ import argparse
 import difflib
 import queue
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -58,8 +59,11 @@ class FlowBlockMagics(Magics):
             return None
         if cell is not None and command != "compute":
             raise UsageError(f"%%flowblock takes a cell only for compute, not {command}.")
+        run = getattr(self, f"_{command}")
         try:
-            return getattr(self, f"_{command}")(args, cell)
+            if command == "compute":  # waits in its own way: Ctrl-C stops only the wait
+                return run(args, cell)
+            return _off_the_kernel_thread(lambda: run(args, cell), f"%flowblock {command}")
         except UsageError:
             raise
         except FlowBlockError as error:
@@ -87,12 +91,16 @@ class FlowBlockMagics(Magics):
             }
             for m in self._methods_list()
         ]
+        if not rows:
+            raise UsageError("the catalogue has no enabled methods yet.")
         return pd.DataFrame(rows).set_index("name")
 
     def _compute(self, args: argparse.Namespace, cell: str | None) -> Any:
         params = cell_params(cell) if cell is not None else {}
         params.update(dict(args.param))
-        inputs = [self._resolve(token) for token in args.input]
+        inputs = _off_the_kernel_thread(
+            lambda: [self._resolve(token) for token in args.input], "%flowblock compute"
+        )
         job = self._ask(
             args.method, args.dataset, params, purpose=args.purpose, inputs=inputs,
             version=args.version, epsilon=args.dp_epsilon,
@@ -104,26 +112,11 @@ class FlowBlockMagics(Magics):
 
     def _ask(self, *args: Any, **options: Any) -> Job:
         """``client.compute`` in a thread of its own, so that Ctrl-C never lands in gRPC."""
-        asked: dict[str, Any] = {}
-
-        def ask() -> None:
-            try:
-                asked["job"] = self.client.compute(*args, **options)
-            except BaseException as error:  # handed to the kernel's thread, below
-                asked["error"] = error
-
-        asking = threading.Thread(target=ask, name="flowblock-request", daemon=True)
-        asking.start()
-        try:
-            asking.join()
-        except KeyboardInterrupt:
-            raise UsageError(
-                "interrupted while the request was on its way: it may still be committed; "
-                "see %flowblock tokens."
-            ) from None
-        if "error" in asked:
-            raise asked["error"]
-        return asked["job"]
+        return _off_the_kernel_thread(
+            lambda: self.client.compute(*args, **options),
+            "interrupted while the request was on its way: it may still be committed; "
+            "see %flowblock tokens.",
+        )
 
     def _status(self, args: argparse.Namespace, cell: str | None) -> Job:
         if args.token:
@@ -257,8 +250,10 @@ class FlowBlockMagics(Magics):
 
     def _output_kind(self, method: str) -> str:
         try:
-            return self._method(method)["output_kind"]
-        except UsageError:  # disabled since: judge by the value's shape
+            return _off_the_kernel_thread(
+                lambda: self._method(method)["output_kind"], "%flowblock compute"
+            )
+        except (UsageError, FlowBlockError):  # disabled since, or unreachable: judge by shape
             return ""
 
     def _example_dataset(self, method: str) -> str:
@@ -287,23 +282,54 @@ class FlowBlockMagics(Magics):
                 f"{error}"
             )
         if isinstance(error, ComputationFailed):
-            job = self.client.job(error.token_id)
-            if error.status == "DENIED":
-                return (
-                    f"{job.token['method']} on {job.token['dataset']} was denied by "
-                    f"{job.token['decided_by']}: {error.reason}"
-                )
-            return f"token {error.token_id[:12]} {error.status.lower()}: {error.reason}"
+            failed = f"token {error.token_id[:12]} {error.status.lower()}: {error.reason}"
+            if error.status != "DENIED":
+                return failed
+            try:
+                token = self.client.job(error.token_id).token
+            except FlowBlockError:  # the ledger went away meanwhile: say what we know
+                return failed
+            return (
+                f"{token['method']} on {token['dataset']} was denied by {token['decided_by']}: "
+                f"{error.reason}"
+            )
         message = str(error)
         if isinstance(error, RequestRefused) and error.status == 404 and "dataset" in message:
             name = getattr(args, "dataset", None) or ""
-            known = {d["name"]: d for d in self.client.datasets()}
-            message = message.rstrip(".") + (_suggest(name, known) or ".")
+            try:
+                known = {d["name"]: d for d in self.client.datasets()}
+            except FlowBlockError:
+                known = {}
+            message = message.rstrip(".") + (_suggest(name, known) if known else ".")
         if message.startswith("params."):  # the chaincode's name for what the user typed
             message = ("parameter " if cell is not None else "--param ") + message[7:]
         elif message.startswith("params "):
             message = "the parameters " + message[7:]
         return message
+
+
+def _off_the_kernel_thread(work: Callable[[], Any], interrupted: str) -> Any:
+    """Run ``work`` in a thread of its own, so that Ctrl-C never lands inside gRPC: the
+    kernel's thread only waits, and an interrupt there is one line, ``interrupted``."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = work()
+        except BaseException as error:  # handed to the kernel's thread, below
+            outcome["error"] = error
+
+    worker = threading.Thread(target=run, name="flowblock-call", daemon=True)
+    worker.start()
+    try:
+        worker.join()
+    except KeyboardInterrupt:
+        if not interrupted.startswith("interrupted"):
+            interrupted = f"{interrupted}: interrupted."
+        raise UsageError(interrupted) from None
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
 
 
 def _suggest(word: str, known: dict) -> str:

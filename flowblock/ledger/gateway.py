@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -23,7 +24,7 @@ from fabric_protos.peer import transaction_pb2
 from grpc_status import rpc_status
 
 from flowblock.canonical import canonical_json
-from flowblock.errors import CommitError, EndorseError, LedgerError, SubmitError
+from flowblock.errors import CommitError, ConfigError, EndorseError, LedgerError, SubmitError
 from flowblock.identity import Identity, load_wallet
 from flowblock.ledger import protocol
 
@@ -107,7 +108,14 @@ class Gateway:
         cls, address: str, wallet: str | os.PathLike[str], *, tls_ca: str | None = None, **kw: Any
     ) -> Gateway:
         """Connect as the identity in ``wallet`` (validated) to the gateway at ``address``."""
-        roots = open(os.path.expanduser(tls_ca), "rb").read() if tls_ca else None  # noqa: SIM115
+        roots = None
+        if tls_ca:
+            try:
+                roots = Path(tls_ca).expanduser().read_bytes()
+            except OSError as error:
+                raise ConfigError(
+                    f"the TLS CA certificate {tls_ca} cannot be read ({error.strerror})."
+                ) from None
         return cls(address, load_wallet(wallet), tls_root_certificates=roots, **kw)
 
     def get_network(self, channel: str) -> Network:

@@ -62,7 +62,13 @@ def test_parameter_values_are_json_then_yaml_lists_then_text(text, value):
         ("compute mean -d vitals --dp-epsilon -1",
          "%flowblock compute: --dp-epsilon must be a number at least 0, got '-1'."),
         ("compute mean -d vitals --timeout 0",
-         "%flowblock compute: --timeout must be a number of seconds above 0, got '0'."),
+         "%flowblock compute: --timeout must be a number of seconds above 0 and at most a week, "
+         "got '0'."),
+        ("compute mean -d vitals --timeout inf",
+         "%flowblock compute: --timeout must be a number of seconds above 0 and at most a week"),
+        ("compute mean -d vitals -p since=[2024-01-01]",
+         "%flowblock compute: --param since must be text, a number, true/false, a list or a "
+         "mapping; quote dates and times"),
         ("compute mean -d vitals --datset x",
          "%flowblock compute: unrecognized arguments: --datset x."),
         ("result", "%flowblock result: token is required."),
@@ -101,6 +107,9 @@ def test_a_cell_holds_yaml_or_json_parameters():
         cell_params("just words")
     with pytest.raises(UsageError, match=r"as YAML or JSON \(line 1\)"):
         cell_params("column: [age")
+    with pytest.raises(UsageError, match=r"since must be text, .* quote dates and times"):
+        cell_params("column: age\nsince: 2024-01-01\n")
+    assert cell_params("since: '2024-01-01'") == {"since": "2024-01-01"}
 
 
 def _result(value, **token) -> Result:
@@ -206,3 +215,28 @@ def test_an_interrupt_while_asking_is_one_line_and_leaves_the_request_be():
     assert client.asked.is_set()
     client.delay = 0.0  # and the next request goes through as usual
     assert magics._ask("mean", "vitals", {}) == "the job"
+
+
+def test_an_interrupt_in_any_command_is_one_line_never_a_trace_from_grpc():
+    import _thread
+    import threading
+    import time
+
+    from IPython.core.error import UsageError
+
+    from flowblock.extension.magics import FlowBlockMagics
+
+    class SlowLedger:
+        def jobs(self, status=""):
+            time.sleep(1.0)
+            return []
+
+        def methods(self):
+            return []
+
+    magics = FlowBlockMagics(client=SlowLedger())
+    threading.Timer(0.2, _thread.interrupt_main).start()
+    with pytest.raises(UsageError, match=r"^%flowblock tokens: interrupted\.$"):
+        magics.flowblock("tokens")
+    with pytest.raises(UsageError, match="the catalogue has no enabled methods yet"):
+        magics.flowblock("methods")

@@ -162,3 +162,11 @@ def test_a_read_only_store_repairs_nothing(tmp_path):
     path.write_bytes(torn)
     assert BlockStore(path, read_only=True).height == 1
     assert path.read_bytes() == torn
+
+
+def test_an_unreadable_tls_ca_is_one_sentence(tmp_path):
+    from flowblock.errors import ConfigError
+    from flowblock.ledger import Gateway
+
+    with pytest.raises(ConfigError, match=r"the TLS CA certificate .*absent\.pem cannot be read"):
+        Gateway.connect("127.0.0.1:1", tmp_path / "wallet", tls_ca=str(tmp_path / "absent.pem"))
