@@ -18,6 +18,19 @@ from flowblock.ledger.membership import MembershipService
 Code = tx.TxValidationCode
 
 
+#: Codes of transactions whose creator or transaction id is not established: their id
+#: may be anyone's, so it is never recorded as taken (as Fabric's gateway skips them).
+UNAUTHENTICATED = frozenset(
+    {
+        Code.BAD_PAYLOAD,
+        Code.UNKNOWN_TX_TYPE,
+        Code.TARGET_CHAIN_NOT_FOUND,
+        Code.BAD_CREATOR_SIGNATURE,
+        Code.BAD_PROPOSAL_TXID,
+    }
+)
+
+
 class Invalid(Exception):
     """A transaction failed validation; ``code`` is the reason."""
 
@@ -47,12 +60,15 @@ def check_signatures(
     if header.channel_id != config.channel:
         raise Invalid(Code.TARGET_CHAIN_NOT_FOUND, f"channel {header.channel_id!r} is unknown")
     creator = unpacked.signature_header.creator
+    application = {msp.name for msp in config.application}
     try:
-        membership.check_signature(
+        signer = membership.check_signature(
             creator, envelope.payload, envelope.signature, check_expiry=False
         )
     except IdentityError as error:
         raise Invalid(Code.BAD_CREATOR_SIGNATURE, str(error)) from None
+    if signer.msp_id not in application:  # the channel's Writers: its organisations only
+        raise Invalid(Code.BAD_CREATOR_SIGNATURE, f"{signer.msp_id} may not write to the channel")
     if header.tx_id != protocol.transaction_id(unpacked.signature_header.nonce, creator):
         raise Invalid(Code.BAD_PROPOSAL_TXID, "the transaction id does not match its nonce")
     if unpacked.action_header != unpacked.payload.header.signature_header:
@@ -78,7 +94,6 @@ def check_signatures(
             continue
         if MembershipService.is_peer(endorser):
             endorsed_by.add(endorser.msp_id)
-    application = {msp.name for msp in config.application}
     if len(endorsed_by & application) < config.required_endorsements():
         raise Invalid(
             Code.ENDORSEMENT_POLICY_FAILURE,

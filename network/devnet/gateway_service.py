@@ -75,12 +75,21 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
             )
         creator = unpacked.signature_header.creator
         try:
-            self.ledger.membership.check_signature(creator, signed.proposal_bytes, signed.signature)
+            signer = self.ledger.membership.check_signature(
+                creator, signed.proposal_bytes, signed.signature
+            )
         except IdentityError as error:
             self._abort(
                 context,
                 code_pb2.PERMISSION_DENIED,
                 f"the proposal's creator is not authorised: {error}",
+            )
+        if signer.msp_id not in {msp.name for msp in self.ledger.config.application}:
+            self._abort(
+                context,
+                code_pb2.PERMISSION_DENIED,
+                f"the proposal's creator is not authorised: {signer.msp_id} is not a member "
+                "of the channel's organisations",
             )
         if unpacked.tx_id != protocol.transaction_id(unpacked.signature_header.nonce, creator):
             self._abort(context, code_pb2.INVALID_ARGUMENT, "the transaction id does not match")

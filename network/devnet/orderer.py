@@ -49,6 +49,7 @@ class Orderer:
         next_number: int,
         previous_hash: bytes,
         *,
+        writers: frozenset[str],
         batch_size: int = 100,
         batch_timeout: float = 0.02,
         preferred_max_bytes: int = 2 * 1024 * 1024,
@@ -56,6 +57,7 @@ class Orderer:
         self.identity = identity
         self.membership = membership
         self.channel = channel
+        self.writers = writers  # the MSP ids that may submit: the channel's organisations
         self.commit = commit
         self.batch_size = batch_size
         self.batch_timeout = batch_timeout
@@ -84,11 +86,13 @@ class Orderer:
         if header.channel_id != self.channel:
             raise BroadcastRefused(f"channel {header.channel_id!r} does not exist")
         try:
-            self.membership.check_signature(
+            signer = self.membership.check_signature(
                 signature_header.creator, envelope.payload, envelope.signature
             )
         except IdentityError as error:
             raise BroadcastRefused(f"the envelope's signature is not valid: {error}") from None
+        if signer.msp_id not in self.writers:
+            raise BroadcastRefused(f"{signer.msp_id} may not write to the channel")
         if self._failure:
             raise OrdererUnavailable(f"the orderer has stopped: {self._failure}")
         if self._stopping:

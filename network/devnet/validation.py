@@ -22,7 +22,13 @@ from google.protobuf.message import DecodeError
 from flowblock.ledger import protocol
 from flowblock.ledger.channel import ChannelConfig
 from flowblock.ledger.membership import MembershipService
-from flowblock.ledger.validation import Code, Invalid, check_signatures, transaction_id_of
+from flowblock.ledger.validation import (
+    UNAUTHENTICATED,
+    Code,
+    Invalid,
+    check_signatures,
+    transaction_id_of,
+)
 from flowblock.network.devnet.statedb import CommittedTransaction, StateDB, Version, Write
 
 log = logging.getLogger(__name__)
@@ -101,6 +107,8 @@ class Validator:
         seen: set[str],
     ) -> None:  # fmt: skip
         outcome.codes.append(code)
+        if code in UNAUTHENTICATED:
+            return  # its id may be another's: taking it would refuse the genuine one
         try:
             tx_id = transaction_id_of(common_pb2.Envelope.FromString(raw))
         except DecodeError:

@@ -93,6 +93,48 @@ def test_a_proposal_from_an_unknown_ca_is_refused(devnet, tmp_path):
     assert caught.value.status == "PERMISSION_DENIED"
 
 
+def test_the_orderer_organisation_may_order_but_not_transact(devnet, demo_world):
+    from flowblock.network.organisations import ORDERER_ORGANISATION
+
+    orderers_admin = demo_world.identity("admin", org=ORDERER_ORGANISATION)
+    with pytest.raises(EndorseError, match="not a member of the channel's organisations") as no:
+        contract_of(devnet, orderers_admin).evaluate("WhoAmI")
+    assert no.value.status == "PERMISSION_DENIED"
+    # Nor can it have an envelope of its own ordered, endorsed as it may be.
+    alice = contract_of(devnet, demo_world.identity("alice"))
+    _, envelope = alice.endorse("Create", "by-orderer", "alice", 1)
+    payload = common_pb2.Payload.FromString(envelope.payload)
+    nonce, creator = os.urandom(24), protocol.serialize_identity(orderers_admin)
+    header = common_pb2.ChannelHeader.FromString(payload.header.channel_header)
+    header.tx_id = protocol.transaction_id(nonce, creator)
+    payload.header.channel_header = header.SerializeToString()
+    payload.header.signature_header = common_pb2.SignatureHeader(
+        creator=creator, nonce=nonce
+    ).SerializeToString()
+    theirs = common_pb2.Envelope(payload=payload.SerializeToString())
+    theirs.signature = orderers_admin.sign(theirs.payload)
+    with pytest.raises(SubmitError, match="may not write to the channel"):
+        alice.submit_envelope(header.tx_id, theirs)
+
+
+def test_nobody_can_take_a_transaction_id_that_is_not_theirs(devnet, demo_world):
+    alice, bob = demo_world.identity("alice"), demo_world.identity("bob")
+    ours, theirs = contract_of(devnet, alice), contract_of(devnet, bob)
+    tx_id, envelope = ours.endorse("Create", "squatted", "alice", 1)
+    # Bob, who saw the proposal, has his own envelope ordered first under Alice's id.
+    payload = common_pb2.Payload.FromString(envelope.payload)
+    payload.header.signature_header = common_pb2.SignatureHeader(
+        creator=protocol.serialize_identity(bob), nonce=os.urandom(24)
+    ).SerializeToString()
+    squat = common_pb2.Envelope(payload=payload.SerializeToString())
+    squat.signature = bob.sign(squat.payload)
+    theirs.submit_envelope(tx_id, squat)
+    assert theirs.submit_async("Create", "after-the-squat", "bob", 1).status().successful
+    # Alice's own transaction still commits under its id.
+    assert ours.submit_envelope(tx_id, envelope).status().successful
+    assert json.loads(ours.evaluate("Read", "squatted"))["owner"] == "alice"
+
+
 def test_an_envelope_with_a_broken_signature_is_refused_by_the_orderer(devnet, demo_world):
     contract = contract_of(devnet, demo_world.identity("alice"))
     tx_id, envelope = contract.endorse("Create", "tampered", "alice", 1)
