@@ -180,7 +180,15 @@ class Job:
             self._events.close()
 
     def result(self) -> Result:
+        """The decrypted result, once the token carrying it is endorsed by the data
+        organisation's peer and your own, its hash matches and it names this token."""
         token = self.token
+        if token["status"] == "DONE":
+            token, _, problems = endorsed_token(self.client, self.token_id)
+            if problems:
+                raise FlowBlockError(
+                    f"the result of token {self.token_id[:12]} is not shown: {problems[0]}."
+                )
         if token["status"] != "DONE":
             reason = token.get("reason") or "no reason given"
             if reason.startswith("DisclosureRefused"):
@@ -193,7 +201,13 @@ class Job:
         plaintext = open_sealed(sealed, self.client.identity, self.token_id)
         if digest(plaintext) != token["result"]["result_hash"]:
             raise FlowBlockError("the result does not match the hash recorded on the ledger.")
-        value = json.loads(plaintext)["value"]
+        released = json.loads(plaintext)
+        if not isinstance(released, dict):
+            released = {}
+        named = (released.get("token_id"), released.get("method"), released.get("version"))
+        if named != (self.token_id, token["method"], token["version"]) or "value" not in released:
+            raise FlowBlockError(f"the result sealed to token {self.token_id[:12]} is not its own.")
+        value = released["value"]
         provenance = {
             **token,
             "result": {k: v for k, v in token["result"].items() if k != "encrypted"},
@@ -451,20 +465,28 @@ def _verify(client: Client, token_id: str) -> Verification:
     return Verification(token["token_id"], checks)
 
 
-def _check_endorsements(client: Client, token: dict) -> Check:
-    """The token as the peers endorse it now: each signature, each signer a peer."""
+def endorsed_token(client: Client, token_id: str) -> tuple[dict, list[str], list[str]]:
+    """The token as the peers endorse it now, the MSP ids whose peers signed it, and what
+    is wrong with the signatures (nothing, when the list is empty).
+
+    A peer's signature counts when it verifies and its certificate is a peer's; one of
+    your own organisation's must also be certified by your organisation's CA, so that a
+    gateway peer alone cannot make up a token: the data organisation's peer and yours
+    must both have signed this very answer.
+    """
     from cryptography import x509
     from fabric_protos.msp import identities_pb2
 
     from flowblock.ledger import protocol
 
     try:
-        _, envelope = client._contract.endorse("GetToken", token["token_id"])
+        _, envelope = client._contract.endorse("GetToken", token_id)
     except EndorseError as error:
         raise refusal(error) from None
     unpacked = protocol.unpack_transaction(envelope)
     endorsed = json.loads(unpacked.chaincode_action.response.payload)
     response = unpacked.action_payload.action.proposal_response_payload
+    mine = msp_id(client.identity.organisation)
     signers, problems = [], []
     for endorsement in unpacked.endorsements:
         serialized = identities_pb2.SerializedIdentity.FromString(endorsement.endorser)
@@ -482,11 +504,23 @@ def _check_endorsements(client: Client, token: dict) -> Check:
         ous = certificate.subject.get_attributes_for_oid(x509.NameOID.ORGANIZATIONAL_UNIT_NAME)
         if [ou.value for ou in ous] != [node_ou("peer")]:
             problems.append(f"{subject} is not a peer")
-        mine = serialized.mspid == msp_id(client.identity.organisation)
+            continue
         trusted = list(client.identity.ca_certificates)
-        if mine and check_issued_by(certificate, trusted) is not None:
+        if serialized.mspid == mine and check_issued_by(certificate, trusted) is not None:
             problems.append(f"{subject} was not certified by your organisation's CA")
+            continue
         signers.append(serialized.mspid)
+    data_org = msp_id(endorsed.get("data_org", "")) if endorsed.get("data_org") else ""
+    for needed, whose in ((data_org, "the data organisation's"), (mine, "your organisation's")):
+        if needed and needed not in signers:
+            problems.append(f"no valid signature of {whose} peer ({needed})")
+    return endorsed, signers, problems
+
+
+def _check_endorsements(client: Client, token: dict) -> Check:
+    """The token as the peers endorse it now: each signature, each signer a peer, the data
+    organisation's and yours among them."""
+    endorsed, signers, problems = endorsed_token(client, token["token_id"])
     if endorsed != token:
         problems.append("the peers endorse a different token than the one read")
     detail = "; ".join(problems) or (

@@ -81,7 +81,7 @@ def open_sealed(sealed: str, reader: Identity, context: str) -> bytes:
             "the sealed result cannot be opened with this identity (it was sealed for "
             "someone else or for another token, or it was altered)."
         ) from None
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError):  # not the envelope we make
         raise SealError("the sealed result is damaged and cannot be read.") from None
 
 

@@ -117,6 +117,25 @@ def test_a_mean_is_computed_on_consenting_patients_and_sealed_to_the_requester(s
     assert job.token_id in receipts.decode()
 
 
+def test_a_result_is_shown_only_when_the_data_organisations_peer_endorses_it(
+    ledger, s3_server, demo_world
+):
+    from flowblock.errors import FlowBlockError
+
+    study = Study(ledger, s3_server, demo_world, vitals(), consenting=30, prefix="bp")
+    job = study.alice.compute("count", study.dataset, {}, purpose=PURPOSE)
+    assert study.executor.process(job.token_id) == "DONE"
+    assert job.wait(timeout=30).value["groups"][0]["count"] == 30
+    # A gateway that answers with its own organisation's endorsement alone (it could have
+    # made the token up) gets no result shown.
+    contract = study.alice._contract
+    endorse = contract.endorse
+    contract.endorse = lambda *args, **kw: endorse(*args, endorsing_organisations=["UniversityMSP"])
+    with pytest.raises(FlowBlockError, match="no valid signature of the data organisation's peer"):
+        study.alice.job(job.token_id).result()
+    assert not study.alice.verify(job.token_id).ok
+
+
 def test_a_revocation_while_queued_is_honoured(study):
     job = study.alice.compute("mean", study.dataset, {"column": "systolic"}, purpose=PURPOSE)
     leaver = study.consenting[0]
