@@ -103,18 +103,9 @@ def test_the_orderer_organisation_may_order_but_not_transact(devnet, demo_world)
     # Nor can it have an envelope of its own ordered, endorsed as it may be.
     alice = contract_of(devnet, demo_world.identity("alice"))
     _, envelope = alice.endorse("Create", "by-orderer", "alice", 1)
-    payload = common_pb2.Payload.FromString(envelope.payload)
-    nonce, creator = os.urandom(24), protocol.serialize_identity(orderers_admin)
-    header = common_pb2.ChannelHeader.FromString(payload.header.channel_header)
-    header.tx_id = protocol.transaction_id(nonce, creator)
-    payload.header.channel_header = header.SerializeToString()
-    payload.header.signature_header = common_pb2.SignatureHeader(
-        creator=creator, nonce=nonce
-    ).SerializeToString()
-    theirs = common_pb2.Envelope(payload=payload.SerializeToString())
-    theirs.signature = orderers_admin.sign(theirs.payload)
+    tx_id, theirs = _rewrapped(envelope, orderers_admin)
     with pytest.raises(SubmitError, match="may not write to the channel"):
-        alice.submit_envelope(header.tx_id, theirs)
+        alice.submit_envelope(tx_id, theirs)
 
 
 def test_nobody_can_take_a_transaction_id_that_is_not_theirs(devnet, demo_world):
@@ -277,6 +268,22 @@ def test_verify_names_the_block_with_a_flipped_byte(devnet, demo_world, capsys):
     assert verify_chain(path).first_bad_block == 2
 
 
+def _rewrapped(envelope: common_pb2.Envelope, signer) -> tuple[str, common_pb2.Envelope]:
+    """The endorsed action of ``envelope`` in a header of ``signer``'s: their nonce, their
+    transaction id, their signature."""
+    payload = common_pb2.Payload.FromString(envelope.payload)
+    header = common_pb2.ChannelHeader.FromString(payload.header.channel_header)
+    nonce, creator = os.urandom(24), protocol.serialize_identity(signer)
+    header.tx_id = protocol.transaction_id(nonce, creator)
+    payload.header.channel_header = header.SerializeToString()
+    payload.header.signature_header = common_pb2.SignatureHeader(
+        creator=creator, nonce=nonce
+    ).SerializeToString()
+    rewrapped = common_pb2.Envelope(payload=payload.SerializeToString())
+    rewrapped.signature = signer.sign(rewrapped.payload)
+    return header.tx_id, rewrapped
+
+
 def _alter_result(envelope: common_pb2.Envelope, result: bytes) -> common_pb2.Envelope:
     """The same transaction with a different chaincode result, endorsements untouched."""
     payload = common_pb2.Payload.FromString(envelope.payload)
@@ -321,17 +328,8 @@ def test_an_endorsement_lifted_into_another_transaction_is_invalid(devnet, demo_
     assert ours.submit_envelope(tx_id, envelope).status().successful
     ours.submit("Delete", "lifted")
     # Bob wraps Alice's endorsed action in a header of his own: new nonce, new id.
-    payload = common_pb2.Payload.FromString(envelope.payload)
-    header = common_pb2.ChannelHeader.FromString(payload.header.channel_header)
-    nonce, creator = os.urandom(24), protocol.serialize_identity(bob)
-    header.tx_id = protocol.transaction_id(nonce, creator)
-    payload.header.channel_header = header.SerializeToString()
-    payload.header.signature_header = common_pb2.SignatureHeader(
-        creator=creator, nonce=nonce
-    ).SerializeToString()
-    replayed = common_pb2.Envelope(payload=payload.SerializeToString())
-    replayed.signature = bob.sign(replayed.payload)
-    status = theirs.submit_envelope(header.tx_id, replayed).status()
+    replayed_id, replayed = _rewrapped(envelope, bob)
+    status = theirs.submit_envelope(replayed_id, replayed).status()
     assert status.code_name == "INVALID_ENDORSER_TRANSACTION"
     with pytest.raises(EndorseError, match="does not exist"):
         ours.evaluate("Read", "lifted")
