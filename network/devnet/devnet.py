@@ -68,6 +68,11 @@ class Devnet(LoggingConfigurable):
         "commit-status call holds one; calls beyond this are refused (RESOURCE_EXHAUSTED) "
         "rather than left to hang.",
     ).tag(config=True)
+    max_clock_skew = Float(
+        300.0,
+        help="Seconds a proposal's time may differ from the devnet's clock; chaincode takes "
+        "its time from the proposal (expiries, audit times), so a skewed one is refused.",
+    ).tag(config=True)
     tls = Bool(
         False,
         help="Serve the gateway over TLS with the gateway organisation's peer certificate "
@@ -126,7 +131,13 @@ class Devnet(LoggingConfigurable):
         self.address = f"{self.listen.rsplit(':', 1)[0]}:{port}"
         gateway_pb2_grpc.add_GatewayServicer_to_server(
             GatewayService(
-                self.address, self.channel, self.peers, local, self.orderer, self.ledger
+                self.address,
+                self.channel,
+                self.peers,
+                local,
+                self.orderer,
+                self.ledger,
+                max_clock_skew=self.max_clock_skew,
             ),
             self._server,
         )

@@ -5,6 +5,7 @@ gateway, so the official Gateway clients work against it unchanged.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 from fabric_protos.common import common_pb2
@@ -38,7 +39,9 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         local: str,
         orderer: Orderer,
         ledger: ChannelLedger,
+        max_clock_skew: float = 300.0,
     ) -> None:
+        self.max_clock_skew = max_clock_skew
         self.address = address
         self.channel = channel
         self.peers = peers
@@ -93,6 +96,17 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
             )
         if unpacked.tx_id != protocol.transaction_id(unpacked.signature_header.nonce, creator):
             self._abort(context, code_pb2.INVALID_ARGUMENT, "the transaction id does not match")
+        # The proposal's time is the chaincode's only clock (expiries, audit times): one
+        # far from the peer's is refused, as a Kerberos server refuses a skewed ticket.
+        proposed_at = unpacked.channel_header.timestamp.ToDatetime(tzinfo=dt.UTC)
+        drift = abs((proposed_at - dt.datetime.now(dt.UTC)).total_seconds())
+        if drift > self.max_clock_skew:
+            self._abort(
+                context,
+                code_pb2.INVALID_ARGUMENT,
+                f"the proposal is dated {proposed_at:%Y-%m-%dT%H:%M:%SZ}, {drift:.0f} s from "
+                f"the peer's clock (at most {self.max_clock_skew:.0f} s); check the client's clock",
+            )
         return unpacked
 
     def _signed_request(self, request: bytes, signature: bytes, identity: bytes, context) -> None:

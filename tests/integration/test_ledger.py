@@ -108,6 +108,23 @@ def test_the_orderer_organisation_may_order_but_not_transact(devnet, demo_world)
         alice.submit_envelope(tx_id, theirs)
 
 
+def test_a_proposal_dated_far_from_the_peers_clock_is_refused(devnet, demo_world, monkeypatch):
+    import datetime as dt
+
+    build = protocol.build_proposal
+    ahead = dt.datetime.now(dt.UTC) + dt.timedelta(days=3650)
+    monkeypatch.setattr(
+        protocol, "build_proposal", lambda *args, **kw: build(*args, **kw, timestamp=ahead)
+    )
+    contract = contract_of(devnet, demo_world.identity("alice"))
+    with pytest.raises(EndorseError, match="check the client's clock") as refused:
+        contract.submit("Create", "from-the-future", "alice", 1)
+    assert refused.value.status == "INVALID_ARGUMENT"
+    monkeypatch.undo()
+    with pytest.raises(EndorseError, match="does not exist"):
+        contract.evaluate("Read", "from-the-future")
+
+
 def test_nobody_can_take_a_transaction_id_that_is_not_theirs(devnet, demo_world):
     alice, bob = demo_world.identity("alice"), demo_world.identity("bob")
     ours, theirs = contract_of(devnet, alice), contract_of(devnet, bob)
