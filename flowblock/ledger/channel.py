@@ -9,6 +9,7 @@ needs nothing but the block file.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from fabric_protos.common import common_pb2, configtx_pb2, policies_pb2
 from fabric_protos.msp import msp_config_pb2
@@ -101,6 +102,12 @@ class ChannelConfig:
     @property
     def all_msps(self) -> list[msp_config_pb2.FabricMSPConfig]:
         return [*self.application, *self.orderers]
+
+    @cached_property
+    def writers(self) -> frozenset[str]:
+        """The MSP ids that may transact on the channel (Fabric's Writers): its
+        organisations', never the orderer organisation's."""
+        return frozenset(msp.name for msp in self.application)
 
     def required_endorsements(self) -> int:
         """How many distinct organisations' peers must endorse under the rule."""

@@ -60,14 +60,13 @@ def check_signatures(
     if header.channel_id != config.channel:
         raise Invalid(Code.TARGET_CHAIN_NOT_FOUND, f"channel {header.channel_id!r} is unknown")
     creator = unpacked.signature_header.creator
-    application = {msp.name for msp in config.application}
     try:
         signer = membership.check_signature(
             creator, envelope.payload, envelope.signature, check_expiry=False
         )
     except IdentityError as error:
         raise Invalid(Code.BAD_CREATOR_SIGNATURE, str(error)) from None
-    if signer.msp_id not in application:  # the channel's Writers: its organisations only
+    if signer.msp_id not in config.writers:
         raise Invalid(Code.BAD_CREATOR_SIGNATURE, f"{signer.msp_id} may not write to the channel")
     if header.tx_id != protocol.transaction_id(unpacked.signature_header.nonce, creator):
         raise Invalid(Code.BAD_PROPOSAL_TXID, "the transaction id does not match its nonce")
@@ -94,11 +93,11 @@ def check_signatures(
             continue
         if MembershipService.is_peer(endorser):
             endorsed_by.add(endorser.msp_id)
-    if len(endorsed_by & application) < config.required_endorsements():
+    if len(endorsed_by & config.writers) < config.required_endorsements():
         raise Invalid(
             Code.ENDORSEMENT_POLICY_FAILURE,
             f"endorsed by {sorted(endorsed_by) or 'no organisation'}, "
-            f"{config.required_endorsements()} of {len(application)} organisations required",
+            f"{config.required_endorsements()} of {len(config.writers)} organisations required",
         )
     return unpacked
 

@@ -106,7 +106,7 @@ class Devnet(LoggingConfigurable):
             self.ledger.commit,
             self.ledger.height,
             self.ledger.last_header_hash(),
-            writers=frozenset(msp.name for msp in self.ledger.config.application),
+            writers=self.ledger.config.writers,
             batch_size=self.batch_size,
             batch_timeout=self.batch_timeout,
             preferred_max_bytes=self.preferred_max_bytes,

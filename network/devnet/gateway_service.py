@@ -87,7 +87,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
                 code_pb2.PERMISSION_DENIED,
                 f"the proposal's creator is not authorised: {error}",
             )
-        if signer.msp_id not in {msp.name for msp in self.ledger.config.application}:
+        if signer.msp_id not in self.ledger.config.writers:
             self._abort(
                 context,
                 code_pb2.PERMISSION_DENIED,
