@@ -60,15 +60,7 @@ def serve(executor: Executor, kind: str, access_id: str, work: Callable[[dict], 
 
 
 def _fail(executor: Executor, kind: str, access_id: str, reason: str) -> str:
-    """Fail the request saying why, unless another run of it has already ended it."""
-    try:
-        executor.ledger(f"access:Fail{kind}", access_id, reason[:480], submit=True)
-    except (EndorseError, CommitError):
-        status = executor.ledger("access:GetAccess", access_id)["status"]
-        if status in ("DONE", "FAILED"):
-            return status
-        raise
-    return "FAILED"
+    return executor.fail_unless_ended(f"access:Fail{kind}", "access:GetAccess", access_id, reason)
 
 
 def process_read(executor: Executor, access_id: str) -> str:

@@ -163,13 +163,19 @@ class Executor:
             reason = (
                 "the computation failed on the data side; the data organisation has the details."
             )
-        try:
-            self.ledger("Fail", token_id, reason[:480], submit=True)
+        status = self.fail_unless_ended("Fail", "GetToken", token_id, reason)
+        if status == "FAILED":  # nothing of it was released: no receipts are due
             self.store.delete(f"{RECEIPTS_DUE}/{token_id}")
+        return status
+
+    def fail_unless_ended(self, fail: str, get: str, object_id: str, reason: str) -> str:
+        """Fail a token or request (``fail``) saying why, unless another run of it (its
+        task delivered again while this one ran) ended it first; the status the ledger
+        keeps, read with ``get``."""
+        try:
+            self.ledger(fail, object_id, reason[:480], submit=True)
         except (EndorseError, CommitError):
-            # Another run of this token (its task delivered again while this one ran)
-            # finished it first: the ledger kept that outcome, and so does this run.
-            status = self.ledger("GetToken", token_id)["status"]
+            status = self.ledger(get, object_id)["status"]
             if status in ("DONE", "FAILED"):
                 return status
             raise
