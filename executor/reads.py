@@ -17,7 +17,7 @@ from cryptography import x509
 from flowblock.canonical import canonical_json
 from flowblock.chaincode.contracts.access import MAX_SEALED_BYTES
 from flowblock.errors import CommitError, EndorseError, FlowBlockError
-from flowblock.executor.algorithms.base import plain
+from flowblock.executor.algorithms.base import plain_records
 from flowblock.executor.images import HASH_COLUMN, OBJECT_COLUMN
 from flowblock.executor.ingest import PATIENT_COLUMN, RECORD_COLUMN
 from flowblock.executor.worker import Executor
@@ -79,10 +79,10 @@ def _serve(executor: Executor, access: dict) -> None:
         images = executor.images_of(rows)
         rows = rows.drop(columns=[OBJECT_COLUMN, HASH_COLUMN])
         rows = rows.assign(image_base64=[base64.b64encode(image).decode() for image in images])
-    records = rows.astype(object).where(rows.notna(), None).to_dict("records")
+    records = plain_records(rows)
     plaintext = canonical_json(
         {"access_id": access_id, "patient": access["patient"], "dataset": access["dataset"],
-         "rows": [{k: plain(v) for k, v in row.items()} for row in records]}
+         "rows": records}
     )  # fmt: skip
     reader = x509.load_pem_x509_certificate(access["reader_certificate"].encode())
     sealed = seal(plaintext, reader.public_key(), access_id)

@@ -17,6 +17,7 @@ import pandas as pd
 
 from flowblock.chaincode.contracts.access import MAX_WRITE_RECORDS
 from flowblock.errors import EndorseError, FlowBlockError, InvalidArgument
+from flowblock.executor.algorithms.base import plain_records
 from flowblock.executor.ingest import PATIENT_COLUMN, RECORD_COLUMN, part_bytes, row_hashes
 from flowblock.executor.reads import serve
 from flowblock.executor.worker import WRITES, Executor
@@ -40,11 +41,9 @@ def _store(executor: Executor, access: dict) -> None:
         raise FlowBlockError("the sealed rows were not written by this request's writer.")
     meta = executor.ledger("records:GetDataset", access["dataset"])
     patient = access["patient"].removesuffix(f"@{executor.organisation}")
-    existing = executor.load(access["dataset"])
-    current = existing[existing[PATIENT_COLUMN].astype(str) == patient]
     frame = rows_frame(
         payload.get("rows"), meta["schema"]["columns"], patient, access,
-        current.set_index(RECORD_COLUMN).to_dict("index"),
+        _current_records(executor, access["dataset"], patient, payload.get("rows")),
     )  # fmt: skip
     moment = access["requested_at"].replace("-", "").replace(":", "").replace(".", "")
     object_key = f"{access['dataset']}/{WRITES}/{moment}-{access['access_id'][:16]}.parquet"
@@ -66,13 +65,26 @@ def _store(executor: Executor, access: dict) -> None:
         raise
 
 
+def _current_records(executor: Executor, dataset: str, patient: str, rows: Any) -> dict:
+    """The patient's records the rows correct, by record id, as they stand: the dataset
+    is read only when some row names a record."""
+    named = isinstance(rows, list) and any(
+        isinstance(row, dict) and row.get(RECORD_COLUMN) for row in rows
+    )
+    if not named:
+        return {}
+    existing = executor.load(dataset)
+    mine = existing[existing[PATIENT_COLUMN].astype(str) == patient]
+    return {str(record[RECORD_COLUMN]): record for record in plain_records(mine)}
+
+
 def rows_frame(
     rows: Any, columns: dict, patient: str, access: dict, current: dict | None = None
 ) -> pd.DataFrame:
     """The written rows as a part of the dataset: every column checked against the schema.
 
-    A row correcting one of the patient's records (in ``current``, by record id) changes
-    the columns it names; the others keep the values the record has.
+    A row correcting one of the patient's records (in ``current``, by record id, as plain
+    values) changes the columns it names; the others keep the values the record has.
     """
     current = current or {}
     if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
@@ -90,9 +102,7 @@ def rows_frame(
         record_id = str(row.get(RECORD_COLUMN) or new_id)
         kept = current.get(record_id, {})
         values = {
-            c: _checked(row[c], columns[c], f"rows[{index}].{c}")
-            if c in row
-            else _plain(kept.get(c))
+            c: _checked(row[c], columns[c], f"rows[{index}].{c}") if c in row else kept.get(c)
             for c in given
         }
         cleaned.append({RECORD_COLUMN: record_id, PATIENT_COLUMN: patient, **values})
@@ -106,13 +116,6 @@ def rows_frame(
 
 #: Beyond this a value would not fit the column's 64-bit storage.
 LARGEST = 9e15
-
-
-def _plain(value: Any) -> Any:
-    """A stored value as the schema's Python value (missing values as None)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    return value.item() if hasattr(value, "item") else value
 
 
 def _checked(value: Any, spec: Any, where: str) -> Any:

@@ -35,6 +35,12 @@ def plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
+def plain_records(frame: pd.DataFrame) -> list[dict]:
+    """A frame's rows as dicts of plain Python values, missing values as None."""
+    records = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    return [{column: plain(value) for column, value in row.items()} for row in records]
+
+
 class AlgorithmError(FlowBlockError):
     """An algorithm could not run on this input; the message says why, without data."""
 

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from flowblock.errors import InvalidArgument
+from flowblock.executor.algorithms.base import plain_records
 from flowblock.executor.algorithms.xray import _auc, decode_images
 from flowblock.executor.images import read_manifest
 from flowblock.executor.ingest import read_table, with_text_ids
@@ -167,15 +168,17 @@ def test_a_bad_row_is_one_sentence_and_nothing_is_written(rows, complaint):
 
 
 def test_a_correction_changes_the_columns_it_names_and_keeps_the_others():
-    current = {
-        "vitals-00000007": {
-            "patient_id": "patient7",
-            "age": np.int64(40),
-            "systolic": np.float64("nan"),
-            "smoker": True,
-            "sex": "M",
+    stored = pd.DataFrame(
+        {
+            "record_id": ["vitals-00000007"],
+            "patient_id": ["patient7"],
+            "age": [40],
+            "systolic": [np.nan],
+            "smoker": [True],
+            "sex": ["M"],
         }
-    }
+    )
+    current = {record["record_id"]: record for record in plain_records(stored)}
     rows = [{"record_id": "vitals-00000007", "systolic": 131.5, "sex": None},
             {"age": 33}]  # fmt: skip
     frame = rows_frame(rows, COLUMNS, "patient7", ACCESS, current)
