@@ -29,6 +29,7 @@ from flowblock.executor.ingest import (
     part_bytes,
     read_csv,
     register,
+    require_filled,
     with_text_ids,
 )
 from flowblock.executor.storage.objects import ObjectStore
@@ -55,11 +56,7 @@ def read_manifest(directory: str | Path) -> pd.DataFrame:
     for column in (PATIENT_COLUMN, FILE_COLUMN):
         if column not in manifest.columns:
             raise InvalidArgument(MANIFEST, f"a {column!r} column")
-    if manifest[FILE_COLUMN].isna().any():
-        row = int(manifest[FILE_COLUMN].isna().to_numpy().nonzero()[0][0]) + 1
-        raise InvalidArgument(
-            f"{MANIFEST}'s {FILE_COLUMN!r} column", f"filled in on every row (row {row} is empty)"
-        )
+    require_filled(manifest, FILE_COLUMN, f"{MANIFEST}'s {FILE_COLUMN!r} column")
     for reserved in (OBJECT_COLUMN, HASH_COLUMN):
         if reserved in manifest.columns:
             raise InvalidArgument(MANIFEST, f"no {reserved!r} column (FlowBlock writes it)")

@@ -79,6 +79,14 @@ def read_csv(path: Path, **options: Any) -> pd.DataFrame:
         ) from None
 
 
+def require_filled(frame: pd.DataFrame, column: str, argument: str) -> None:
+    """InvalidArgument naming the first row whose ``column`` is empty, if one is."""
+    empty = (frame[column].isna() | (frame[column].astype(str).str.strip() == "")).to_numpy()
+    if empty.any():
+        row = int(empty.nonzero()[0][0]) + 1
+        raise InvalidArgument(argument, f"filled in on every row (row {row} is empty)")
+
+
 def with_text_ids(frame: pd.DataFrame) -> pd.DataFrame:
     """The table with its patient and record ids as text, as the ledger names them.
 
@@ -86,12 +94,7 @@ def with_text_ids(frame: pd.DataFrame) -> pd.DataFrame:
     ledger says "10", and no cohort, read or correction would ever match it.
     """
     for column in (PATIENT_COLUMN, RECORD_COLUMN):
-        missing = frame[column].isna() | (frame[column].astype(str).str.strip() == "")
-        if missing.any():
-            row = int(missing.to_numpy().nonzero()[0][0]) + 1
-            raise InvalidArgument(
-                f"the {column!r} column", f"filled in on every row (row {row} is empty)"
-            )
+        require_filled(frame, column, f"the {column!r} column")
         if pd.api.types.is_float_dtype(frame[column]) and (frame[column] % 1 == 0).all():
             frame = frame.assign(**{column: frame[column].astype("int64")})
         frame = frame.assign(**{column: frame[column].astype(str)})
