@@ -7,7 +7,7 @@ else about the distribution is declared in pyproject.toml.
 
 from setuptools import find_packages, setup
 
-PARTS = ("hub", "extension", "chaincode", "network", "spawner", "executor")
+PARTS = ("hub", "extension", "chaincode", "network", "spawner", "executor", "stack", "testing")
 
 
 def _packages(directory: str, name: str) -> list[str]:

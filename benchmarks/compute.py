@@ -34,11 +34,11 @@ import pandas as pd
 
 from flowblock.client import Client
 from flowblock.executor.ingest import import_table
-from flowblock.executor.storage.credentials import load_credentials
 from flowblock.executor.storage.objects import ObjectStore
 from flowblock.identity import CertificateAuthority, load_wallet, wallet_path
+from flowblock.identity.s3 import load_credentials
 from flowblock.ledger import Gateway
-from flowblock.stack import read_stack_file
+from flowblock.stackfile import read_stack_file
 
 
 def table(records: int, patients: int) -> pd.DataFrame:
@@ -77,8 +77,8 @@ def timed(work, repeats: int) -> float:
 
 def train_directly(folder: Path, epochs: int, image_size: int) -> None:
     """The baseline: the same training on the same consented images, no FlowBlock."""
-    from flowblock.demo import xray_consenting
     from flowblock.executor.algorithms.xray import CLASSES, decode_images, train_classifier
+    from flowblock.stack.demo import xray_consenting
 
     manifest = pd.read_csv(folder / "manifest.csv")
     manifest = manifest[manifest["patient_id"].isin(xray_consenting())]
@@ -151,7 +151,7 @@ def main() -> None:
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(consent, sorted(set(frame["patient_id"]))))
 
-        alice = Client.connect(stack["identities"]["alice"]["wallet"], stack["gateway"])
+        alice = Client.connect(stack["identities"]["alice@University"]["wallet"], stack["gateway"])
         results = {}
         for method, params in (("mean", {"column": "systolic"}),
                                ("histogram", {"column": "systolic", "bins": 20})):  # fmt: skip

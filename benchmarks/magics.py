@@ -27,11 +27,11 @@ from compute import table
 
 from flowblock.client import Client
 from flowblock.executor.ingest import import_table
-from flowblock.executor.storage.credentials import load_credentials
 from flowblock.executor.storage.objects import ObjectStore
 from flowblock.identity import CertificateAuthority, load_wallet, wallet_path
+from flowblock.identity.s3 import load_credentials
 from flowblock.ledger import Gateway
-from flowblock.stack import read_stack_file
+from flowblock.stackfile import read_stack_file
 
 DATASET = "magics-bench"
 
@@ -114,7 +114,9 @@ def main() -> None:
     process, stack = start_demo(data_dir)
     try:
         import_dataset(data_dir, stack, args.records, args.patients)
-        client = TimedClient.connect(stack["identities"]["alice"]["wallet"], stack["gateway"])
+        client = TimedClient.connect(
+            stack["identities"]["alice@University"]["wallet"], stack["gateway"]
+        )
         shell = shell_with_magics(client)
         cell = f"%flowblock compute mean --dataset {DATASET} --param column=systolic"
         shown, bound, own, direct, again = [], [], [], [], []

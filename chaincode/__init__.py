@@ -2,7 +2,9 @@
 
 Write a contract with :class:`Contract` and :func:`transaction`, group contracts in a
 :class:`Chaincode`, and serve it with :class:`ChaincodeServer` (``flowblock chaincode
-serve``); peers connect to it over Fabric's chaincode protocol.
+serve``); peers connect to it over Fabric's chaincode protocol. It may import the core
+alone (the vocabulary it shares with the data side among it), never another part, and it
+does no I/O but the peer's: it runs unchanged on any Fabric peer.
 """
 
 from flowblock.chaincode.contract import Chaincode, Context, Contract, transaction

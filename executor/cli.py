@@ -12,6 +12,57 @@ from flowblock.cli.base import FlowBlockApp
 from flowblock.errors import ConfigError, InvalidArgument
 
 
+def data_side_settings(app: FlowBlockApp, org: str = ""):
+    """The organisation's data-side settings (``ExecutorSettings``), with the ledger's and
+    the S3 server's addresses taken from the running stack's ``stack.json`` when the
+    configuration does not give them."""
+    from flowblock.executor.settings import ExecutorSettings
+    from flowblock.stackfile import read_stack_file
+
+    settings = ExecutorSettings(parent=app)
+    settings.organisation = org or settings.organisation
+    if settings.gateway and settings.s3_endpoint:
+        return settings
+    stack = read_stack_file(app.data_path)
+    if stack is None:
+        raise ConfigError(
+            f"FlowBlock is not running for {app.data_path} and no --gateway and --s3-endpoint "
+            "were given; start it with 'flowblock demo', or name the ledger and S3 server."
+        )
+    settings.gateway = settings.gateway or stack["gateway"]
+    settings.s3_endpoint = settings.s3_endpoint or stack["s3"]["endpoint"]
+    if not settings.tls_ca and stack.get("tls_ca"):
+        settings.tls_ca = stack["tls_ca"]
+    settings.channel = stack.get("channel", settings.channel)
+    return settings
+
+
+@contextlib.contextmanager
+def _gateway(app: FlowBlockApp, org: str, person: str):
+    """A gateway to the ledger as ``person`` of ``org``, and the data side's settings."""
+    from flowblock.identity import wallet_path
+
+    settings = data_side_settings(app, org)
+    settings.wallet = str(wallet_path(app.data_path, org, person))
+    with settings.connect(app.data_path) as gateway:
+        yield gateway, settings
+
+
+#: Where a data-side command's ledger and S3 server are, when no stack runs here.
+DATA_SIDE_ALIASES = {
+    "gateway": "ExecutorSettings.gateway",
+    "tls-ca": "ExecutorSettings.tls_ca",
+    "s3-endpoint": "ExecutorSettings.s3_endpoint",
+}
+
+
+def _data_side_classes(app: type) -> list:
+    from flowblock.executor.disclosure import DisclosurePolicy
+    from flowblock.executor.settings import ExecutorSettings
+
+    return [app, ExecutorSettings, DisclosurePolicy]
+
+
 class DataImportApp(FlowBlockApp):
     name = "flowblock data import"
     description = (
@@ -31,10 +82,15 @@ class DataImportApp(FlowBlockApp):
     org = Unicode("Hospital", help="Organisation that holds the data.").tag(config=True)
     aliases = {
         **FlowBlockApp.aliases,
+        **DATA_SIDE_ALIASES,
         "dataset": "DataImportApp.dataset",
         "as": "DataImportApp.steward",
         "org": "DataImportApp.org",
     }
+
+    @property
+    def classes(self):  # type: ignore[override]
+        return _data_side_classes(type(self))
 
     def start(self) -> None:
         (path,) = self.positional("file")
@@ -42,8 +98,8 @@ class DataImportApp(FlowBlockApp):
             raise InvalidArgument("--dataset", "given: the name of the dataset")
         from flowblock.executor.images import import_images, read_manifest
         from flowblock.executor.ingest import import_table, read_table
-        from flowblock.executor.storage.credentials import load_credentials
         from flowblock.executor.storage.objects import ObjectStore
+        from flowblock.identity.s3 import load_credentials
 
         is_directory = Path(path).is_dir()
         source = read_manifest(path) if is_directory else read_table(path)
@@ -51,9 +107,10 @@ class DataImportApp(FlowBlockApp):
         def progress(done: int, total: int) -> None:
             print(f"\rimported {done:,} of {total:,} records", end="", file=sys.stderr, flush=True)
 
-        with _gateway(self, self.org, self.steward) as (gateway, channel, stack):
-            store = ObjectStore(stack["s3"]["endpoint"], load_credentials(self.data_path, self.org))
-            records = gateway.get_network(channel).get_contract("flowblock", "records")
+        with _gateway(self, self.org, self.steward) as (gateway, settings):
+            store = ObjectStore(settings.s3_endpoint, load_credentials(self.data_path, self.org))
+            network = gateway.get_network(settings.channel)
+            records = network.get_contract(settings.chaincode, "records")
             if is_directory:
                 report = import_images(path, self.dataset, records, store, progress)
             else:
@@ -67,51 +124,40 @@ class DataImportApp(FlowBlockApp):
         )
 
 
-@contextlib.contextmanager
-def _gateway(app: FlowBlockApp, org: str, person: str):
-    """A gateway to the running stack as ``person`` of ``org``, its channel and stack.json."""
-    from flowblock.identity import load_wallet, wallet_path
-    from flowblock.ledger import Gateway
-    from flowblock.stack import read_stack_file
-
-    stack = read_stack_file(app.data_path)
-    if stack is None:
-        raise ConfigError(
-            f"FlowBlock is not running for {app.data_path}; start it with 'flowblock demo'."
-        )
-    with Gateway(stack["gateway"], load_wallet(wallet_path(app.data_path, org, person))) as gateway:
-        yield gateway, stack["channel"], stack
-
-
 class ExecutorApp(FlowBlockApp):
     name = "flowblock executor"
     description = (
         "Run an organisation's executor on its own (flowblock up runs one already): it "
         "follows the ledger, claims its organisation's approved tokens and read requests, "
-        "and computes on its data. Needs the stack's stack.json in the data directory."
+        "and computes on its data. It needs the Fabric gateway of a peer of its "
+        "organisation, its wallet and the S3 server of its bucket (ExecutorSettings); an "
+        "address not given is taken from the FlowBlock running for the data directory."
     )
-    examples = "flowblock executor --org Hospital --workers 4"
+    examples = (
+        "flowblock executor --org Hospital --workers 4\n"
+        "flowblock executor --org Hospital --gateway peer0.hospital:7051 "
+        "--tls-ca tls/ca.pem --s3-endpoint https://s3.hospital --wallet wallets/executor"
+    )
     aliases = {
         **FlowBlockApp.aliases,
+        **DATA_SIDE_ALIASES,
         "org": "ExecutorSettings.organisation",
         "workers": "ExecutorSettings.workers",
+        "wallet": "ExecutorSettings.wallet",
+        "s3-credentials": "ExecutorSettings.s3_credentials",
     }
 
     @property
     def classes(self):  # type: ignore[override]
-        from flowblock.executor.disclosure import DisclosurePolicy
-        from flowblock.executor.settings import ExecutorSettings
-
-        return [type(self), ExecutorSettings, DisclosurePolicy]
+        return _data_side_classes(type(self))
 
     def start(self) -> None:
         from flowblock.cli.base import wait_for_termination
-        from flowblock.executor.service import ExecutorService, build_executor
-        from flowblock.executor.settings import ExecutorSettings
+        from flowblock.executor.service import ExecutorService
 
         self.positional()
-        settings = ExecutorSettings(parent=self)
-        executor = build_executor(self.data_path, settings)
+        settings = data_side_settings(self)
+        executor = settings.build(self.data_path)
         checkpoint = self.data_path / "executor" / settings.organisation / "checkpoint.json"
         service = ExecutorService(executor, checkpoint, settings.workers).start()
         print(f"flowblock executor: serving {settings.organisation}", flush=True)
@@ -119,6 +165,7 @@ class ExecutorApp(FlowBlockApp):
             wait_for_termination()
         finally:
             service.stop()
+            executor.contract.network.gateway.close()
 
 
 class DataApp(FlowBlockApp):
@@ -141,16 +188,22 @@ class AlgorithmsPublishApp(FlowBlockApp):
     org = Unicode("Hospital", help="The data organisation publishing.").tag(config=True)
     aliases = {
         **FlowBlockApp.aliases,
+        **DATA_SIDE_ALIASES,
         "as": "AlgorithmsPublishApp.admin",
         "org": "AlgorithmsPublishApp.org",
     }
+
+    @property
+    def classes(self):  # type: ignore[override]
+        return _data_side_classes(type(self))
 
     def start(self) -> None:
         from flowblock.executor.algorithms import publish_algorithms
 
         self.positional()
-        with _gateway(self, self.org, self.admin) as (gateway, channel, _):
-            catalogue = gateway.get_network(channel).get_contract("flowblock", "catalogue")
+        with _gateway(self, self.org, self.admin) as (gateway, settings):
+            network = gateway.get_network(settings.channel)
+            catalogue = network.get_contract(settings.chaincode, "catalogue")
             published = publish_algorithms(catalogue)
         for algorithm in published:
             print(f"published {algorithm.name}@{algorithm.version} ({algorithm.code_hash()[:12]}…)")

@@ -26,26 +26,6 @@ READ_EVENT = "ReadRequested"
 WRITE_EVENT = "WriteRequested"
 
 
-def build_executor(data_dir: Path, settings) -> Executor:
-    """An organisation's executor for the stack running for ``data_dir`` (its stack.json)."""
-    from flowblock.errors import ConfigError
-    from flowblock.executor.storage.credentials import load_credentials
-    from flowblock.executor.storage.objects import ObjectStore
-    from flowblock.identity import load_wallet, wallet_path
-    from flowblock.ledger import Gateway
-    from flowblock.stack import read_stack_file
-
-    stack = read_stack_file(data_dir)
-    if stack is None:
-        raise ConfigError(f"FlowBlock is not running for {data_dir}: no stack.json there.")
-    org = settings.organisation
-    identity = load_wallet(wallet_path(data_dir, org, settings.identity))
-    gateway = Gateway(stack["gateway"], identity)
-    contract = gateway.get_network(stack["channel"]).get_contract("flowblock")
-    store = ObjectStore(stack["s3"]["endpoint"], load_credentials(data_dir, org))
-    return Executor(contract, store, org, policy=settings.policy, limits=settings.limits)
-
-
 class ExecutorService:
     """Workers for one organisation's executor, fed by the ledger's events."""
 

@@ -1,8 +1,10 @@
 """The executor's work as Celery tasks: the very code the in-process workers run.
 
-Start workers with ``celery -A flowblock.executor.tasks worker`` and, in their
-environment, ``FLOWBLOCK_DATA_DIR`` (where the organisation's wallets, credentials and
-``stack.json`` are), ``FLOWBLOCK_EXECUTOR_ORG`` and ``FLOWBLOCK_BROKER``. Tasks are
+Start workers with ``celery -A flowblock.executor.tasks worker`` and the executor's
+settings in their environment: ``FLOWBLOCK_EXECUTOR_ORG``, ``FLOWBLOCK_BROKER``,
+``FLOWBLOCK_EXECUTOR_GATEWAY``, ``FLOWBLOCK_EXECUTOR_S3``, and the wallet and credentials
+(``FLOWBLOCK_EXECUTOR_WALLET``, ``FLOWBLOCK_EXECUTOR_S3_CREDENTIALS``, or
+``FLOWBLOCK_DATA_DIR`` where ``flowblock network init`` put them). Tasks are
 acknowledged only when done, so a worker killed mid-job leaves its task to be
 delivered again, and the token is taken up where it was left (never completed twice:
 the ledger lets its claimant complete it once).
@@ -38,11 +40,9 @@ app.conf.update(
 
 @functools.cache
 def executor():
-    """This worker process's executor, built once from the running stack's description."""
-    from flowblock.executor.service import build_executor
-
+    """This worker process's executor, built once from its settings."""
     data_dir = Path(_config.FlowBlockApp.get("data_dir", "~/.flowblock")).expanduser()
-    return build_executor(data_dir, settings)
+    return settings.build(data_dir)
 
 
 @app.task(name="flowblock.process_token", bind=True)

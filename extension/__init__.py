@@ -3,6 +3,8 @@ results, a live status line.
 
 It connects from the environment a spawned server gets (``FLOWBLOCK_GATEWAY``,
 ``FLOWBLOCK_WALLET``, ``FLOWBLOCK_TLS_CA``) on first use, so loading it never fails.
+It may import the core (``flowblock.Client``) alone: never the data side, the network,
+the chaincode, the stack or the fakes, as a researcher's kernel has none of them.
 """
 
 from __future__ import annotations

@@ -3,9 +3,13 @@
 Researchers ask for computations from Jupyter; the request travels as a token on a
 Hyperledger Fabric ledger endorsed by several organisations; the data side runs the
 algorithm on the patients' records and releases only a disclosure-controlled aggregate.
-This package is the core every part shares; the parts are its subpackages
-(``flowblock.chaincode``, ``flowblock.executor``, ``flowblock.extension``, ``flowblock.hub``,
-``flowblock.network``, ``flowblock.spawner``).
+This package is the core every part shares: configuration, errors and the vocabulary
+both sides of the ledger use, identities, the Fabric Gateway client, the client, the CLI.
+The parts are its subpackages, each a top-level directory (``flowblock.chaincode``,
+``flowblock.executor``, ``flowblock.extension``, ``flowblock.hub``, ``flowblock.network``,
+``flowblock.spawner``, ``flowblock.stack``, ``flowblock.testing``). The core imports no
+part: the CLI names its subcommands' modules as text, loaded when run, and
+``%load_ext flowblock`` loads the extension when called (pyproject.toml's import contracts).
 """
 
 from __future__ import annotations

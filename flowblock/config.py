@@ -23,6 +23,11 @@ ENVIRONMENT: Final[dict[str, str]] = {
     "FLOWBLOCK_EXECUTOR_ORG": "ExecutorSettings.organisation",
     "FLOWBLOCK_BROKER": "ExecutorSettings.broker_url",
     "FLOWBLOCK_REDELIVERY_SECONDS": "ExecutorSettings.redelivery_seconds",
+    "FLOWBLOCK_EXECUTOR_GATEWAY": "ExecutorSettings.gateway",
+    "FLOWBLOCK_EXECUTOR_TLS_CA": "ExecutorSettings.tls_ca",
+    "FLOWBLOCK_EXECUTOR_WALLET": "ExecutorSettings.wallet",
+    "FLOWBLOCK_EXECUTOR_S3": "ExecutorSettings.s3_endpoint",
+    "FLOWBLOCK_EXECUTOR_S3_CREDENTIALS": "ExecutorSettings.s3_credentials",
     # What a spawner tells a notebook server: where the gateway is, whose wallet to use.
     "FLOWBLOCK_GATEWAY": "ClientSettings.gateway",
     "FLOWBLOCK_WALLET": "ClientSettings.wallet",

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from flowblock.executor.storage.credentials import credentials_path, ensure_credentials
 from flowblock.identity import CertificateAuthority, organisation_dir, wallet_path
 from flowblock.identity.certificates import check_organisation
+from flowblock.identity.s3 import credentials_path, ensure_credentials
 
 #: The organisation that runs the ordering service, as in Fabric's test network.
 ORDERER_ORGANISATION: Final = "Orderer"

@@ -1,6 +1,6 @@
-"""Records in S3: credentials per organisation, the embedded SeaweedFS server, objects.
+"""Records in S3: the embedded SeaweedFS server and the objects of a bucket.
 
-Import the submodules: ``credentials`` (stdlib only, used by ``network init``),
-``seaweedfs`` (runs the embedded S3 server) and ``objects`` (reads and writes through
-s3fs), so that what only needs credentials does not pull in the S3 client.
+Import the submodules: ``seaweedfs`` (runs the embedded S3 server) and ``objects``
+(reads and writes through s3fs). The organisations' credentials are made with their
+identities, in the core (:mod:`flowblock.identity.s3`), since ``network init`` makes them.
 """

@@ -14,7 +14,7 @@ from contextlib import contextmanager, suppress
 import s3fs
 
 from flowblock.errors import FlowBlockError
-from flowblock.executor.storage.credentials import S3Credentials
+from flowblock.identity.s3 import S3Credentials
 
 
 class StorageError(FlowBlockError):

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from flowblock.errors import ConfigError
-from flowblock.executor.storage.credentials import S3Credentials
+from flowblock.identity.s3 import S3Credentials
 from flowblock.identity.wallet import write_private
 from flowblock.ports import free_ports
 

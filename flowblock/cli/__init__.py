@@ -27,10 +27,10 @@ flowblock network up --chaincode asset=127.0.0.1:9999
 flowblock verify                    # the chain, its hashes and every signature
 """
     subcommands = {
-        "up": ("flowblock.cli.stack.UpApp", "Run FlowBlock on this machine."),
-        "demo": ("flowblock.cli.demo.DemoApp", "Run FlowBlock with the demo world and data."),
-        "status": ("flowblock.cli.stack.StatusApp", "Say whether FlowBlock runs, part by part."),
-        "down": ("flowblock.cli.stack.DownApp", "Stop the FlowBlock that runs."),
+        "up": ("flowblock.stack.cli.UpApp", "Run FlowBlock on this machine."),
+        "demo": ("flowblock.stack.cli.DemoApp", "Run FlowBlock with the demo world and data."),
+        "status": ("flowblock.stack.cli.StatusApp", "Say whether FlowBlock runs, part by part."),
+        "down": ("flowblock.stack.cli.DownApp", "Stop the FlowBlock that runs."),
         "network": ("flowblock.network.cli.NetworkApp", "Organisations and the ledger network."),
         "identity": ("flowblock.cli.identity.IdentityApp", "Issue, show and list identities."),
         "chaincode": ("flowblock.chaincode.cli.ChaincodeApp", "Serve chaincode for the peers."),

@@ -12,10 +12,10 @@ import pytest
 
 from flowblock.client import Client
 from flowblock.errors import EndorseError
-from flowblock.executor.storage.credentials import load_credentials
 from flowblock.executor.xray import write_xray_dataset
+from flowblock.identity.s3 import load_credentials
 from flowblock.ledger import Gateway
-from flowblock.stack import read_stack_file
+from flowblock.stackfile import read_stack_file
 
 
 def flowblock(*arguments, data_dir) -> subprocess.CompletedProcess:
@@ -43,8 +43,13 @@ def test_demo_serves_the_ledger_writes_stack_json_and_stops_cleanly(tmp_path):
         # The researchers' side never learns the data side's S3 secret.
         hospital_secret = load_credentials(data_dir, "Hospital").secret_key
         assert hospital_secret not in json.dumps(stack)
-        alice = stack["identities"]["alice"]
-        assert (alice["org"], alice["role"]) == ("University", "researcher")
+        alice = stack["identities"]["alice@University"]
+        assert (alice["name"], alice["org"], alice["role"]) == ("alice", "University", "researcher")
+        # Names repeat across organisations; each organisation's own is there.
+        admins = {
+            stack["identities"][f"admin@{org}"]["wallet"] for org in ("Hospital", "University")
+        }
+        assert len(admins) == 2
         assert stack["chaincodes"] == ["flowblock"]
         assert stack["datasets"] == ["vitals", "xray"]
         assert stack["s3"]["endpoint"].startswith("http://127.0.0.1:")

@@ -17,10 +17,10 @@ import pandas as pd
 import pytest
 
 from flowblock.client import ComputationFailed
-from flowblock.demo import synthetic_vitals
 from flowblock.errors import BudgetExhausted, DisclosureRefused, EndorseError
 from flowblock.executor.disclosure import DisclosurePolicy
 from flowblock.ledger import GatewayPool
+from flowblock.stack.demo import synthetic_vitals
 from flowblock.testing.study import Study, publish_and_allow
 
 METHODS = ["count", "mean", "histogram", "quantiles", "crosstab", "max-heart-rate"]

@@ -45,14 +45,11 @@ def vitals(patients: int = 40) -> pd.DataFrame:
     )
 
 
-def describe_stack(devnet, s3_server) -> None:
-    """The stack.json Celery workers read to find the ledger and S3 of these tests."""
-    from flowblock.stack import write_stack_file
-
-    write_stack_file(
-        devnet.data_dir,
-        {"gateway": devnet.address, "channel": "flowblock", "s3": {"endpoint": s3_server.endpoint}},
-    )
+def worker_of(devnet, broker: str, s3_server) -> tuple:
+    """A Celery worker's settings for the Hospital's executor on these tests' servers:
+    its own settings only, with no stack.json anywhere."""
+    assert not (devnet.data_dir / "stack.json").exists()
+    return devnet.data_dir, broker, "Hospital", devnet.address, s3_server.endpoint
 
 
 @pytest.fixture(scope="module")
@@ -62,10 +59,9 @@ def celery_runner(flowblock_devnet, s3_server, tmp_path_factory):
 
     from flowblock.testing.queue import celery_worker, redis_server
 
-    describe_stack(flowblock_devnet, s3_server)
     with (
         redis_server(tmp_path_factory.mktemp("redis")) as broker,
-        celery_worker(flowblock_devnet.data_dir, broker, "Hospital"),
+        celery_worker(*worker_of(flowblock_devnet, broker, s3_server)),
     ):
         client = Celery(broker=broker, backend=broker)
 
@@ -536,12 +532,11 @@ def test_a_celery_worker_killed_mid_job_leaves_one_result(
     from flowblock.testing.queue import celery_worker, redis_server
 
     study = Study(ledger, s3_server, demo_world, vitals(), consenting=30, prefix="bp")
-    describe_stack(flowblock_devnet, s3_server)
     job = study.alice.compute("long-running", study.dataset, {"seconds": 6}, purpose=PURPOSE)
     study.pool(demo_world.identity("admin", org="Hospital")).submit("Approve", job.token_id)
     with redis_server(tmp_path) as broker:
         client = Celery(broker=broker, backend=broker)
-        with celery_worker(flowblock_devnet.data_dir, broker, "Hospital") as doomed:
+        with celery_worker(*worker_of(flowblock_devnet, broker, s3_server)) as doomed:
             pending = client.send_task("flowblock.process_token", args=[job.token_id])
             for _ in range(200):  # until the worker has claimed it and is computing
                 if job.refresh().status == "RUNNING":
@@ -550,7 +545,7 @@ def test_a_celery_worker_killed_mid_job_leaves_one_result(
             assert job.status == "RUNNING"
             doomed.send_signal(signal.SIGKILL)
             doomed.wait(timeout=10)
-        with celery_worker(flowblock_devnet.data_dir, broker, "Hospital"):
+        with celery_worker(*worker_of(flowblock_devnet, broker, s3_server)):
             assert pending.get(timeout=120) == "DONE"
     assert job.wait(timeout=30).value["groups"] == [{"count": 30}]
     history = study.alice._evaluate("TokenHistory", job.token_id)

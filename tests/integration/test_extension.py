@@ -14,9 +14,9 @@ import time
 
 import pytest
 
-from flowblock.demo import CONSENTING, synthetic_vitals
 from flowblock.identity import wallet_path
 from flowblock.ledger import Gateway
+from flowblock.stack.demo import CONSENTING, synthetic_vitals
 from flowblock.testing.fixtures import IPythonKernel
 
 CONSENTING_ROWS = synthetic_vitals().iloc[: int(300 * CONSENTING)]

@@ -16,7 +16,7 @@ import nbformat
 import s3fs
 from nbclient import NotebookClient
 
-from flowblock.executor.storage.credentials import load_credentials
+from flowblock.identity.s3 import load_credentials
 
 ATTEMPTS = [
     # Nothing of the data side is in the kernel's environment.

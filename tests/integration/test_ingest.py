@@ -11,8 +11,8 @@ import pytest
 
 from flowblock.errors import InvalidArgument
 from flowblock.executor.ingest import PART_ROWS, import_table, row_hashes
-from flowblock.executor.storage.credentials import load_credentials
 from flowblock.executor.storage.objects import ObjectStore, sha256_hex
+from flowblock.identity.s3 import load_credentials
 from flowblock.ledger import Gateway
 
 

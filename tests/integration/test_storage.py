@@ -7,17 +7,17 @@ import stat
 
 import pytest
 
-from flowblock.executor.storage.credentials import (
-    S3Credentials,
-    credentials_path,
-    ensure_credentials,
-    load_credentials,
-)
 from flowblock.executor.storage.objects import (
     ObjectStore,
     RecordTampered,
     StorageDenied,
     StorageError,
+)
+from flowblock.identity.s3 import (
+    S3Credentials,
+    credentials_path,
+    ensure_credentials,
+    load_credentials,
 )
 
 

@@ -17,10 +17,10 @@ from flowblock.errors import InvalidArgument
 from flowblock.executor.algorithms import publish_algorithms
 from flowblock.executor.images import MANIFEST, import_images
 from flowblock.executor.ingest import import_table
-from flowblock.executor.storage.credentials import load_credentials
 from flowblock.executor.storage.objects import ObjectStore, sha256_hex
 from flowblock.executor.worker import Executor
 from flowblock.executor.xray import write_xray_dataset
+from flowblock.identity.s3 import load_credentials
 from flowblock.ledger import GatewayPool
 
 PURPOSE = "pneumonia study"

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from flowblock import errors
-from flowblock.demo import PEOPLE, create_demo
 from flowblock.identity import CertificateAuthority, load_wallet, wallet_path
 from flowblock.identity.wallet import KEY_FILE
 from flowblock.network.organisations import (
@@ -16,6 +15,7 @@ from flowblock.network.organisations import (
     PEER_ORG_IDENTITIES,
     initialise,
 )
+from flowblock.stack.demo import PEOPLE, create_demo
 
 
 def all_keys(data_dir: Path) -> dict[Path, bytes]:
