@@ -21,6 +21,7 @@ from fabric_protos.peer import chaincode_pb2, chaincode_shim_pb2, chaincode_shim
 
 from flowblock.chaincode.contract import Chaincode
 from flowblock.chaincode.stub import ChaincodeStub, PeerOffer
+from flowblock.ports import EXCLUSIVE_PORT, bind
 
 log = logging.getLogger(__name__)
 Message = chaincode_shim_pb2.ChaincodeMessage
@@ -164,12 +165,11 @@ class ChaincodeServer:
         self.chaincode_id = chaincode_id
         self.workers = futures.ThreadPoolExecutor(max_transactions, "chaincode-tx")
         # Each stream takes one server thread for its lifetime; peers are few.
-        self._grpc = grpc.server(futures.ThreadPoolExecutor(16, "chaincode-grpc"))
+        self._grpc = grpc.server(
+            futures.ThreadPoolExecutor(16, "chaincode-grpc"), options=[EXCLUSIVE_PORT]
+        )
         chaincode_shim_pb2_grpc.add_ChaincodeServicer_to_server(_Servicer(self), self._grpc)
-        if tls is None:
-            self.port = self._grpc.add_insecure_port(address)
-        else:
-            self.port = self._grpc.add_secure_port(address, tls)
+        self.port = bind(self._grpc, address, f"the chaincode server of {chaincode_id!r}", tls)
         host = address.rsplit(":", 1)[0]
         self.address = f"{host}:{self.port}"
 

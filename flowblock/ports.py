@@ -1,8 +1,19 @@
-"""Free ports on the loopback interface, for the servers FlowBlock starts on one machine."""
+"""Ports for the servers FlowBlock starts: free ones on the loopback interface, and a
+gRPC server's port held by that server alone."""
 
 from __future__ import annotations
 
 import socket
+from typing import TYPE_CHECKING, Final
+
+from flowblock.errors import ConfigError
+
+if TYPE_CHECKING:
+    import grpc
+
+#: gRPC's servers set SO_REUSEPORT by default: a second server on a port already taken
+#: binds anyway and the kernel splits the connections between the two. Ours refuse.
+EXCLUSIVE_PORT: Final = ("grpc.so_reuseport", 0)
 
 
 def free_ports(count: int = 1) -> list[int]:
@@ -17,3 +28,29 @@ def free_ports(count: int = 1) -> list[int]:
     finally:
         for probe in sockets:
             probe.close()
+
+
+def bind(
+    server: grpc.Server,
+    address: str,
+    what: str,
+    credentials: grpc.ServerCredentials | None = None,
+) -> int:
+    """Bind ``server`` (made with :data:`EXCLUSIVE_PORT`) to ``address``; the port it got.
+
+    A port that is taken, or an address that is not this machine's, is one sentence
+    naming ``what`` could not listen.
+    """
+    try:
+        if credentials is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, credentials)
+    except RuntimeError:  # grpcio raises where older versions returned 0
+        port = 0
+    if port == 0:
+        raise ConfigError(
+            f"{what} cannot listen on {address}: the port is taken by another program, or "
+            "the address is not one of this machine's; choose another (port 0 picks a free one)."
+        )
+    return port

@@ -28,6 +28,7 @@ from flowblock.network.devnet.ledger import ChannelLedger
 from flowblock.network.devnet.orderer import Orderer, sign_block
 from flowblock.network.devnet.peer import Peer
 from flowblock.network.organisations import ORDERER_ORGANISATION
+from flowblock.ports import EXCLUSIVE_PORT, bind
 
 log = logging.getLogger(__name__)
 PEER_NAME, ORDERER_NAME = "peer0", "orderer0"
@@ -111,11 +112,12 @@ class Devnet(LoggingConfigurable):
             batch_timeout=self.batch_timeout,
             preferred_max_bytes=self.preferred_max_bytes,
         )
-        self.orderer.start()
         self._server = grpc.server(
             futures.ThreadPoolExecutor(self.max_workers, "gateway"),
             maximum_concurrent_rpcs=self.max_workers,
+            options=[EXCLUSIVE_PORT],
         )
+        credentials = None
         if self.tls:
             tls_dir = (
                 wallet_path(data_dir, self.peers[local].identity.organisation, PEER_NAME) / "tls"
@@ -123,11 +125,12 @@ class Devnet(LoggingConfigurable):
             credentials = grpc.ssl_server_credentials(
                 [((tls_dir / "server.key").read_bytes(), (tls_dir / "server.crt").read_bytes())]
             )
-            port = self._server.add_secure_port(self.listen, credentials)
-        else:
-            port = self._server.add_insecure_port(self.listen)
-        if port == 0:
-            raise ConfigError(f"the devnet cannot listen on {self.listen}.")
+        try:
+            port = bind(self._server, self.listen, "the devnet's gateway", credentials)
+        except ConfigError:
+            self._close_ledger()
+            raise
+        self.orderer.start()
         self.address = f"{self.listen.rsplit(':', 1)[0]}:{port}"
         gateway_pb2_grpc.add_GatewayServicer_to_server(
             GatewayService(
@@ -177,6 +180,9 @@ class Devnet(LoggingConfigurable):
         """Stop taking requests, order and commit what was accepted, close the ledger."""
         self._server.stop(grace).wait()
         self.orderer.stop()
+        self._close_ledger()
+
+    def _close_ledger(self) -> None:
         for peer in self.peers.values():
             for connection in peer.chaincodes.values():
                 connection.close()
