@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from flowblock.children import dying_with_parent
 from flowblock.ports import free_ports
 
 
@@ -23,8 +24,8 @@ def redis_server(directory: Path) -> Iterator[str]:
         raise RuntimeError("redis-server is not installed; scripts/setup installs it")
     (port,) = free_ports()
     process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(directory)],
+        dying_with_parent([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                           "--appendonly", "no", "--dir", str(directory)]),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
@@ -72,9 +73,10 @@ def celery_worker(
         "FLOWBLOCK_REDELIVERY_SECONDS": str(redelivery_seconds),
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "flowblock.executor.tasks", "worker",
-         "--pool", "threads", "--concurrency", "2", "--loglevel", "WARNING",
-         "--without-gossip", "--without-mingle", "--without-heartbeat"],
+        dying_with_parent([sys.executable, "-m", "celery", "-A", "flowblock.executor.tasks",
+                           "worker", "--pool", "threads", "--concurrency", "2", "--loglevel",
+                           "WARNING", "--without-gossip", "--without-mingle",
+                           "--without-heartbeat"]),
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:

@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from flowblock.children import dying_with_parent
 from flowblock.errors import ConfigError
 from flowblock.identity.s3 import S3Credentials
 from flowblock.identity.wallet import write_private
@@ -101,7 +102,9 @@ class SeaweedFS:
         for sub in ("data", "tmp"):
             (self.directory / sub).mkdir(parents=True, exist_ok=True)
         config = self.write_config()
+        self._tidy_after_previous_run()
         self.ports = dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES)), strict=True))
+        (self.directory / "ports.json").write_text(json.dumps(self.ports))
         argv = [
             weed_binary(), "-logtostderr", "server", "-s3",
             "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
@@ -114,7 +117,7 @@ class SeaweedFS:
         ]  # fmt: skip
         log = open(self.directory / "seaweedfs.log", "ab")  # noqa: SIM115 - the server's log
         self.process = subprocess.Popen(  # noqa: S603 - our binary, argv built from constants
-            argv,
+            dying_with_parent(argv),
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "TMPDIR": str(self.directory / "tmp")},
@@ -170,6 +173,21 @@ class SeaweedFS:
             self.process.kill()
         self.process.wait()
         self.process = None
+        self._remove_sockets(self.ports)
+
+    def _tidy_after_previous_run(self) -> None:
+        """Remove the sockets a run that was killed (kill -9) could not: the ports it used
+        are in ``ports.json``, and its process died with its parent."""
+        try:
+            previous = json.loads((self.directory / "ports.json").read_text())
+        except (OSError, ValueError):
+            previous = {}
+        self._remove_sockets(previous)
+
+    def _remove_sockets(self, ports: dict[str, int]) -> None:
+        for name in ("filer.sock", "s3.sock"):
+            (self.directory / name).unlink(missing_ok=True)
         # SeaweedFS leaves its S3 gRPC socket in the system temp folder, whatever TMPDIR says.
-        s3_grpc = self.ports.get("s3.port.grpc")
-        Path(tempfile.gettempdir(), f"seaweedfs-s3-grpc-{s3_grpc}.sock").unlink(missing_ok=True)
+        s3_grpc = ports.get("s3.port.grpc")
+        if s3_grpc:
+            Path(tempfile.gettempdir(), f"seaweedfs-s3-grpc-{s3_grpc}.sock").unlink(missing_ok=True)

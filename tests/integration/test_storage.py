@@ -100,3 +100,57 @@ def test_credentials_are_private_stable_and_never_printed(data_dir):
     assert stat.S_IMODE(credentials_path(data_dir, "Clinic").stat().st_mode) == 0o600
     assert first.secret_key not in repr(first)
     assert first.bucket == "clinic-data"
+
+
+def test_a_killed_stack_leaves_no_server_behind_and_starts_again(demo_world, tmp_path):
+    """kill -9 of the process that ran SeaweedFS: the server dies with it (it kept its ports
+    and its store locked, and the next start failed), and a new one starts on the store."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from flowblock.executor.storage.seaweedfs import SeaweedFS
+    from flowblock.identity.s3 import load_credentials
+
+    organisations = {"Hospital": load_credentials(demo_world.data_dir, "Hospital")}
+    script = (
+        "import json, sys, time\n"
+        "from flowblock.executor.storage.seaweedfs import SeaweedFS\n"
+        "from flowblock.identity.s3 import S3Credentials\n"
+        "orgs = {k: S3Credentials(**v) for k, v in json.loads(sys.argv[2]).items()}\n"
+        "server = SeaweedFS(sys.argv[1], orgs).start()\n"
+        "print(server.process.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    plain = {org: vars(c) for org, c in organisations.items()}
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path / "s3"), json.dumps(plain)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    weed = int(parent.stdout.readline())
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while _alive(weed) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(weed), "SeaweedFS outlived the process that started it"
+    again = SeaweedFS(tmp_path / "s3", organisations).start()
+    try:
+        assert again.process.poll() is None
+    finally:
+        again.stop(graceful=False)
+    assert os.listdir(tmp_path / "s3").count("filer.sock") == 0
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` is a process that has not ended (a zombie has ended)."""
+    from pathlib import Path
+
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
