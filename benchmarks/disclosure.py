@@ -16,7 +16,7 @@ fewer than about 30 repeats leave the medians that far apart by chance):
 - the same statistics in differential-privacy mode (OpenDP, ε = 1), likewise;
 - the differencing check of the result's cohort against 10 earlier ones, from rows
   carrying their patients' hashes as the executor loads them (worked out once per part
-  it decodes), beside the executor's own cohort bookkeeping (``Executor.patients_of``),
+  it decodes), beside the executor's own cohort bookkeeping (``CohortRows.patients``),
   which it already pays.
 
 The DP figures lean on two things the sandbox does: its forkserver warms OpenDP up once
@@ -82,10 +82,10 @@ def line(label: str, measured: float, baseline: float, what: str = "algorithm al
 
 def main() -> None:
     from flowblock.executor.algorithms.statistics import Histogram, Mean
+    from flowblock.executor.datasets import lean
     from flowblock.executor.disclosure import DisclosurePolicy
     from flowblock.executor.disclosure.differencing import PATIENT_HASH_COLUMN, patient_hashes
     from flowblock.executor.sandbox import Limits, run_sandboxed
-    from flowblock.executor.worker import lean
     from flowblock.testing.study import MemoryStore
 
     options = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -146,7 +146,7 @@ def main() -> None:
     def check() -> object:
         return policy.record({**mean_token, "token_id": f"new{next(counter)}"}, protected, store)
 
-    def bookkeeping() -> object:  # what Executor.patients_of does with the same rows
+    def bookkeeping() -> object:  # what CohortRows.patients is of the same rows
         return sorted(f"{p}@Hospital" for p in frame["patient_id"].unique())
 
     repeats = max(3, args.repeats // 3)

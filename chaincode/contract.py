@@ -22,11 +22,14 @@ from fabric_protos.peer import proposal_response_pb2
 from flowblock.canonical import canonical_json
 from flowblock.chaincode.identity import ClientIdentity
 from flowblock.chaincode.stub import ChaincodeError, ChaincodeStub
+from flowblock.vocabulary import ChaincodeStatus
 
 log = logging.getLogger(__name__)
 
 METADATA_FUNCTION = "org.hyperledger.fabric:GetMetadata"
-OK, BAD_REQUEST, INTERNAL_ERROR = 200, 400, 500
+OK, BAD_REQUEST, INTERNAL_ERROR = (
+    ChaincodeStatus.OK, ChaincodeStatus.BAD_REQUEST, ChaincodeStatus.INTERNAL_ERROR,
+)  # fmt: skip
 
 
 def transaction(function: Callable | None = None, *, submit: bool = True) -> Callable:

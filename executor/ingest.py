@@ -26,6 +26,7 @@ from flowblock.canonical import canonical_json
 from flowblock.errors import EndorseError, InvalidArgument
 from flowblock.executor.storage.objects import ObjectStore, sha256_hex
 from flowblock.ledger import Contract
+from flowblock.vocabulary import ChaincodeStatus
 
 PART_ROWS = 5_000
 REGISTER_BATCH = 500
@@ -198,7 +199,7 @@ def ensure_dataset(records: Contract, dataset: str, kind: str, schema: dict) -> 
     try:
         existing = json.loads(records.evaluate("GetDataset", dataset))
     except EndorseError as error:
-        if error.chaincode_status != 404:
+        if error.chaincode_status != ChaincodeStatus.NOT_FOUND:
             raise
         records.submit("RegisterDataset", dataset, kind, json.dumps(schema))
         return None

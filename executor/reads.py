@@ -15,13 +15,12 @@ from collections.abc import Callable
 from cryptography import x509
 
 from flowblock.canonical import canonical_json
-from flowblock.chaincode.contracts.access import MAX_SEALED_BYTES
 from flowblock.errors import CommitError, EndorseError, FlowBlockError
 from flowblock.executor.algorithms.base import plain_records
 from flowblock.executor.images import HASH_COLUMN, OBJECT_COLUMN
-from flowblock.executor.ingest import PATIENT_COLUMN, RECORD_COLUMN
 from flowblock.executor.worker import Executor
 from flowblock.sealing import digest, seal
+from flowblock.vocabulary import MAX_SEALED_BYTES, ChaincodeStatus, Failure, FailureKind
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +28,8 @@ log = logging.getLogger(__name__)
 def serve(executor: Executor, kind: str, access_id: str, work: Callable[[dict], None]) -> str:
     """Claim a read or write request (``kind`` "Read" / "Write") and do its ``work``.
 
-    Returns the request's status: DONE, or FAILED with one sentence on the ledger saying
-    why (a revoked consent, a refusal, or a failure whose details stay data-side); one
+    Returns the request's status: DONE, or FAILED with a typed failure on the ledger (a
+    revoked consent, a refusal, or a failure whose details stay data-side); one
     claimed by another executor is theirs, and its status is returned as it stands. One
     this executor claimed before it stopped (a task delivered again) is served again:
     the work is the same each time, and the ledger completes a request once.
@@ -39,9 +38,11 @@ def serve(executor: Executor, kind: str, access_id: str, work: Callable[[dict], 
         access = executor.ledger(f"access:Claim{kind}", access_id, submit=True)
     except (EndorseError, CommitError) as error:
         status = getattr(error, "chaincode_status", None)
-        if status == 403:  # the consent was revoked since the request
-            return _fail(executor, kind, access_id, f"the {kind.lower()} consent was revoked")
-        if not (isinstance(error, CommitError) or status == 409):
+        if status == ChaincodeStatus.FORBIDDEN:  # the consent was revoked since the request
+            revoked = f"the {kind.lower()} consent was revoked"
+            failure = Failure(FailureKind.CONSENT_REVOKED, revoked, status=status)
+            return _fail(executor, kind, access_id, failure)
+        if not (isinstance(error, CommitError) or status == ChaincodeStatus.CONFLICT):
             raise
         access = executor.ledger("access:GetAccess", access_id)
         if access["status"] != "RUNNING" or access["claimed_by"] != executor.identity.key:
@@ -50,17 +51,20 @@ def serve(executor: Executor, kind: str, access_id: str, work: Callable[[dict], 
         work(access)
         return "DONE"
     except EndorseError as refusal:
-        reason = refusal.chaincode_message
+        failure = Failure.refused(refusal.chaincode_status, refusal.chaincode_message)
     except FlowBlockError as refusal:
-        reason = str(refusal)
+        failure = Failure(FailureKind.COMPUTATION_FAILED, str(refusal))
     except Exception:
         log.exception("%s request %s failed in the executor", kind.lower(), access_id)
-        reason = f"the {kind.lower()} failed on the data side; its organisation has the details."
-    return _fail(executor, kind, access_id, reason)
+        failure = Failure(
+            FailureKind.COMPUTATION_FAILED,
+            f"the {kind.lower()} failed on the data side; its organisation has the details.",
+        )
+    return _fail(executor, kind, access_id, failure)
 
 
-def _fail(executor: Executor, kind: str, access_id: str, reason: str) -> str:
-    return executor.fail_unless_ended(f"access:Fail{kind}", "access:GetAccess", access_id, reason)
+def _fail(executor: Executor, kind: str, access_id: str, failure: Failure) -> str:
+    return executor.fail_unless_ended(f"access:Fail{kind}", "access:GetAccess", access_id, failure)
 
 
 def process_read(executor: Executor, access_id: str) -> str:
@@ -70,13 +74,12 @@ def process_read(executor: Executor, access_id: str) -> str:
 
 def _serve(executor: Executor, access: dict) -> None:
     access_id = access["access_id"]
-    frame = executor.load(access["dataset"])
-    patient = access["patient"].removesuffix(f"@{executor.organisation}")
-    rows = frame[frame[PATIENT_COLUMN].astype(str) == patient]
-    if access["record_id"]:
-        rows = rows[rows[RECORD_COLUMN] == access["record_id"]]
+    # The request's one patient, narrowed to the record its consent covers (if one).
+    granted = [access["record_id"]] if access["record_id"] else None
+    cohort = {access["patient"]: granted}
+    rows = executor.datasets.cohort_rows(access["dataset"], cohort).frame
     if OBJECT_COLUMN in rows.columns:  # an images dataset: each record is its image
-        images = executor.images_of(rows)
+        images = executor.datasets.images_of(rows)
         rows = rows.drop(columns=[OBJECT_COLUMN, HASH_COLUMN])
         rows = rows.assign(image_base64=[base64.b64encode(image).decode() for image in images])
     records = plain_records(rows)

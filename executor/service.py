@@ -19,11 +19,11 @@ from pathlib import Path
 
 from flowblock.executor.worker import RECEIPTS_DUE, Executor
 from flowblock.ledger import EventStream, all_pages
+from flowblock.vocabulary import Event
 
 log = logging.getLogger(__name__)
-APPROVED_EVENT = "ComputationApproved"
-READ_EVENT = "ReadRequested"
-WRITE_EVENT = "WriteRequested"
+#: The events that bring this executor work: an approved token, a read or write asked.
+WORK = (Event.COMPUTATION_APPROVED, Event.READ_REQUESTED, Event.WRITE_REQUESTED)
 
 
 class ExecutorService:
@@ -48,7 +48,7 @@ class ExecutorService:
         for token_id in self._tokens("APPROVED"):
             self.pool.submit(self._process, token_id, False)
         for request in self._open_requests():
-            event = READ_EVENT if request["kind"] == "read" else WRITE_EVENT
+            event = Event.READ_REQUESTED if request["kind"] == "read" else Event.WRITE_REQUESTED
             self.pool.submit(self._access, event, request["access_id"])
         self._follower = threading.Thread(target=self._follow, name="executor-events", daemon=True)
         self._follower.start()
@@ -84,11 +84,11 @@ class ExecutorService:
             )
             try:
                 for event in self._stream:
-                    if event.name in (APPROVED_EVENT, READ_EVENT, WRITE_EVENT):
+                    if event.name in WORK:
                         payload = json.loads(event.payload)
                         if payload["data_org"] != self.executor.organisation:
                             pass
-                        elif event.name == APPROVED_EVENT:
+                        elif event.name == Event.COMPUTATION_APPROVED:
                             self.pool.submit(self._process, payload["token_id"], False)
                         else:
                             self.pool.submit(self._access, event.name, payload["access_id"])
@@ -110,7 +110,7 @@ class ExecutorService:
         from flowblock.executor.reads import process_read
         from flowblock.executor.writes import process_write
 
-        serve = process_read if event == READ_EVENT else process_write
+        serve = process_read if event == Event.READ_REQUESTED else process_write
         try:
             log.info("%s %s: %s", event, access_id[:12], serve(self.executor, access_id))
         except Exception:

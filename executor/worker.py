@@ -10,17 +10,17 @@ disclosure policy; asks the ledger again who may compute, re-running without any
 who revoked meanwhile; seals the result to the requester; completes the token with its
 provenance; and records which patients it used. Any refusal fails the token, saying
 why, and reveals nothing about the data.
+
+How a cohort's rows are read (verified, current, undeleted, consented) is
+:mod:`flowblock.executor.datasets`'s; this module runs the token around them.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import logging
-import threading
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from cryptography import x509
 
@@ -33,25 +33,18 @@ from flowblock.errors import (
     InvalidArgument,
 )
 from flowblock.executor.algorithms import Algorithm, load_algorithms
-from flowblock.executor.algorithms.filters import (
-    apply_where,
-    category_values,
-    check_group_by,
-    check_where,
-)
+from flowblock.executor.algorithms.filters import check_group_by, check_where
+from flowblock.executor.datasets import Datasets, lean
 from flowblock.executor.disclosure import DisclosurePolicy
-from flowblock.executor.disclosure.differencing import PATIENT_HASH_COLUMN, patient_hashes
-from flowblock.executor.images import HASH_COLUMN, OBJECT_COLUMN
-from flowblock.executor.ingest import PATIENT_COLUMN, RECORD_COLUMN, row_hashes
 from flowblock.executor.sandbox import Limits, run_sandboxed
-from flowblock.executor.storage.objects import ObjectStore, RecordTampered, sha256_hex
+from flowblock.executor.storage.objects import ObjectStore, sha256_hex
 from flowblock.identity import Identity
-from flowblock.ledger import Contract, all_pages
+from flowblock.ledger import Contract
 from flowblock.schema import validate
 from flowblock.sealing import digest, seal
+from flowblock.vocabulary import ChaincodeStatus, Failure, FailureKind
 
 log = logging.getLogger(__name__)
-PAGE = 10_000
 #: Where tokens' outputs and trained models are kept in the organisation's bucket, and
 #: where rows written under write consent are (``<dataset>/writes/…``).
 OUTPUTS, MODELS, WRITES = "outputs", "models", "writes"
@@ -61,12 +54,8 @@ RECEIPTS_DUE = "receipts-due"
 #: Patients per usage-receipt transaction.
 RECEIPTS_PER_TRANSACTION = 5_000
 
-#: Verified, decoded parts kept in memory between tokens (each at most 5,000 rows).
-PARTS_CACHED = 400
 #: How many times a computation is re-run when patients revoke while it runs.
 MAX_RERUNS = 2
-#: Records looked up in one records:CurrentParts call.
-CURRENT_PARTS_ASKED = 1_000
 
 
 def output_key(token_id: str, output_hash: str) -> str:
@@ -94,9 +83,8 @@ class Executor:
         self.policy = policy or DisclosurePolicy()
         self.algorithms = algorithms if algorithms is not None else load_algorithms()
         self.limits = limits or Limits()
-        self._parts: dict[str, tuple[pd.DataFrame, np.ndarray]] = {}
-        self._repeats: dict[tuple[str, ...], frozenset[str]] = {}
-        self._parts_lock = threading.Lock()
+        #: Every row a token, read or write uses comes from here (parts cached between them).
+        self.datasets = Datasets(contract, store, organisation)
 
     def ledger(self, function: str, *args: Any, submit: bool = False) -> Any:
         """Evaluate (or ``submit``) a FlowBlock chaincode function; its JSON result."""
@@ -127,11 +115,12 @@ class Executor:
         except (EndorseError, CommitError) as error:
             # Claimed by another executor first: refused by the chaincode (409) if theirs was
             # already committed, invalidated by MVCC if both claims were in flight.
-            lost = isinstance(error, CommitError) or error.chaincode_status == 409
-            if not lost and error.chaincode_status == 402:
+            status = getattr(error, "chaincode_status", None)
+            lost = isinstance(error, CommitError) or status == ChaincodeStatus.CONFLICT
+            if not lost and status == ChaincodeStatus.BUDGET_EXHAUSTED:
                 # The ε budget ran out since approval: refused before any data is read.
-                reason = f"BudgetExhausted: {error.chaincode_message}"
-                self.ledger("Fail", token_id, reason[:480], submit=True)
+                failure = Failure.refused(status, error.chaincode_message)
+                self.ledger("Fail", token_id, failure.to_json(), submit=True)
                 return "FAILED"
             if not lost:
                 raise
@@ -153,27 +142,28 @@ class Executor:
             self._complete(token)
             return "DONE"
         except EndorseError as refusal:  # the chaincode said no: its words, once
-            reason = refusal.chaincode_message
+            failure = Failure.refused(refusal.chaincode_status, refusal.chaincode_message)
+        except DisclosureRefused as refusal:
+            failure = Failure(FailureKind.DISCLOSURE_REFUSED, str(refusal), rule=refusal.rule)
         except FlowBlockError as refusal:
-            reason = str(refusal)
-            if isinstance(refusal, DisclosureRefused):
-                reason = f"DisclosureRefused ({refusal.rule}): {refusal}"
+            failure = Failure(FailureKind.COMPUTATION_FAILED, str(refusal))
         except Exception:
             log.exception("token %s failed in the executor", token_id)
-            reason = (
-                "the computation failed on the data side; the data organisation has the details."
+            failure = Failure(
+                FailureKind.COMPUTATION_FAILED,
+                "the computation failed on the data side; the data organisation has the details.",
             )
-        status = self.fail_unless_ended("Fail", "GetToken", token_id, reason)
+        status = self.fail_unless_ended("Fail", "GetToken", token_id, failure)
         if status == "FAILED":  # nothing of it was released: no receipts are due
             self.store.delete(f"{RECEIPTS_DUE}/{token_id}")
         return status
 
-    def fail_unless_ended(self, fail: str, get: str, object_id: str, reason: str) -> str:
-        """Fail a token or request (``fail``) saying why, unless another run of it (its
-        task delivered again while this one ran) ended it first; the status the ledger
+    def fail_unless_ended(self, fail: str, get: str, object_id: str, failure: Failure) -> str:
+        """Fail a token or request (``fail``) with a typed failure, unless another run of it
+        (its task delivered again while this one ran) ended it first; the status the ledger
         keeps, read with ``get``."""
         try:
-            self.ledger(fail, object_id, reason[:480], submit=True)
+            self.ledger(fail, object_id, failure.to_json(), submit=True)
         except (EndorseError, CommitError):
             status = self.ledger(get, object_id)["status"]
             if status in ("DONE", "FAILED"):
@@ -253,41 +243,32 @@ class Executor:
         check_group_by(params.get("group_by", []), meta["schema"], bool(token.get("epsilon")))
         images = algorithm.input_kind == "images"
         inputs = [{"model": self.load_model(t)} for t in token["inputs"]] if images else []
-        frame = self.load(token["dataset"], with_patient_hashes=not images)
-        cohort = self.cohort(token)
+        cohort = self.datasets.cohort(token)
         for _ in range(MAX_RERUNS + 1):
-            rows = apply_where(self._restrict(frame, cohort), where)
+            # Read again on a rerun: a cached part is not fetched again, and a record
+            # deleted meanwhile is left out too.
+            rows = self.datasets.cohort_rows(
+                token["dataset"], cohort, where=where, with_patient_hashes=not images
+            )
             given = (
-                rows.assign(image=self.images_of(rows)) if images else lean(rows, meta["schema"])
+                rows.frame.assign(image=self.datasets.images_of(rows.frame))
+                if images
+                else lean(rows.frame, meta["schema"])
             )
             artifacts: list[bytes] = []
             result = run_sandboxed(
                 algorithm, given, params, self.limits, self._progress_reporter(token["token_id"]),
                 inputs, artifacts,
             )  # fmt: skip
-            patients = self.patients_of(rows)
-            protected = self.policy.protect(token, algorithm, result, rows, patients)
-            latest = self.cohort(token)  # consent is checked again just before release
+            protected = self.policy.protect(token, algorithm, result, rows.frame, rows.patients)
+            latest = self.datasets.cohort(token)  # consent is checked again just before release
             if latest == cohort:
                 result = self.policy.record(token, protected, self.store)  # differencing
                 if artifacts:
                     result = {**result, "model": self._keep_model(token["token_id"], artifacts[0])}
-                return result, patients
+                return result, rows.patients
             cohort = latest
         raise FlowBlockError("consent kept changing while the computation ran; try again.")
-
-    def images_of(self, rows: pd.DataFrame) -> list[bytes]:
-        """The images of a manifest's rows, each checked against its registered hash."""
-        keys = list(rows[OBJECT_COLUMN])
-        fetched = self.store.get_many(keys) if keys else {}
-        images = []
-        for key, expected, record_id in zip(keys, rows[HASH_COLUMN], rows[RECORD_COLUMN],
-                                            strict=True):  # fmt: skip
-            data = fetched[key]
-            if sha256_hex(data) != expected:
-                raise RecordTampered(f"{key} (record {record_id})", expected, sha256_hex(data))
-            images.append(data)
-        return images
 
     def _keep_model(self, token_id: str, data: bytes) -> dict:
         """Store a trained model for later tokens, named by its hash (as outputs are)."""
@@ -357,160 +338,3 @@ class Executor:
         except InvalidArgument as error:
             raise FlowBlockError(str(error)) from None
         return algorithm
-
-    # -- consent and data ----------------------------------------------------------------
-
-    def cohort(self, token: dict) -> dict[str, list[str] | None]:
-        """Patient → the records they let this requester use now (None: all of them)."""
-        entries = all_pages(
-            lambda bookmark: self.ledger(
-                "consent:WhoMayCompute", token["dataset"], token["requester"], token["purpose"],
-                PAGE, bookmark,
-            ),
-            "patients",
-        )  # fmt: skip
-        # Pages count consents, not patients: one patient's grants can span two pages.
-        # A grant on the whole dataset covers everything; record grants add up.
-        cohort: dict[str, list[str] | None] = {}
-        for entry in entries:
-            patient, records = entry["patient"], entry["records"]
-            if records is None or (patient in cohort and cohort[patient] is None):
-                cohort[patient] = None
-            else:
-                cohort[patient] = sorted({*cohort.get(patient, []), *records})
-        return cohort
-
-    def load(self, dataset: str, with_patient_hashes: bool = False) -> pd.DataFrame:
-        """Every part of a tabular dataset, each checked against its hash on the ledger.
-
-        Parts are fetched concurrently; a part already verified and decoded is reused
-        from memory by its hash (the hash names its bytes, so it cannot go stale), with
-        its patients' hashes for the differencing check, worked out once when decoded
-        and added as a column when asked for.
-        """
-        partitions = all_pages(
-            lambda bookmark: self.ledger("records:ListPartitions", dataset, 1000, bookmark),
-            "partitions",
-        )
-        if not partitions:
-            raise FlowBlockError(f"the dataset {dataset!r} has no data yet.")
-        with self._parts_lock:
-            known = {p["sha256"]: self._parts[p["sha256"]] for p in partitions
-                     if p["sha256"] in self._parts}  # fmt: skip
-        missing = [p for p in partitions if p["sha256"] not in known]
-        fetched = self.store.get_many([p["object_key"] for p in missing]) if missing else {}
-        decoded: dict[str, tuple[pd.DataFrame, np.ndarray]] = {}
-        for partition in missing:
-            data = fetched[partition["object_key"]]
-            if sha256_hex(data) != partition["sha256"]:
-                self._name_changed_record(dataset, partition, data)
-            part = pd.read_parquet(io.BytesIO(data))
-            decoded[partition["sha256"]] = part, patient_hashes(part[PATIENT_COLUMN].to_numpy())
-        with self._parts_lock:
-            self._parts.update(decoded)
-            while len(self._parts) > PARTS_CACHED:  # forget the oldest
-                self._parts.pop(next(iter(self._parts)))
-        parts = [(known | decoded)[p["sha256"]] for p in partitions]
-        frame = pd.concat([part for part, _ in parts], ignore_index=True)
-        if with_patient_hashes:
-            frame[PATIENT_HASH_COLUMN] = np.concatenate([hashes for _, hashes in parts])
-        frame = self._current_versions(dataset, frame, partitions, parts)
-        deleted = all_pages(
-            lambda bookmark: self.ledger("records:DeletedRecords", dataset, 1000, bookmark),
-            "record_ids",
-        )
-        if deleted:  # tombstoned on the ledger: never read, computed on or served again
-            frame = frame[~frame[RECORD_COLUMN].isin(deleted)].reset_index(drop=True)
-        return frame
-
-    def _current_versions(
-        self, dataset: str, frame: pd.DataFrame, partitions: list[dict], parts: list
-    ) -> pd.DataFrame:
-        """Of a record in several parts (corrected by a write, or imported again), only
-        the version the ledger holds now: the row of the part its record names.
-
-        Which records repeat depends only on the parts, so it is worked out once per set
-        of part hashes (finding repeats among a million ids takes a third of a second).
-        """
-        parts_key = tuple(p["sha256"] for p in partitions)
-        with self._parts_lock:
-            repeats = self._repeats.get(parts_key)
-        if repeats is None:
-            ids = frame[RECORD_COLUMN]
-            repeats = frozenset(ids[ids.duplicated(keep=False).to_numpy()])
-            with self._parts_lock:
-                self._repeats[parts_key] = repeats
-                while len(self._repeats) > PARTS_CACHED:  # forget the oldest
-                    self._repeats.pop(next(iter(self._repeats)))
-        if not repeats:
-            return frame
-        ids = sorted(str(record_id) for record_id in repeats)
-        current: dict[str, str] = {}
-        for start in range(0, len(ids), CURRENT_PARTS_ASKED):
-            batch = json.dumps(ids[start : start + CURRENT_PARTS_ASKED])
-            current.update(self.ledger("records:CurrentParts", dataset, batch))
-        keep = ~frame[RECORD_COLUMN].isin(repeats).to_numpy()
-        part_ends = np.cumsum([len(part) for part, _ in parts])
-        record_ids = frame[RECORD_COLUMN].to_numpy()
-        for row in np.flatnonzero(~keep):  # a few rows: the repeated records' versions
-            part = partitions[int(np.searchsorted(part_ends, row, side="right"))]
-            keep[row] = current.get(str(record_ids[row])) == part["object_key"]
-        return frame[keep].reset_index(drop=True)
-
-    def _name_changed_record(self, dataset: str, partition: dict, data: bytes) -> None:
-        """Raise RecordTampered naming the first record whose row no longer matches."""
-        key = partition["object_key"]
-        try:
-            rows = pd.read_parquet(io.BytesIO(data))
-        except Exception:  # unreadable: the part as a whole is all we can name
-            raise RecordTampered(key, partition["sha256"], sha256_hex(data)) from None
-        # An images manifest lists each record's image hash; a table's part, its rows.
-        is_manifest = {OBJECT_COLUMN, HASH_COLUMN} <= set(rows.columns)
-        hashes = list(rows[HASH_COLUMN]) if is_manifest else row_hashes(rows)
-        for record_id, row_hash in zip(rows[RECORD_COLUMN], hashes, strict=True):
-            record = self.ledger("records:GetRecord", dataset, str(record_id))
-            if record["sha256"] != row_hash:
-                raise RecordTampered(f"{key} (record {record_id})", record["sha256"], row_hash)
-        raise RecordTampered(key, partition["sha256"], sha256_hex(data))
-
-    def patient_key(self, patient: str) -> str:
-        return patient if "@" in patient else f"{patient}@{self.organisation}"
-
-    def _restrict(self, frame: pd.DataFrame, cohort: dict[str, list[str] | None]) -> pd.DataFrame:
-        """The rows of consenting patients (only their granted records, where limited)."""
-        suffix = f"@{self.organisation}"
-        local = {key.removesuffix(suffix): records for key, records in cohort.items()}
-        ids = frame[PATIENT_COLUMN]
-        allowed = ids.isin(local).to_numpy()
-        limited = {p: set(r) for p, r in local.items() if r is not None}
-        if limited:
-            rows = ids.isin(limited).to_numpy()
-            allowed[rows] = [
-                record in limited[patient]
-                for patient, record in zip(ids[rows], frame[RECORD_COLUMN][rows], strict=True)
-            ]
-        return frame[allowed]
-
-    def patients_of(self, rows: pd.DataFrame) -> list[str]:
-        """The sorted patient keys of some rows (each distinct id turned into a key once)."""
-        return sorted(self.patient_key(str(p)) for p in rows[PATIENT_COLUMN].unique())
-
-
-def lean(rows: pd.DataFrame, schema: dict | None = None) -> pd.DataFrame:
-    """What a tabular algorithm is given: no record ids, patients as numbers, the
-    schema's category columns as categories (the values the schema lists, the public
-    ones, when it lists them).
-
-    Aggregates never need a record's id nor a patient's name (only which rows are the
-    same patient's), and strings are what makes a large frame slow to hand to the
-    sandboxed child: a million rows, 0.7 s against 0.1 s.
-    """
-    columns = (schema or {}).get("columns", {})
-    categories = {
-        name: pd.CategoricalDtype(category_values(schema, name)) for name, spec in columns.items()
-        if isinstance(spec, dict) and spec.get("type") == "category" and name in rows.columns
-    }  # fmt: skip
-    codes = pd.factorize(rows[PATIENT_COLUMN].to_numpy())[0]
-    dropped = [c for c in (RECORD_COLUMN, PATIENT_HASH_COLUMN) if c in rows.columns]
-    lean_rows = rows.drop(columns=dropped).assign(**{PATIENT_COLUMN: codes})
-    return lean_rows.astype(categories) if categories else lean_rows

@@ -15,13 +15,13 @@ from typing import Any
 
 import pandas as pd
 
-from flowblock.chaincode.contracts.access import MAX_WRITE_RECORDS
 from flowblock.errors import EndorseError, FlowBlockError, InvalidArgument
 from flowblock.executor.algorithms.base import plain_records
 from flowblock.executor.ingest import PATIENT_COLUMN, RECORD_COLUMN, part_bytes, row_hashes
 from flowblock.executor.reads import serve
 from flowblock.executor.worker import WRITES, Executor
 from flowblock.sealing import open_sealed, write_context
+from flowblock.vocabulary import MAX_WRITE_RECORDS
 
 
 def process_write(executor: Executor, access_id: str) -> str:
@@ -73,8 +73,7 @@ def _current_records(executor: Executor, dataset: str, patient: str, rows: Any) 
     )
     if not named:
         return {}
-    existing = executor.load(dataset)
-    mine = existing[existing[PATIENT_COLUMN].astype(str) == patient]
+    mine = executor.datasets.cohort_rows(dataset, {patient: None}).frame
     return {str(record[RECORD_COLUMN]): record for record in plain_records(mine)}
 
 

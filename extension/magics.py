@@ -18,11 +18,21 @@ import pandas as pd
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
-from flowblock.client import Client, ComputationFailed, Job, Verification
-from flowblock.errors import ConfigError, DisclosureRefused, FlowBlockError, RequestRefused
+from flowblock.client import Client, Job
+from flowblock.errors import (
+    BudgetExhausted,
+    ComputationFailed,
+    ConfigError,
+    ConsentDenied,
+    DisclosureRefused,
+    FlowBlockError,
+    RequestRefused,
+)
 from flowblock.extension.arguments import HelpShown, cell_params, parse
 from flowblock.extension.results import rich
 from flowblock.extension.status import StatusLine, describe
+from flowblock.verification import Verification
+from flowblock.vocabulary import ChaincodeStatus
 
 
 @magics_class
@@ -228,7 +238,7 @@ class FlowBlockMagics(Magics):
                 f"token {short} is still {job.status} after {timeout:g} s "
                 f"({describe(job.token)}); see %flowblock status {short}."
             ) from None
-        except (ComputationFailed, DisclosureRefused):
+        except (ComputationFailed, DisclosureRefused, BudgetExhausted, ConsentDenied):
             line.update(job.token)
             raise
         line.update(job.token)
@@ -294,18 +304,30 @@ class FlowBlockMagics(Magics):
                 f"{error.reason}"
             )
         message = str(error)
-        if isinstance(error, RequestRefused) and error.status == 404 and "dataset" in message:
-            name = getattr(args, "dataset", None) or ""
-            try:
-                known = {d["name"]: d for d in self.client.datasets()}
-            except FlowBlockError:
-                known = {}
-            message = message.rstrip(".") + (_suggest(name, known) if known else ".")
+        if isinstance(error, RequestRefused) and error.status == ChaincodeStatus.NOT_FOUND:
+            message = self._not_found(message, args)
         if message.startswith("params."):  # the chaincode's name for what the user typed
             message = ("parameter " if cell is not None else "--param ") + message[7:]
         elif message.startswith("params "):
             message = "the parameters " + message[7:]
         return message
+
+    def _not_found(self, message: str, args: argparse.Namespace) -> str:
+        """A "not found" refusal, with the dataset meant when the one named is not on the
+        ledger's list: decided from the lists, not from the refusal's words. The ledger
+        looks for the method first, so a method not in the catalogue is what it missed."""
+        name, method = getattr(args, "dataset", None), getattr(args, "method", None)
+        if not name:
+            return message
+        try:
+            if method and method not in {m["name"] for m in self._methods_list()}:
+                return message
+            known = {d["name"]: d for d in self.client.datasets()}
+        except FlowBlockError:
+            return message
+        if not known or name in known:  # something else was not found
+            return message
+        return message.rstrip(".") + _suggest(name, known)
 
 
 def _off_the_kernel_thread(work: Callable[[], Any], interrupted: str) -> Any:

@@ -11,6 +11,8 @@ import time
 
 from IPython.display import DisplayHandle, display
 
+from flowblock.vocabulary import Failure, FailureKind
+
 
 def describe(token: dict) -> str:
     """Where a token is in its life, in words a researcher understands."""
@@ -25,10 +27,12 @@ def describe(token: dict) -> str:
     if status == "DONE":
         cohort = (token.get("result") or {}).get("cohort_size")
         return "done" + (f", cohort of {cohort}" if cohort is not None else "")
-    reason = token.get("reason") or ""
-    if reason.startswith("DisclosureRefused"):
-        rule = reason.partition("(")[2].partition(")")[0]
-        return f"withheld by disclosure control (rule {rule})"
+    failure = Failure.of(token.get("failure")) if status == "FAILED" else None
+    if failure is not None and failure.kind == FailureKind.DISCLOSURE_REFUSED:
+        return f"withheld by disclosure control (rule {failure.rule})"
+    if failure is not None and failure.kind == FailureKind.BUDGET_EXHAUSTED:
+        return f"refused for want of privacy budget: {failure.message}"
+    reason = failure.message if failure is not None else token.get("reason") or ""
     return status.lower() + (f": {reason}" if reason else "")
 
 

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from traitlets import Unicode
 from traitlets.config import Configurable
@@ -22,7 +22,9 @@ from flowblock.config import config_from_environment
 from flowblock.errors import (
     AccessDenied,
     BudgetExhausted,
+    ComputationFailed,
     ConfigError,
+    ConsentDenied,
     DisclosureRefused,
     EndorseError,
     FlowBlockError,
@@ -30,10 +32,12 @@ from flowblock.errors import (
     RequestRefused,
 )
 from flowblock.identity import Identity
-from flowblock.identity.certificates import check_issued_by, msp_id, node_ou
-from flowblock.identity.signing import verify as verify_signature
 from flowblock.ledger import Gateway, all_pages
 from flowblock.sealing import digest, open_sealed
+from flowblock.vocabulary import MAX_WRITE_RECORDS, ChaincodeStatus, Failure, FailureKind
+
+if TYPE_CHECKING:
+    from flowblock.verification import Verification
 
 CHAINCODE = "flowblock"
 TERMINAL = ("DONE", "FAILED", "DENIED", "EXPIRED")
@@ -53,27 +57,41 @@ class ClientSettings(Configurable):
     )
 
 
-class ComputationFailed(FlowBlockError):
-    """The data side could not or would not compute the token; the reason is its own."""
-
-    def __init__(self, token_id: str, status: str, reason: str) -> None:
-        self.token_id = token_id
-        self.status = status
-        self.reason = reason
-        super().__init__(f"computation {token_id[:12]}… was {status.lower()}: {reason}")
-
-
 def refusal(error: EndorseError) -> FlowBlockError:
-    """The FlowBlock error for a chaincode refusal, in the chaincode's own words."""
+    """The FlowBlock error for a chaincode refusal, chosen by its status (the words are the
+    chaincode's own, for people)."""
     status, message = error.chaincode_status, error.chaincode_message
-    sentence = message if message.endswith(("?", ".")) else message + "."
-    if status == 403:
-        return AccessDenied(sentence)
-    if status == 402:
-        return BudgetExhausted(sentence)
+    if status == ChaincodeStatus.FORBIDDEN:
+        return AccessDenied(_sentence(message))
+    if status == ChaincodeStatus.BUDGET_EXHAUSTED:
+        return BudgetExhausted(_sentence(message))
     if status is not None:
-        return RequestRefused(sentence, status)
+        return RequestRefused(_sentence(message), status)
     return error
+
+
+def failed(object_id: str, ended: dict) -> FlowBlockError:
+    """The FlowBlock error for a token or a read or write request that ended without a
+    result, chosen by the kind of its failure (flowblock.vocabulary), never by its words.
+
+    A token denied or expired, or one failed before failures were typed, is a
+    ComputationFailed with the reason the ledger keeps.
+    """
+    failure = Failure.of(ended.get("failure")) if ended["status"] == "FAILED" else None
+    if failure is None:
+        reason = ended.get("reason") or "no reason given"
+        return ComputationFailed(object_id, ended["status"], reason)
+    if failure.kind == FailureKind.DISCLOSURE_REFUSED:
+        return DisclosureRefused(failure.rule, failure.message)
+    if failure.kind == FailureKind.BUDGET_EXHAUSTED:
+        return BudgetExhausted(_sentence(failure.message))
+    if failure.kind == FailureKind.CONSENT_REVOKED:
+        return ConsentDenied(_sentence(failure.message))
+    return ComputationFailed(object_id, ended["status"], failure.message)
+
+
+def _sentence(message: str) -> str:
+    return message if message.endswith(("?", ".")) else message + "."
 
 
 @dataclass
@@ -123,7 +141,8 @@ class Job:
     def wait(
         self, timeout: float = 60.0, on_update: Callable[[dict], object] | None = None
     ) -> Result:
-        """Wait for the result; raises ComputationFailed if it was refused or failed.
+        """Wait for the result; raises what :func:`failed` says if it was refused or failed
+        (ComputationFailed, DisclosureRefused, BudgetExhausted).
 
         It follows the ledger's events for this token rather than polling, so the result
         is fetched as soon as the block that completes it is committed. ``on_update`` is
@@ -184,19 +203,15 @@ class Job:
         organisation's peer and your own, its hash matches and it names this token."""
         token = self.token
         if token["status"] == "DONE":
+            from flowblock.verification import endorsed_token  # it builds on this module
+
             token, _, problems = endorsed_token(self.client, self.token_id)
             if problems:
                 raise FlowBlockError(
                     f"the result of token {self.token_id[:12]} is not shown: {problems[0]}."
                 )
         if token["status"] != "DONE":
-            reason = token.get("reason") or "no reason given"
-            if reason.startswith("DisclosureRefused"):
-                rule = reason.split("(", 1)[1].split(")", 1)[0] if "(" in reason else ""
-                raise DisclosureRefused(rule, reason.split(": ", 1)[-1])
-            if reason.startswith("BudgetExhausted: "):
-                raise BudgetExhausted(reason.removeprefix("BudgetExhausted: ").rstrip(".") + ".")
-            raise ComputationFailed(self.token_id, token["status"], reason)
+            raise failed(self.token_id, token)
         sealed = token["result"]["encrypted"]
         plaintext = open_sealed(sealed, self.client.identity, self.token_id)
         if digest(plaintext) != token["result"]["result_hash"]:
@@ -250,7 +265,6 @@ class Records:
         from cryptography import x509
 
         from flowblock.canonical import canonical_json
-        from flowblock.chaincode.contracts.access import MAX_WRITE_RECORDS
         from flowblock.sealing import seal, write_context
 
         if not isinstance(rows, list) or not 1 <= len(rows) <= MAX_WRITE_RECORDS:
@@ -280,7 +294,7 @@ class Records:
             time.sleep(0.2)
             access = self.client._evaluate("access:GetAccess", access_id)
         if access["status"] == "FAILED":
-            raise ComputationFailed(access_id, "FAILED", access["reason"])
+            raise failed(access_id, access)
         return access
 
 
@@ -397,8 +411,11 @@ class Client:
         return self._evaluate("budget:Get", dataset, "")
 
     def verify(self, token_id: str) -> Verification:
-        """Check a token's signatures, its result's hashes and its provenance, each alone."""
-        return _verify(self, token_id)
+        """Check a token's signatures, its result's hashes and its provenance, each alone
+        (the checks are flowblock.verification's)."""
+        from flowblock.verification import verify
+
+        return verify(self, token_id)
 
     def close(self) -> None:
         self.gateway.close()
@@ -408,192 +425,3 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-@dataclass(frozen=True)
-class Check:
-    """One check of a verification: what was checked, whether it held, and what was seen."""
-
-    name: str
-    ok: bool
-    detail: str
-
-    def __str__(self) -> str:
-        return f"{'✓' if self.ok else '✗'} {self.name}: {self.detail}"
-
-
-@dataclass
-class Verification:
-    """What ``Client.verify`` found about a token, one line per check."""
-
-    token_id: str
-    checks: list[Check]
-
-    @property
-    def ok(self) -> bool:
-        return all(check.ok for check in self.checks)
-
-    def __str__(self) -> str:
-        verdict = "verified" if self.ok else "NOT verified"
-        lines = [f"token {self.token_id[:12]}… {verdict}"]
-        return "\n".join(lines + [f"  {check}" for check in self.checks])
-
-    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
-        printer.text(str(self))
-
-
-def _verify(client: Client, token_id: str) -> Verification:
-    """Every check a researcher can make from the Gateway alone, without trusting one peer."""
-    token = client._evaluate("GetToken", token_id)
-    checks = [_check_endorsements(client, token)]
-    checks += _check_result(client, token)
-    checks.append(_check_code(client, token))
-    checks.append(_check_trail(client, token))
-    for input_id in token["inputs"]:
-        earlier = client._evaluate("GetToken", input_id)
-        kept = (earlier["result"] or {}).get("output_hash", "")
-        checks.append(
-            Check(
-                f"input {input_id[:12]}…",
-                earlier["status"] == "DONE"
-                and bool(kept)
-                and earlier["requester"] == token["requester"],
-                f"{earlier['method']} on {earlier['dataset']} is {earlier['status']}, its output "
-                + (f"kept data-side as {kept[:12]}…" if kept else "not kept"),
-            )
-        )
-    return Verification(token["token_id"], checks)
-
-
-def endorsed_token(client: Client, token_id: str) -> tuple[dict, list[str], list[str]]:
-    """The token as the peers endorse it now, the MSP ids whose peers signed it, and what
-    is wrong with the signatures (nothing, when the list is empty).
-
-    A peer's signature counts when it verifies and its certificate is a peer's; one of
-    your own organisation's must also be certified by your organisation's CA, so that a
-    gateway peer alone cannot make up a token: the data organisation's peer and yours
-    must both have signed this very answer.
-    """
-    from cryptography import x509
-    from fabric_protos.msp import identities_pb2
-
-    from flowblock.ledger import protocol
-
-    try:
-        _, envelope = client._contract.endorse("GetToken", token_id)
-    except EndorseError as error:
-        raise refusal(error) from None
-    unpacked = protocol.unpack_transaction(envelope)
-    endorsed = json.loads(unpacked.chaincode_action.response.payload)
-    response = unpacked.action_payload.action.proposal_response_payload
-    mine = msp_id(client.identity.organisation)
-    signers, problems = [], []
-    for endorsement in unpacked.endorsements:
-        serialized = identities_pb2.SerializedIdentity.FromString(endorsement.endorser)
-        certificate = x509.load_pem_x509_certificate(serialized.id_bytes)
-        subject = certificate.subject.rfc4514_string()
-        try:
-            verify_signature(
-                certificate.public_key(),
-                protocol.endorsement_message(response, endorsement.endorser),
-                endorsement.signature,
-            )
-        except FlowBlockError:
-            problems.append(f"the signature of {subject} does not verify")
-            continue
-        ous = certificate.subject.get_attributes_for_oid(x509.NameOID.ORGANIZATIONAL_UNIT_NAME)
-        if [ou.value for ou in ous] != [node_ou("peer")]:
-            problems.append(f"{subject} is not a peer")
-            continue
-        trusted = list(client.identity.ca_certificates)
-        if serialized.mspid == mine and check_issued_by(certificate, trusted) is not None:
-            problems.append(f"{subject} was not certified by your organisation's CA")
-            continue
-        signers.append(serialized.mspid)
-    data_org = msp_id(endorsed.get("data_org", "")) if endorsed.get("data_org") else ""
-    for needed, whose in ((data_org, "the data organisation's"), (mine, "your organisation's")):
-        if needed and needed not in signers:
-            problems.append(f"no valid signature of {whose} peer ({needed})")
-    return endorsed, signers, problems
-
-
-def _check_endorsements(client: Client, token: dict) -> Check:
-    """The token as the peers endorse it now: each signature, each signer a peer, the data
-    organisation's and yours among them."""
-    endorsed, signers, problems = endorsed_token(client, token["token_id"])
-    if endorsed != token:
-        problems.append("the peers endorse a different token than the one read")
-    detail = "; ".join(problems) or (
-        f"{len(signers)} valid peer signature(s) of {', '.join(sorted(signers))} on the token"
-    )
-    return Check("signatures", bool(signers) and not problems, detail)
-
-
-def _check_result(client: Client, token: dict) -> list[Check]:
-    """The sealed result opens for you, matches its hash on the ledger, and names its token."""
-    if token["status"] != "DONE":
-        missing = f"the token is {token['status']}; there is no result to check"
-        return [Check("result hash", False, missing)]
-    result = token["result"]
-    try:
-        plaintext = open_sealed(result["encrypted"], client.identity, token["token_id"])
-    except FlowBlockError as error:
-        return [Check("result hash", False, str(error))]
-    opened = digest(plaintext)
-    released = json.loads(plaintext)
-    named = (released.get("token_id"), released.get("method"), released.get("version"))
-    expected = (token["token_id"], token["method"], token["version"])
-    policy = result.get("policy_hash", "")
-    return [
-        Check(
-            "result hash",
-            opened == result["result_hash"],
-            f"the opened result hashes to {opened[:12]}…, the ledger records "
-            f"{result['result_hash'][:12]}…",
-        ),
-        Check(
-            "result binding",
-            named == expected,
-            f"the result names {named[1]}@{named[2]} for token {str(named[0])[:12]}…",
-        ),
-        Check(
-            "policy hash",
-            len(policy) == 64,
-            f"disclosure policy {policy[:12]}… of {token['data_org']} recorded with the result",
-        ),
-    ]
-
-
-def _check_code(client: Client, token: dict) -> Check:
-    """The code that ran is the code the catalogue published for that method version."""
-    method = client._evaluate("catalogue:GetMethod", token["method"], token["version"])
-    ran = (token["result"] or {}).get("code_hash", token["code_hash"])
-    agree = method["code_hash"] == token["code_hash"] == ran
-    return Check(
-        "code hash",
-        agree,
-        f"{token['method']}@{token['version']} published as {method['code_hash'][:12]}…, "
-        f"requested as {token['code_hash'][:12]}…, run as {ran[:12]}…",
-    )
-
-
-def _check_trail(client: Client, token: dict) -> Check:
-    """The ledger's history of the token: requested, decided, claimed, completed, in order."""
-    changes = client.history(token["token_id"])
-    statuses = [change["token"]["status"] for change in changes]
-    stages = [_STAGE[status] for status in statuses]
-    first = changes[0]["token"] if changes else {}
-    claimed_by = token.get("claimed_by", "")
-    problems = []
-    if first.get("requester") != token["requester"] or stages[:1] not in ([0], [1]):
-        problems.append("it does not start with its request")
-    if stages != sorted(stages):
-        problems.append(f"its statuses go back ({' → '.join(statuses)})")
-    if claimed_by and not claimed_by.endswith("@" + token["data_org"]):
-        problems.append(f"it was claimed by {claimed_by}, outside {token['data_org']}")
-    trail = " → ".join(dict.fromkeys(statuses))
-    detail = "; ".join(problems) or (
-        f"{len(changes)} transactions: {trail}; decided by {token['decided_by'] or 'nobody yet'}"
-        + (f", run by {claimed_by}" if claimed_by else "")
-    )
-    return Check("audit trail", not problems, detail)

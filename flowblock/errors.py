@@ -165,6 +165,17 @@ class ConsentDenied(FlowBlockError):
     """No patient consent covers this use of their data."""
 
 
+class ComputationFailed(FlowBlockError):
+    """The data side could not or would not compute a token (or serve a read or write), or
+    its organisation denied it; ``status`` is the token's, ``reason`` its words for people."""
+
+    def __init__(self, token_id: str, status: str, reason: str) -> None:
+        self.token_id = token_id
+        self.status = status
+        self.reason = reason
+        super().__init__(f"computation {token_id[:12]}… was {status.lower()}: {reason}")
+
+
 class DisclosureRefused(FlowBlockError):
     """A disclosure-control rule refused to release a result; ``rule`` names it."""
 

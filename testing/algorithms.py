@@ -1,4 +1,9 @@
-"""Misbehaving (and prying) algorithms, for testing that the sandbox holds them."""
+"""Misbehaving (and prying) algorithms, for testing that the sandbox holds them.
+
+Each declares itself a count table, as any algorithm declares its disclosure class;
+nothing they return has a count table's form, so the disclosure policy would release
+none of it.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from flowblock.executor.algorithms.base import Algorithm
 
 class Spins(Algorithm):
     name = "test-spins"
+    disclosure_class = "count_table"
 
     def run(self, frame: pd.DataFrame, params: dict[str, Any]) -> Any:
         while True:
@@ -20,6 +26,7 @@ class Spins(Algorithm):
 
 class EatsMemory(Algorithm):
     name = "test-eats-memory"
+    disclosure_class = "count_table"
 
     def run(self, frame: pd.DataFrame, params: dict[str, Any]) -> Any:
         hoard = []
@@ -29,6 +36,7 @@ class EatsMemory(Algorithm):
 
 class Crashes(Algorithm):
     name = "test-crashes"
+    disclosure_class = "count_table"
 
     def run(self, frame: pd.DataFrame, params: dict[str, Any]) -> Any:
         return {"leak": frame.to_dict()["patient_id"]["missing-key"]}
@@ -36,6 +44,7 @@ class Crashes(Algorithm):
 
 class ReadsEnvironment(Algorithm):
     name = "test-reads-environment"
+    disclosure_class = "count_table"
 
     def run(self, frame: pd.DataFrame, params: dict[str, Any]) -> Any:
         return {name: os.environ.get(name) for name in params["names"]}

@@ -5,6 +5,9 @@ state requests and a real (SQLite) world state, and signs real proposals for the
 callers, so identities, attributes, timestamps, queries, history and events behave
 as on the devnet. What it leaves out is the network: no endorsement by several peers,
 no ordering and no MVCC, since each submit commits at once, alone in its block.
+
+``LocalGateway`` puts a Gateway's shape over it, so that a ``flowblock.Client`` or an
+``Executor`` runs against the chaincode in-process.
 """
 
 from __future__ import annotations
@@ -13,13 +16,14 @@ import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fabric_protos.peer import chaincode_event_pb2, chaincode_shim_pb2
+from fabric_protos.peer import chaincode_event_pb2, chaincode_shim_pb2, transaction_pb2
 
 from flowblock.canonical import canonical_json
 from flowblock.chaincode import Chaincode, ChaincodeStub
 from flowblock.chaincode.stub import PeerOffer
+from flowblock.errors import EndorseError
 from flowblock.identity import Identity
-from flowblock.ledger import protocol
+from flowblock.ledger import Status, protocol
 from flowblock.network.devnet.chaincode_client import READY_OFFER
 from flowblock.network.devnet.peer import ERROR_THRESHOLD, StateRequests
 from flowblock.network.devnet.simulation import Simulation
@@ -117,3 +121,70 @@ class LocalLedger:
 
     def close(self) -> None:
         self.state.close()
+
+
+class LocalGateway:
+    """A Gateway's shape (``get_network`` → ``get_contract`` → ``submit``/``evaluate``) over
+    a LocalLedger, for one identity. A refusal is an EndorseError carrying the chaincode's
+    status and message as a peer's would, so callers handle it as on a devnet. A submit
+    commits at once, so ``submit_async`` is one whose status is already known; events are
+    not offered."""
+
+    def __init__(self, ledger: LocalLedger, identity: Identity) -> None:
+        self.ledger = ledger
+        self.identity = identity
+
+    def get_network(self, channel: str) -> LocalNetwork:
+        return LocalNetwork(self, channel)
+
+    def close(self) -> None:
+        """Nothing to close: the ledger belongs to whoever made it."""
+
+
+@dataclass
+class LocalNetwork:
+    gateway: LocalGateway
+    channel: str
+
+    def get_contract(self, chaincode: str, contract: str = "") -> LocalContract:
+        return LocalContract(self, contract)
+
+
+@dataclass
+class LocalContract:
+    network: LocalNetwork
+    contract: str = ""
+
+    def submit(self, function: str, *args: object) -> bytes:
+        return self._invoke(True, function, args)
+
+    def evaluate(self, function: str, *args: object) -> bytes:
+        return self._invoke(False, function, args)
+
+    def submit_async(self, function: str, *args: object) -> LocalSubmitted:
+        result = self._invoke(True, function, args)
+        return LocalSubmitted(result, self.network.gateway.ledger.state.height - 1)
+
+    def _invoke(self, submit: bool, function: str, args: tuple) -> bytes:
+        gateway = self.network.gateway
+        name = f"{self.contract}:{function}" if self.contract else function
+        try:
+            return gateway.ledger.invoke(gateway.identity, name, *args, submit=submit)
+        except ChaincodeRefused as refused:
+            said = (gateway.identity.msp_id, str(refused))  # "chaincode response 404, …"
+            raise EndorseError(
+                f"the peers did not endorse {name}: {refused.message}",
+                details=(said,),
+                status="ABORTED",
+            ) from None
+
+
+@dataclass
+class LocalSubmitted:
+    """A LocalContract's submit, committed already in ``block_number``."""
+
+    result: bytes
+    block_number: int
+
+    def status(self, timeout: float | None = None) -> Status:
+        return Status("", transaction_pb2.VALID, self.block_number)

@@ -131,7 +131,7 @@ def method_spec(name: str = "mean", version: str = "1.0", **overrides: Any) -> d
         },
         "input_kind": "tabular",
         "output_kind": "value",
-        "disclosure_class": "aggregate",
+        "disclosure_class": "statistics",
         "code_hash": hashlib.sha256(f"{name}@{version}".encode()).hexdigest(),
         **overrides,
     }

@@ -111,6 +111,12 @@ class Study:
         """The consenting patients' rows: what every computation sees."""
         return self.frame[self.frame["patient_id"].isin(self.consenting)]
 
+    def current_rows(self) -> pd.DataFrame:
+        """Every patient's rows as the data side reads them now: each record's current
+        version, deleted records left out (the executor's cached parts included)."""
+        everyone = dict.fromkeys(self.frame["patient_id"])
+        return self.executor.datasets.cohort_rows(self.dataset, everyone).frame
+
     def expected_mean(self, patients: list[str], column: str = "systolic") -> float:
         """The exact mean of ``column`` over these patients' rows."""
         return float(self.frame[self.frame["patient_id"].isin(patients)][column].mean())

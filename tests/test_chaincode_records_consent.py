@@ -16,6 +16,7 @@ import pytest
 
 from flowblock.identity import CertificateAuthority
 from flowblock.testing.flowblock_ledger import VITALS_SCHEMA, method_spec, records_for
+from flowblock.vocabulary import Failure, FailureKind
 
 # -- records ----------------------------------------------------------------------------
 
@@ -480,7 +481,11 @@ def test_reads_are_served_as_consent_stands_when_claimed_and_when_released(world
     opened = world.evaluate(world.executor, "access:ListOpen", 100, "")["requests"]
     assert [(r["access_id"], r["status"]) for r in opened] == [(access["access_id"], "RUNNING")]
     world.refused(403, "needs the role", world.bob, "access:ListOpen", 100, "", submit=False)
-    world.submit(world.executor, "access:FailRead", access["access_id"], "consent withdrawn")
+    withdrawn = Failure(FailureKind.CONSENT_REVOKED, "consent withdrawn", status=403)
+    failed = world.submit(
+        world.executor, "access:FailRead", access["access_id"], withdrawn.to_json()
+    )
+    assert (failed["status"], failed["failure"]["kind"]) == ("FAILED", "consent_revoked")
     assert world.evaluate(world.executor, "access:ListOpen", 100, "")["requests"] == []
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from flowblock.identity import CertificateAuthority
 from flowblock.testing.flowblock_ledger import VITALS_SCHEMA, method_spec
+from flowblock.vocabulary import Failure, FailureKind
 
 # -- computation tokens ------------------------------------------------------------------
 
@@ -234,6 +235,34 @@ def test_token_refusals(world):
     assert all(t["requester"] == "bob@University" for t in bobs)
     alices = world.evaluate(world.alice, "ListTokens", "RUNNING", 100, "")["tokens"]
     assert token["token_id"] in [t["token_id"] for t in alices]
+
+
+def test_a_failed_token_carries_its_failure_typed(world):
+    world.setup()
+    token_id = world.running()["token_id"]
+    refused = Failure(FailureKind.DISCLOSURE_REFUSED, "too few patients.", rule="min_cohort")
+
+    def fail(**changed):
+        return json.dumps({**json.loads(refused.to_json()), **changed})
+
+    for failure, match in [
+        ("too few patients", "failure must be valid JSON"),
+        (fail(kind="oops"), "failure.kind must be one of computation_failed, disclosure_refused"),
+        (fail(rule=""), "failure.rule must name the disclosure rule"),
+        (fail(kind="computation_failed"), "failure.rule must name the disclosure rule"),
+        (fail(status=200), "failure.status must be 0 or the status of a refusal"),
+        (fail(message=" "), "failure.message must not be empty"),
+        (fail(message="x" * 501), "failure.message must be at most 500 characters"),
+        (fail(reason="x"), "failure must be made of kind, rule, status and message"),
+    ]:
+        world.refused(400, match, world.executor, "Fail", token_id, failure)
+    failed = world.submit(world.executor, "Fail", token_id, refused.to_json())
+    assert failed["failure"] == {"kind": "disclosure_refused", "rule": "min_cohort", "status": 0,
+                                 "message": "too few patients."}  # fmt: skip
+    assert failed["reason"] == "too few patients."  # the words, for people
+    assert world.token(token_id)["failure"] == failed["failure"]
+    world.refused(409, "is FAILED", world.executor, "Fail", token_id, refused.to_json())
+    assert world.request()["failure"] is None
 
 
 @pytest.mark.unit

@@ -12,6 +12,9 @@ The rows travel sealed to the data organisation's executor (whose certificate it
 publishes here), never in the clear on a ledger every organisation keeps; the
 executor stores them, and completing the write registers their hashes, each record
 checked to be the patient's, with the ledger keeping every earlier version.
+
+A request the executor cannot serve ends FAILED with a typed failure, as a token does
+(flowblock.vocabulary.Failure): a consent revoked before it was served, say.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from flowblock.chaincode.contracts.base import (
     Refused,
     caller,
     emit,
+    failure_argument,
     json_argument,
     key,
     name,
@@ -45,21 +49,13 @@ from flowblock.chaincode.contracts.records import (
     register_partition,
     register_records,
 )
+from flowblock.vocabulary import MAX_SEALED_BYTES, MAX_WRITE_RECORDS, Event
 
 ACCESS, PATIENT_ACCESS = "access", "patient~access"
 #: Requests their data organisation has still to serve, so that none is forgotten.
 OPEN_ACCESS = "open~access"
-READ_REQUESTED, READ_COMPLETED, READ_FAILED = "ReadRequested", "ReadCompleted", "ReadFailed"
-WRITE_REQUESTED, WRITE_COMPLETED, WRITE_FAILED = (
-    "WriteRequested", "WriteCompleted", "WriteFailed",
-)  # fmt: skip
-CLAIMED = {"read": "ReadClaimed", "write": "WriteClaimed"}
-EXECUTOR_CERTIFICATE_PUBLISHED = "ExecutorCertificatePublished"
+CLAIMED = {"read": Event.READ_CLAIMED, "write": Event.WRITE_CLAIMED}
 EXECUTOR_CERTIFICATE = "executor-certificate"
-#: The most records one write may add or correct.
-MAX_WRITE_RECORDS = 1_000
-#: A patient's rows, or an X-ray or two, sealed; well inside gRPC's 4 MiB messages.
-MAX_SEALED_BYTES = 2 * 1024 * 1024
 
 
 def _get(ctx: Context, access_id: str, kind: str | None = None) -> dict:
@@ -82,7 +78,7 @@ class AccessContract(FlowBlockContract):
         """Ask for a patient's records; refused unless their read consent covers the caller."""
         access = _request(ctx, "read", get_dataset(ctx, dataset), patient, purpose)
         access["reader_certificate"] = ctx.client_identity.certificate_pem
-        _record(ctx, access, READ_REQUESTED)
+        _record(ctx, access, Event.READ_REQUESTED)
         return access
 
     @transaction
@@ -109,12 +105,13 @@ class AccessContract(FlowBlockContract):
                     "result_hash": sha256_hex(spec.get("result_hash", ""), "result.result_hash")},
         )  # fmt: skip
         _settle(ctx, access)
-        emit(ctx, READ_COMPLETED, _event(access))
+        emit(ctx, Event.READ_COMPLETED, _event(access))
         return access
 
     @transaction
-    def FailRead(self, ctx: Context, access_id: str, reason: str) -> dict:  # noqa: N802
-        return _fail(ctx, access_id, "read", reason)
+    def FailRead(self, ctx: Context, access_id: str, failure: str) -> dict:  # noqa: N802
+        """The executor fails a read it cannot serve; ``failure`` as Fail's of a token."""
+        return _fail(ctx, access_id, "read", failure)
 
     @transaction(submit=False)
     def GetAccess(self, ctx: Context, access_id: str) -> dict:  # noqa: N802
@@ -152,7 +149,7 @@ class AccessContract(FlowBlockContract):
                  "certificate": ctx.client_identity.certificate_pem}  # fmt: skip
         if read(ctx, key(EXECUTOR_CERTIFICATE, executor.organisation)) != entry:
             write(ctx, key(EXECUTOR_CERTIFICATE, executor.organisation), entry)
-            emit(ctx, EXECUTOR_CERTIFICATE_PUBLISHED,
+            emit(ctx, Event.EXECUTOR_CERTIFICATE_PUBLISHED,
                  {"organisation": executor.organisation, "executor": executor.key})  # fmt: skip
         return entry
 
@@ -175,7 +172,7 @@ class AccessContract(FlowBlockContract):
             raise Invalid(f"sealed must be the sealed rows, at most {MAX_SEALED_BYTES // 1024} KiB")
         access = _request(ctx, "write", meta, patient, purpose)
         access["sealed"] = sealed
-        _record(ctx, access, WRITE_REQUESTED)
+        _record(ctx, access, Event.WRITE_REQUESTED)
         return {k: v for k, v in access.items() if k != "sealed"}
 
     @transaction
@@ -210,12 +207,13 @@ class AccessContract(FlowBlockContract):
             result={**counts, "record_ids": [entry["record_id"] for entry in entries]},
         )
         _settle(ctx, access)
-        emit(ctx, WRITE_COMPLETED, _event(access))
+        emit(ctx, Event.WRITE_COMPLETED, _event(access))
         return access
 
     @transaction
-    def FailWrite(self, ctx: Context, access_id: str, reason: str) -> dict:  # noqa: N802
-        return _fail(ctx, access_id, "write", reason)
+    def FailWrite(self, ctx: Context, access_id: str, failure: str) -> dict:  # noqa: N802
+        """The executor fails a write it cannot serve; ``failure`` as Fail's of a token."""
+        return _fail(ctx, access_id, "write", failure)
 
 
 def _listed(
@@ -233,7 +231,7 @@ def _event(access: dict) -> dict:
 
 #: The consent right each kind of request needs, and the event of its failure.
 RIGHT = {"read": "R", "write": "W"}
-FAILED = {"read": READ_FAILED, "write": WRITE_FAILED}
+FAILED = {"read": Event.READ_FAILED, "write": Event.WRITE_FAILED}
 
 
 def _claim(ctx: Context, access_id: str, kind: str) -> dict:
@@ -278,12 +276,13 @@ def _current_grant(ctx: Context, access: dict) -> dict | None:
                       RIGHT[access["kind"]], access["purpose"])  # fmt: skip
 
 
-def _fail(ctx: Context, access_id: str, kind: str, reason: str) -> dict:
+def _fail(ctx: Context, access_id: str, kind: str, failure: str) -> dict:
     access = _get(ctx, access_id, kind)
     require(ctx, "executor", organisation=access["data_org"])
     if access["status"] not in ("APPROVED", "RUNNING"):
         raise Conflict(f"{kind} request {access_id} is {access['status']}")
-    access.update(status="FAILED", reason=text(reason, "reason"))
+    failed = failure_argument(failure)
+    access.update(status="FAILED", failure=failed, reason=failed["message"])
     _settle(ctx, access)
     emit(ctx, FAILED[kind], _event(access))
     return access
@@ -321,10 +320,11 @@ def _request(ctx: Context, kind: str, meta: dict, patient: str, purpose: str) ->
         "claimed_by": "",
         "result": None,
         "reason": "",
+        "failure": None,
     }
 
 
-def _record(ctx: Context, access: dict, event: str) -> None:
+def _record(ctx: Context, access: dict, event: Event) -> None:
     """Store a new request where its patient's access log finds it, and announce it."""
     write(ctx, key(ACCESS, access["access_id"]), access)
     ctx.stub.put_state(key(PATIENT_ACCESS, access["patient"], access["access_id"]), b"\x00")

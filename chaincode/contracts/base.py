@@ -17,9 +17,14 @@ from typing import Any
 
 from flowblock.canonical import canonical_json
 from flowblock.chaincode import ChaincodeError, Context, Contract, create_composite_key
-from flowblock.chaincode.contract import BAD_REQUEST
+from flowblock.vocabulary import (
+    MAX_FAILURE_MESSAGE,
+    MAX_FAILURE_RULE,
+    ChaincodeStatus,
+    Event,
+    FailureKind,
+)
 
-FORBIDDEN, NOT_FOUND, CONFLICT = 403, 404, 409
 #: Largest JSON argument a transaction accepts; blocks should stay well under 2 MB.
 MAX_ARGUMENT_BYTES = 512 * 1024
 #: Most records one page of a listing returns.
@@ -32,26 +37,35 @@ class Refused(ChaincodeError):
     """The caller may not do this (403)."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(message, FORBIDDEN)
+        super().__init__(message, ChaincodeStatus.FORBIDDEN)
 
 
 class NotFound(ChaincodeError):
+    """What was named does not exist (404)."""
+
     def __init__(self, message: str) -> None:
-        super().__init__(message, NOT_FOUND)
+        super().__init__(message, ChaincodeStatus.NOT_FOUND)
 
 
 class Invalid(ChaincodeError):
     """An argument is malformed (400)."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(message, BAD_REQUEST)
+        super().__init__(message, ChaincodeStatus.BAD_REQUEST)
 
 
 class Conflict(ChaincodeError):
     """The state does not allow this now (409): a token already claimed, say."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(message, CONFLICT)
+        super().__init__(message, ChaincodeStatus.CONFLICT)
+
+
+class OutOfBudget(ChaincodeError):
+    """Too little differential-privacy budget is left for what is asked (402)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, ChaincodeStatus.BUDGET_EXHAUSTED)
 
 
 @dataclass(frozen=True)
@@ -99,8 +113,9 @@ def write(ctx: Context, state_key: str, value: Any) -> None:
     ctx.stub.put_state(state_key, canonical_json(value))
 
 
-def emit(ctx: Context, event: str, payload: dict) -> None:
-    ctx.stub.set_event(event, canonical_json(payload))
+def emit(ctx: Context, event: Event, payload: dict) -> None:
+    """Announce a change; events are named once, in flowblock.vocabulary."""
+    ctx.stub.set_event(str(Event(event)), canonical_json(payload))
 
 
 def now(ctx: Context) -> dt.datetime:
@@ -160,6 +175,36 @@ def json_argument(
         expected = {dict: "a JSON object", list: "a JSON array"}.get(kind, kind.__name__)
         raise Invalid(f"{argument} must be {expected}")
     return decoded
+
+
+def failure_argument(value: str) -> dict:
+    """A failure as the data side reports it (flowblock.vocabulary.Failure), checked: a
+    known kind, a rule for a disclosure refusal, the status of a refusal or 0, a message.
+    Clients decide by its kind and rule; the message is for people."""
+    spec = json_argument(value, "failure", limit=4 * 1024)
+    if set(spec) - {"kind", "rule", "status", "message"}:
+        raise Invalid("failure must be made of kind, rule, status and message")
+    kinds = [kind.value for kind in FailureKind]
+    kind = spec.get("kind")
+    if kind not in kinds:
+        raise Invalid(f"failure.kind must be one of {', '.join(kinds)}")
+    rule = spec.get("rule", "")
+    if not isinstance(rule, str) or len(rule) > MAX_FAILURE_RULE:
+        raise Invalid(f"failure.rule must be text of at most {MAX_FAILURE_RULE} characters")
+    if (kind == FailureKind.DISCLOSURE_REFUSED) != bool(rule.strip()):
+        raise Invalid("failure.rule must name the disclosure rule, for a disclosure refusal only")
+    status = spec.get("status", 0)
+    if (
+        not isinstance(status, int)
+        or isinstance(status, bool)
+        or not (status == 0 or 400 <= status <= 599)
+    ):
+        raise Invalid("failure.status must be 0 or the status of a refusal, 400 to 599")
+    message = spec.get("message")
+    if not isinstance(message, str):
+        raise Invalid("failure.message must be text")
+    text(message, "failure.message", MAX_FAILURE_MESSAGE)
+    return {"kind": kind, "rule": rule, "status": status, "message": message}
 
 
 def _no_constant(name: str) -> None:

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import math
 
-from flowblock.chaincode import ChaincodeError, Context, transaction
-from flowblock.chaincode.contracts import events
+from flowblock.chaincode import Context, transaction
 from flowblock.chaincode.contracts.base import (
     FlowBlockContract,
     Invalid,
+    OutOfBudget,
     Refused,
     caller,
     emit,
@@ -26,16 +26,10 @@ from flowblock.chaincode.contracts.base import (
     write,
 )
 from flowblock.chaincode.contracts.records import DATA_SIDE, get_dataset
+from flowblock.vocabulary import Event
 
 BUDGET = "budget"
 MICRO = 1_000_000
-#: The status of a refusal for want of budget, distinct so clients can tell it apart.
-BUDGET_EXHAUSTED = 402
-
-
-class BudgetExhausted(ChaincodeError):
-    def __init__(self, message: str) -> None:
-        super().__init__(message, BUDGET_EXHAUSTED)
 
 
 def to_micro(epsilon: float, argument: str = "epsilon") -> int:
@@ -67,12 +61,13 @@ def budget_of(ctx: Context, dataset: str, researcher: str) -> dict:
 
 
 def require_budget(ctx: Context, dataset: str, researcher: str, epsilon: float) -> dict:
-    """The researcher's budget record; BudgetExhausted if less than ``epsilon`` is left."""
+    """The researcher's budget record; refused (402, ChaincodeStatus.BUDGET_EXHAUSTED in
+    flowblock.vocabulary, so clients tell it apart) if less than ``epsilon`` is left."""
     amount = to_micro(epsilon)
     found = read(ctx, key(BUDGET, dataset, researcher)) or {"granted": 0, "spent": 0}
     left = found["granted"] - found["spent"]
     if amount > left:
-        raise BudgetExhausted(
+        raise OutOfBudget(
             f"{researcher} has ε={left / MICRO:g} left on {dataset!r}, "
             f"less than the ε={amount / MICRO:g} asked"
         )
@@ -107,7 +102,7 @@ class BudgetContract(FlowBlockContract):
         found = read(ctx, key(BUDGET, dataset, researcher)) or {"granted": 0, "spent": 0}
         found["granted"] += amount
         write(ctx, key(BUDGET, dataset, researcher), found)
-        emit(ctx, events.BUDGET_GRANTED, {"dataset": dataset, "researcher": researcher})
+        emit(ctx, Event.BUDGET_GRANTED, {"dataset": dataset, "researcher": researcher})
         return _public(budget_of(ctx, dataset, researcher))
 
     @transaction(submit=False)

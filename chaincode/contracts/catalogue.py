@@ -13,7 +13,6 @@ import json
 import re
 
 from flowblock.chaincode import Context, transaction
-from flowblock.chaincode.contracts import events
 from flowblock.chaincode.contracts.base import (
     Conflict,
     FlowBlockContract,
@@ -33,11 +32,11 @@ from flowblock.chaincode.contracts.base import (
 )
 from flowblock.errors import InvalidArgument
 from flowblock.schema import check_schema
+from flowblock.vocabulary import DISCLOSURE_CLASSES, Event
 
 METHOD = "method"
 INPUT_KINDS = ("tabular", "images", "tokens")
 OUTPUT_KINDS = ("value", "table", "figure", "metrics", "model", "labels")
-DISCLOSURE_CLASSES = ("aggregate", "extremes", "model", "chart", "labels", "private")
 _VERSION = re.compile(r"^\d+(\.\d+){0,2}$")
 
 
@@ -113,7 +112,7 @@ class CatalogueContract(FlowBlockContract):
             "published_at": timestamp(now(ctx)),
         }
         write(ctx, key(METHOD, method_name, version), value)
-        emit(ctx, events.METHOD_PUBLISHED, {"method": method_name, "version": version})
+        emit(ctx, Event.METHOD_PUBLISHED, {"method": method_name, "version": version})
         return value
 
     @transaction
@@ -122,7 +121,7 @@ class CatalogueContract(FlowBlockContract):
         require(ctx, "admin", organisation=found["publisher"])
         found["enabled"] = enabled
         write(ctx, key(METHOD, method, found["version"]), found)
-        emit(ctx, events.METHOD_CHANGED,
+        emit(ctx, Event.METHOD_CHANGED,
              {"method": method, "version": found["version"], "enabled": enabled})  # fmt: skip
         return found
 

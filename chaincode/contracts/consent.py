@@ -16,7 +16,6 @@ import json
 import re
 
 from flowblock.chaincode import Context, split_composite_key, transaction
-from flowblock.chaincode.contracts import events
 from flowblock.chaincode.contracts.base import (
     Conflict,
     FlowBlockContract,
@@ -39,6 +38,7 @@ from flowblock.chaincode.contracts.base import (
 )
 from flowblock.chaincode.contracts.records import DATA_SIDE, RECORD, get_dataset
 from flowblock.chaincode.contracts.tokens import get_token
+from flowblock.vocabulary import Event
 
 GRANT, CONSENT, PATIENT_GRANT, RECEIPT = "grant", "consent", "patient~grant", "receipt"
 RIGHTS = "RWC"
@@ -141,7 +141,7 @@ class ConsentContract(FlowBlockContract):
         write(ctx, key(GRANT, grant_id), grant)
         write(ctx, key(CONSENT, dataset, patient.key, grant_id), _entry(grant))
         ctx.stub.put_state(key(PATIENT_GRANT, patient.key, grant_id), b"\x00")
-        emit(ctx, events.CONSENT_GRANTED, _event(grant))
+        emit(ctx, Event.CONSENT_GRANTED, _event(grant))
         return grant
 
     @transaction
@@ -158,7 +158,7 @@ class ConsentContract(FlowBlockContract):
                 changed.append(self._take(ctx, split_composite_key(kv.key)[1][2], taken))
         if not changed:
             raise NotFound(f"{patient.key} has no active grant of {taken} to {to} on {dataset!r}")
-        emit(ctx, events.CONSENT_REVOKED, {"grants": [_event(grant) for grant in changed]})
+        emit(ctx, Event.CONSENT_REVOKED, {"grants": [_event(grant) for grant in changed]})
         return changed
 
     @transaction
@@ -170,7 +170,7 @@ class ConsentContract(FlowBlockContract):
         if grant["status"] != "ACTIVE":
             raise Conflict(f"grant {grant_id} is already {grant['status'].lower()}")
         taken = self._take(ctx, grant_id, grant["rights"])
-        emit(ctx, events.CONSENT_REVOKED, {"grants": [_event(taken)]})
+        emit(ctx, Event.CONSENT_REVOKED, {"grants": [_event(taken)]})
         return taken
 
     def _take(self, ctx: Context, grant_id: str, rights: str) -> dict:
@@ -268,7 +268,7 @@ class ConsentContract(FlowBlockContract):
         }
         for patient in used:
             write(ctx, key(RECEIPT, name(str(patient), "patient"), token_id), receipt)
-        emit(ctx, events.USAGE_RECORDED, {"token_id": token_id, "patients": len(used)})
+        emit(ctx, Event.USAGE_RECORDED, {"token_id": token_id, "patients": len(used)})
         return {"token_id": token_id, "recorded": len(used)}
 
     @transaction(submit=False)

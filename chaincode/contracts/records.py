@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 
 from flowblock.chaincode import Context, split_composite_key, transaction
-from flowblock.chaincode.contracts import events
 from flowblock.chaincode.contracts.base import (
     Conflict,
     FlowBlockContract,
@@ -34,6 +33,7 @@ from flowblock.chaincode.contracts.base import (
     timestamp,
     write,
 )
+from flowblock.vocabulary import Event
 
 DATASET, RECORD, PATIENT_RECORD, PARTITION = "dataset", "record", "patient~record", "partition"
 #: An index of a dataset's deleted records, for the data side to leave out.
@@ -95,7 +95,7 @@ class RecordsContract(FlowBlockContract):
         write(ctx, key(DATASET, dataset), value)
         emit(
             ctx,
-            events.DATASET_REGISTERED,
+            Event.DATASET_REGISTERED,
             {"dataset": dataset, "organisation": steward.organisation},
         )
         return value
@@ -138,7 +138,7 @@ class RecordsContract(FlowBlockContract):
         )
         write(ctx, key(RECORD, dataset, record_id), record)
         ctx.stub.put_state(key(DELETED_RECORD, dataset, record_id), b"\x00")
-        emit(ctx, events.RECORD_DELETED, {"dataset": dataset, "record_id": record_id})
+        emit(ctx, Event.RECORD_DELETED, {"dataset": dataset, "record_id": record_id})
         return record
 
     @transaction(submit=False)
@@ -274,7 +274,7 @@ def register_records(ctx: Context, dataset: str, entries: list[dict], by: str) -
             marker = key(PATIENT_RECORD, entry["patient"], dataset, entry["record_id"])
             ctx.stub.put_state(marker, b"\x00")
         counts["updated" if existing else "registered"] += 1
-    emit(ctx, events.RECORDS_REGISTERED, {"dataset": dataset, **counts})
+    emit(ctx, Event.RECORDS_REGISTERED, {"dataset": dataset, **counts})
     return counts
 
 
@@ -292,7 +292,7 @@ def register_partition(
         return {**existing, "changed": False}
     value = {**entry, "registered_by": by, "registered_at": timestamp(now(ctx))}
     write(ctx, state_key, value)
-    emit(ctx, events.RECORDS_REGISTERED, {"dataset": dataset, "partition": object_key})
+    emit(ctx, Event.RECORDS_REGISTERED, {"dataset": dataset, "partition": object_key})
     return {**value, "changed": True}
 
 

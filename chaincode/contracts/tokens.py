@@ -6,8 +6,10 @@ organisation's rules approve it at once or leave it PENDING for its admin, who
 approves or denies with a reason. The executor of that organisation claims an
 APPROVED token exactly once (RUNNING), then completes it with the encrypted result and
 its provenance (result, cohort, code and policy hashes; ε charged in the same
-transaction) or fails it with a reason. Tokens expire. Requesters see their own
-tokens, admins their organisation's, auditors every token's metadata.
+transaction) or fails it with a typed failure (a kind clients decide by, the disclosure
+rule that refused, the status of a refusal, and a message for people). Tokens expire.
+Requesters see their own tokens, admins their organisation's, auditors every token's
+metadata.
 
     PENDING ──approve──▶ APPROVED ──claim──▶ RUNNING ──complete──▶ DONE
        │ deny               │ deny / fail       └──fail──▶ FAILED
@@ -21,7 +23,6 @@ import datetime as dt
 import json
 
 from flowblock.chaincode import Context, split_composite_key, transaction
-from flowblock.chaincode.contracts import events
 from flowblock.chaincode.contracts.base import (
     Conflict,
     FlowBlockContract,
@@ -30,6 +31,7 @@ from flowblock.chaincode.contracts.base import (
     Refused,
     caller,
     emit,
+    failure_argument,
     json_argument,
     key,
     name,
@@ -48,6 +50,7 @@ from flowblock.chaincode.contracts.catalogue import get_method
 from flowblock.chaincode.contracts.records import get_dataset
 from flowblock.errors import InvalidArgument
 from flowblock.schema import validate
+from flowblock.vocabulary import Event
 
 TOKEN, BY_REQUESTER, BY_ORG, RULES = "token", "requester~token", "org~token", "rules"
 DEFAULT_TTL_HOURS = 72
@@ -121,7 +124,7 @@ class ComputationContract(FlowBlockContract):
         if not isinstance(ttl, int) or isinstance(ttl, bool) or not 1 <= ttl <= 24 * 365:
             raise Invalid("rules.token_ttl_hours must be a whole number of hours, 1 to 8760")
         write(ctx, key(RULES, admin.organisation), value)
-        emit(ctx, events.RULES_SET, {"organisation": admin.organisation})
+        emit(ctx, Event.RULES_SET, {"organisation": admin.organisation})
         return value
 
     @transaction(submit=False)
@@ -176,6 +179,7 @@ class ComputationContract(FlowBlockContract):
             "decided_by": "",
             "decided_at": "",
             "reason": "",
+            "failure": None,
             "claimed_by": "",
             "progress": 0,
             "result": None,
@@ -188,9 +192,9 @@ class ComputationContract(FlowBlockContract):
         self._save(ctx, token, new=True)
         emit(
             ctx,
-            events.COMPUTATION_APPROVED
+            Event.COMPUTATION_APPROVED
             if token["status"] == "APPROVED"
-            else events.COMPUTATION_REQUESTED,
+            else Event.COMPUTATION_REQUESTED,
             _event(token),
         )
         return token
@@ -208,7 +212,7 @@ class ComputationContract(FlowBlockContract):
                 f"{token['requester']} has too little privacy budget left for this token"
             )
         token.update(status="APPROVED", decided_by=admin.key, decided_at=timestamp(now(ctx)))
-        return self._change(ctx, token, events.COMPUTATION_APPROVED)
+        return self._change(ctx, token, Event.COMPUTATION_APPROVED)
 
     @transaction
     def Deny(self, ctx: Context, token_id: str, reason: str) -> dict:  # noqa: N802
@@ -221,7 +225,7 @@ class ComputationContract(FlowBlockContract):
             decided_at=timestamp(now(ctx)),
             reason=text(reason, "reason"),
         )
-        return self._change(ctx, token, events.COMPUTATION_DENIED)
+        return self._change(ctx, token, Event.COMPUTATION_DENIED)
 
     @transaction
     def Claim(self, ctx: Context, token_id: str) -> dict:  # noqa: N802
@@ -233,7 +237,7 @@ class ComputationContract(FlowBlockContract):
         if token["epsilon"]:  # spent by other tokens since approval: refused before any read
             require_budget(ctx, token["dataset"], token["requester"], token["epsilon"])
         token.update(status="RUNNING", claimed_by=executor.key, claimed_at=timestamp(now(ctx)))
-        return self._change(ctx, token, events.COMPUTATION_CLAIMED)
+        return self._change(ctx, token, Event.COMPUTATION_CLAIMED)
 
     @transaction
     def ReportProgress(self, ctx: Context, token_id: str, percent: int, message: str) -> dict:  # noqa: N802
@@ -241,7 +245,7 @@ class ComputationContract(FlowBlockContract):
         if not 0 <= percent <= 100:
             raise Invalid("percent must be between 0 and 100")
         token.update(progress=percent, progress_message=message[:200])
-        return self._change(ctx, token, events.COMPUTATION_PROGRESS, progress=percent)
+        return self._change(ctx, token, Event.COMPUTATION_PROGRESS, progress=percent)
 
     @transaction
     def Complete(self, ctx: Context, token_id: str, result: str) -> dict:  # noqa: N802
@@ -286,11 +290,13 @@ class ComputationContract(FlowBlockContract):
                 "epsilon": epsilon,
             },
         )
-        return self._change(ctx, token, events.COMPUTATION_COMPLETED)
+        return self._change(ctx, token, Event.COMPUTATION_COMPLETED)
 
     @transaction
-    def Fail(self, ctx: Context, token_id: str, reason: str) -> dict:  # noqa: N802
-        """The executor fails a token it cannot or may not complete, saying why."""
+    def Fail(self, ctx: Context, token_id: str, failure: str) -> dict:  # noqa: N802
+        """The executor fails a token it cannot or may not complete, saying why: ``failure``
+        is a flowblock.vocabulary.Failure as JSON, stored on the token as ``failure`` (its
+        message also as ``reason``, the words a denial has there too)."""
         token = get_token(ctx, token_id)
         executor = require(ctx, "executor", organisation=token["data_org"])
         if token["status"] not in ("APPROVED", "RUNNING"):
@@ -301,10 +307,14 @@ class ComputationContract(FlowBlockContract):
             raise Refused(
                 f"token {token_id} was claimed by {token['claimed_by']}, not {executor.key}"
             )
+        failed = failure_argument(failure)
         token.update(
-            status="FAILED", reason=text(reason, "reason"), completed_at=timestamp(now(ctx))
+            status="FAILED",
+            failure=failed,
+            reason=failed["message"],
+            completed_at=timestamp(now(ctx)),
         )
-        return self._change(ctx, token, events.COMPUTATION_FAILED)
+        return self._change(ctx, token, Event.COMPUTATION_FAILED)
 
     # -- reading tokens ------------------------------------------------------------------
 

@@ -3,7 +3,9 @@
 Algorithms are plugins under the entry-point group ``flowblock.algorithms``, as
 JupyterHub finds its spawners; a hospital adds one by installing a package. Each has a
 parameter schema (checked in chaincode and again here), the kinds of data it takes
-and returns, and a disclosure class; its code hash (SHA-256 of the module that
+and returns, and a disclosure class, which alone decides the rules the data
+organisation's disclosure policy applies to its results (see
+:mod:`flowblock.executor.disclosure.classes`); its code hash (SHA-256 of the module that
 defines it) is published in the catalogue, and the executor runs it only if the
 installed code still has that hash.
 """
@@ -54,7 +56,18 @@ class Algorithm(abc.ABC):
     parameters: ClassVar[dict] = {"type": "object", "properties": {}, "additionalProperties": False}
     input_kind: ClassVar[str] = "tabular"
     output_kind: ClassVar[str] = "value"
-    disclosure_class: ClassVar[str] = "aggregate"
+    #: What its result is, which names the disclosure rules it gets: one of
+    #: ``count_table``, ``histogram``, ``crosstab``, ``statistics``, ``model``, ``chart``,
+    #: ``labels`` (:mod:`flowblock.executor.disclosure.classes`). A result not of its
+    #: class's form is refused: the default, a count table, releases counts alone.
+    disclosure_class: ClassVar[str] = "count_table"
+    #: ACRO's name for its analysis ("Mean", "Maximum", "StandardDeviation"…, from ACRO's
+    #: ontology), which picks the checks of its class that apply (a mean's dominance, a
+    #: maximum's records); None: its class's, which for statistics is every check.
+    sdc_analysis: ClassVar[str | None] = None
+    #: Columns its statistics summarise that no parameter names (average blood pressure:
+    #: systolic and diastolic), for :meth:`summarised_columns`.
+    statistic_columns: ClassVar[tuple[str, ...]] = ()
     #: Other modules whose code decides this algorithm's results (a shared mechanism, a
     #: pinned model hash): hashed with its own module into its code hash.
     code_modules: ClassVar[tuple[str, ...]] = ()
@@ -81,6 +94,20 @@ class Algorithm(abc.ABC):
         changes on disk afterwards.
         """
         return _modules_hash((cls.__module__, *cls.code_modules))
+
+    @classmethod
+    def group_columns(cls, params: dict[str, Any]) -> list[str]:
+        """The columns whose values key its result's groups (or cells), as its parameters
+        name them: ``group_by`` by default. The disclosure rules find each group's rows,
+        and its patients, by these."""
+        return list(params.get("group_by") or [])
+
+    @classmethod
+    def summarised_columns(cls, params: dict[str, Any]) -> list[str]:
+        """The numeric columns its statistics summarise, whose values the dominance rules
+        look at: the one its ``column`` parameter names, else :attr:`statistic_columns`."""
+        column = params.get("column")
+        return [column] if isinstance(column, str) and column else list(cls.statistic_columns)
 
     @classmethod
     def catalogue_entry(cls) -> dict:

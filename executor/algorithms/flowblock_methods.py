@@ -32,6 +32,8 @@ class AverageBloodPressure(Algorithm):
     name = "average-blood-pressure"
     description = "Mean systolic and diastolic blood pressure (per group)."
     parameters = _schema({}, [])
+    disclosure_class, sdc_analysis = "statistics", "Mean"
+    statistic_columns = ("systolic", "diastolic")  # named by no parameter: its dominance
     code_modules = (statistics.__name__,)  # its grouping and numeric columns
 
     def run(self, frame: pd.DataFrame, params: dict[str, Any]) -> dict:
@@ -50,7 +52,8 @@ class MaxHeartRate(Algorithm):
     name = "max-heart-rate"
     description = "The highest heart rate in the cohort (per group)."
     parameters = _schema({}, [])
-    disclosure_class = "extremes"
+    disclosure_class, sdc_analysis = "statistics", "Maximum"  # an extreme
+    statistic_columns = ("heart_rate",)
     code_modules = (statistics.__name__,)  # its grouping and numeric columns
 
     def run(self, frame: pd.DataFrame, params: dict[str, Any]) -> dict:
@@ -67,6 +70,7 @@ class LongRunning(Algorithm):
     name = "long-running"
     description = "Counts the cohort slowly, reporting its progress: for trying out the queue."
     parameters = _schema({"seconds": {"type": "integer", "minimum": 1, "maximum": 600}}, [])
+    disclosure_class = "count_table"
 
     def run(self, frame: pd.DataFrame, params: dict[str, Any]) -> dict:
         seconds = params.get("seconds", 5)
@@ -80,8 +84,13 @@ class LongRunning(Algorithm):
 class _Chart(Algorithm):
     parameters = _schema({"column": {"type": "string", "minLength": 1}}, ["column"])
     output_kind = "figure"
-    disclosure_class = "chart"
+    disclosure_class, sdc_analysis = "chart", "FrequencyTable"
     kind = "bar"
+
+    @classmethod
+    def group_columns(cls, params: dict[str, Any]) -> list[str]:
+        """Its bars are keyed by the values of the column it counts."""
+        return [params["column"]] if params.get("column") else []
 
     def run(self, frame: pd.DataFrame, params: dict[str, Any]) -> dict:
         column = params["column"]
@@ -100,6 +109,7 @@ class BarChart(_Chart):
 class DonutChart(_Chart):
     name = "donut-chart"
     description = "A donut chart of the share of records in each category of a column."
+    sdc_analysis = "PieChart"
     kind = "donut"
 
 
@@ -124,6 +134,11 @@ class ChartOfResult(Algorithm):
     input_kind = "tokens"
     output_kind = "figure"
     disclosure_class = "chart"
+
+    @classmethod
+    def group_columns(cls, params: dict[str, Any]) -> list[str]:
+        """Its slices are keyed by the earlier result's group column it labels by."""
+        return [params["label"]] if params.get("label") else []
 
     def run(self, frame: pd.DataFrame, params: dict[str, Any]) -> dict:
         label = params["label"]

@@ -83,7 +83,7 @@ class _Partitions:
 def _first_records(patients: pd.Series) -> np.ndarray | None:
     """True for each patient's first record; None when every record is a patient's only.
 
-    The sandbox numbers patients in order of appearance (``worker.lean``): then each
+    The sandbox numbers patients in order of appearance (``datasets.lean``): then each
     patient's records are found by a linear scan rather than by hashing every patient.
     Any other numbering is hashed.
     """
@@ -111,7 +111,7 @@ def _numeric(frame: pd.DataFrame, column: str) -> np.ndarray:
 
 def _categorical(frame: pd.DataFrame, key: str) -> pd.Categorical:
     """A group_by column with its public categories: a boolean's two values, or the
-    values the schema lists for a category column (``worker.lean`` sets them)."""
+    values the schema lists for a category column (``datasets.lean`` sets them)."""
     column = frame[key] if key in frame.columns else None
     if column is not None and pd.api.types.is_bool_dtype(column.dtype):
         return pd.Categorical(column, categories=[False, True])

@@ -70,7 +70,7 @@ class LogisticRegression(Algorithm):
     description = "Logistic regression of a yes/no outcome on predictors: coefficients."
     parameters = _PARAMETERS
     output_kind = "metrics"
-    disclosure_class = "model"
+    disclosure_class, sdc_analysis = "model", "BinaryLogisticRegression"
 
     def run(self, frame: pd.DataFrame, params: dict[str, Any]) -> dict:
         import statsmodels.api as sm

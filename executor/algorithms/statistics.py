@@ -83,7 +83,7 @@ class Count(Algorithm):
     name = "count"
     description = "The number of records in the cohort (per group)."
     parameters = _schema({}, [])
-
+    disclosure_class = "count_table"
     differentially_private = True
     code_modules = (private.__name__,)  # its DP mode
 
@@ -97,6 +97,7 @@ class Mean(Algorithm):
     name = "mean"
     description = "The mean of a numeric column over the cohort (per group)."
     parameters = _schema({"column": COLUMN, "bounds": BOUNDS}, ["column"])
+    disclosure_class, sdc_analysis = "statistics", "Mean"
     differentially_private = True
     code_modules = (private.__name__,)  # its DP mode
 
@@ -110,6 +111,7 @@ class Sum(Algorithm):
     name = "sum"
     description = "The total of a numeric column over the cohort (per group)."
     parameters = _schema({"column": COLUMN, "bounds": BOUNDS}, ["column"])
+    disclosure_class, sdc_analysis = "statistics", "Sum"
     differentially_private = True
     code_modules = (private.__name__,)  # its DP mode
 
@@ -123,6 +125,7 @@ class Std(Algorithm):
     name = "std"
     description = "The standard deviation of a numeric column (per group)."
     parameters = _schema({"column": COLUMN}, ["column"])
+    disclosure_class, sdc_analysis = "statistics", "StandardDeviation"
 
     def run(self, frame: pd.DataFrame, params: dict[str, Any]) -> dict:
         return _per_group(
@@ -139,6 +142,7 @@ class Histogram(Algorithm):
         ["column"],
     )  # fmt: skip
     output_kind = "table"
+    disclosure_class = "histogram"
     differentially_private = True
     code_modules = (private.__name__,)  # its DP mode
 
@@ -169,7 +173,7 @@ class Quantiles(Algorithm):
         },
         ["column"],
     )  # fmt: skip
-    disclosure_class = "extremes"
+    disclosure_class, sdc_analysis = "statistics", "Quartiles"  # the outer ones are extremes
     differentially_private = True
     code_modules = (private.__name__,)  # its DP mode
 
@@ -199,6 +203,12 @@ class Crosstab(Algorithm):
         ["rows", "columns"],
     )
     output_kind = "table"
+    disclosure_class = "crosstab"
+
+    @classmethod
+    def group_columns(cls, params: dict[str, Any]) -> list[str]:
+        """Its cells are keyed by the values of its two columns."""
+        return [params[name] for name in ("rows", "columns") if name in params]
 
     def run(self, frame: pd.DataFrame, params: dict[str, Any]) -> dict:
         table = pd.crosstab(frame[params["rows"]], frame[params["columns"]])

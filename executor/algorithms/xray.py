@@ -123,6 +123,7 @@ class XrayCaseCount(Algorithm):
     parameters = {"type": "object", "properties": {}, "additionalProperties": False}
     input_kind = "tokens"
     output_kind = "table"
+    disclosure_class = "count_table"  # keyed by its "prediction" field, not a number
 
     def run(self, frame: pd.DataFrame, params: dict[str, Any]) -> dict:
         predictions = [p for output in self.inputs for p in (output or {}).get("predictions", [])]

@@ -2,8 +2,12 @@
 
 One :class:`DisclosurePolicy` per data organisation, set like any FlowBlock setting
 (``c.DisclosurePolicy.min_cohort = 20`` in ``flowblock_config.py``) and hashed, with the
-code of its rules, into every result's provenance on the ledger. For each result the
-executor computes, before anything leaves the data side:
+code of its rules, into every result's provenance on the ledger. Which rules a result
+gets is decided by the disclosure class its algorithm declares
+(:mod:`~flowblock.executor.disclosure.classes`), never by the algorithm's name or by
+guessing from the result's shape; a class the policy does not know, or a result not of
+its class's form, is refused. For each result the executor computes, before anything
+leaves the data side:
 
 - the cohort must hold at least ``min_cohort`` patients;
 - count tables (counts, grouped counts, histograms, crosstabs, charts) lose the cells
@@ -14,14 +18,16 @@ executor computes, before anything leaves the data side:
   rule (means and sums), if it is an extreme (a minimum, maximum or outer quantile)
   over fewer than ``extremes_min_records``, or if a spread has too few degrees of freedom;
 - a model's outputs are refused below ``min_degrees_of_freedom`` residual degrees of freedom;
+- per-record labels are kept data-side for a flow and never released;
 - the released cohorts must not differ from earlier ones by only a few patients
   (:mod:`~flowblock.executor.disclosure.differencing`);
 - in differential-privacy mode (a token with ε > 0) the result must come from the
   algorithm's OpenDP mode, and none of the exact rules above apply to it: the noise
   protects every patient, and the ε budget on the ledger bounds what all queries reveal.
 
-Which of ACRO's checks each kind of analysis needs comes from ACRO's ontology
-(:mod:`~flowblock.executor.disclosure.sdc`). A refusal is :class:`DisclosureRefused`
+Each class's rules are applied by :mod:`~flowblock.executor.disclosure.release`; which of
+ACRO's checks a statistic needs comes from ACRO's ontology, for the analysis its
+algorithm names (:mod:`~flowblock.executor.disclosure.sdc`). A refusal is :class:`DisclosureRefused`
 naming its rule, in words that say nothing about the data.
 """
 
@@ -29,7 +35,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,14 +47,8 @@ from traitlets.config import Configurable
 
 from flowblock.canonical import canonical_json
 from flowblock.errors import DisclosureRefused
-from flowblock.executor.disclosure import differencing, sdc, tables
+from flowblock.executor.disclosure import classes, differencing, release, sdc, tables
 from flowblock.executor.storage.objects import ObjectStore, sha256_hex
-
-PATIENT_COLUMN = "patient_id"
-#: Columns a built-in method summarises without naming them in its parameters.
-STATISTIC_COLUMNS = {"average-blood-pressure": ("systolic", "diastolic")}
-#: Fields of a group that are neither its key nor a statistic.
-_BOOKKEEPING = ("count", "counts", "suppressed")
 
 
 @dataclass
@@ -181,10 +180,8 @@ class DisclosurePolicy(Configurable):
                 )
             return Protected(result)
         self._require_cohort(len(patients))
-        if algorithm.disclosure_class == "labels":  # kept data-side, never released
-            return Protected(result)
-        release = _Release(self, token, algorithm, rows, patients)
-        return Protected(release.apply(result), release.sources)
+        rules = release.Release(self, token, algorithm, rows, patients)
+        return Protected(rules.apply(result), rules.sources)
 
     def record(self, token: dict, protected: Protected, store: ObjectStore) -> Any:
         """Refuse the result if its cohorts difference earlier ones; else remember them."""
@@ -207,368 +204,8 @@ class DisclosurePolicy(Configurable):
             )
 
 
-class _Release:
-    """The rules applied to one result of one algorithm over one cohort's rows."""
-
-    def __init__(
-        self,
-        policy: DisclosurePolicy,
-        token: dict,
-        algorithm: type,
-        rows: pd.DataFrame | None,
-        patients: list[str],
-    ) -> None:
-        self.policy, self.token, self.algorithm, self.rows = policy, token, algorithm, rows
-        self.params = token.get("params", {})
-        self.appetite = policy.appetite
-        self.checks = sdc.checks_for(sdc.analysis_of(algorithm))
-        # One record per patient (the cohort's patients are as many as its rows): a cell's
-        # records are as many as its patients, and need no counting of their own.
-        self.one_record_each = rows is None or len(rows) == len(patients)
-        self.sources: list[Callable[[], list[np.ndarray]]] = [
-            self._whole if rows is not None and PATIENT_COLUMN in rows.columns
-            else lambda: [_ids(patients, token["data_org"])]
-        ]  # fmt: skip
-
-    def apply(self, result: Any) -> Any:
-        if not isinstance(result, dict):
-            raise DisclosureRefused("unchecked_output", "the result is not of a form it can check.")
-        if "degrees_of_freedom" in result or self.algorithm.disclosure_class == "model":
-            return self.model(result)
-        if "counts" in result and "rows" in result:
-            return self.crosstab(result)
-        groups = result.get("groups")
-        if not isinstance(groups, list) or not groups:
-            raise DisclosureRefused("unchecked_output", "the result is not of a form it can check.")
-        if all(isinstance(g.get("counts"), list) for g in groups):
-            return self.histogram(result)
-        if all("count" in g for g in groups):
-            keys = self._keys(groups)
-            if any(set(g) - set(keys) - set(_BOOKKEEPING) for g in groups):
-                return self.statistics(result, keys)
-            return self.count_table(result, keys)
-        raise DisclosureRefused("unchecked_output", "the result is not of a form it can check.")
-
-    # -- kinds of result ---------------------------------------------------------------
-
-    def model(self, result: dict) -> dict:
-        dof = result.get("degrees_of_freedom")
-        if dof is not None and sdc.too_few_degrees_of_freedom(dof, self.appetite):
-            raise DisclosureRefused(
-                "degrees_of_freedom",
-                f"a model needs at least {self.policy.min_degrees_of_freedom} residual "
-                "degrees of freedom.",
-            )
-        confusion = result.get("confusion_matrix")
-        if isinstance(confusion, list) and confusion:  # a classifier's: a count table
-            cells = self.count_table({"groups": confusion}, ["actual", "predicted"])
-            result = {**result, "confusion_matrix": cells["groups"]}
-        return result
-
-    def count_table(self, result: dict, keys: list[str]) -> dict:
-        groups = result["groups"]
-        if any(g["count"] is None for g in groups):  # already protected (a flow's input)
-            return result
-        counts, cells = _dense(groups, keys, lambda g: g["count"])
-        released = self._cut(counts, self._few_patients(keys, groups, cells, counts.shape))
-        out = [{**g, "count": _cell(released, cell)} for g, cell in zip(groups, cells, strict=True)]
-        self._remember_groups(keys, [g["count"] is not None for g in out], groups)
-        return {**result, "groups": out}
-
-    def histogram(self, result: dict) -> dict:
-        groups, column, edges = result["groups"], result.get("column"), result.get("edges", [])
-        total = sum(sum(g["counts"]) for g in groups)
-        if total < self.policy.extremes_min_records:
-            raise DisclosureRefused(
-                "extremes",
-                "a histogram's outer edges are a minimum and a maximum, released only over "
-                f"at least {self.policy.extremes_min_records} records.",
-            )
-        keys = self._keys(groups, fields=("counts",))
-        bins = max(len(g["counts"]) for g in groups)
-        counts, cells = _dense(groups, keys, lambda g: g["counts"], extra=bins)
-        few = None
-        if self.rows is not None and column in self.rows.columns and len(edges) > 1:
-            bins_of = _binner(column, np.asarray(edges, dtype=float))
-            few = self._few_patients(keys, groups, cells, counts.shape, bins_of)
-        released = self._cut(counts, few)
-        out = [{**g, "counts": [_cell(released, (*cell, b)) for b in range(len(g["counts"]))]}
-               for g, cell in zip(groups, cells, strict=True)]  # fmt: skip
-        if self.rows is not None and column in self.rows.columns and len(edges) > 1:
-            self._remember_bins(keys, groups, out, column, np.asarray(edges, dtype=float))
-        return {**result, "groups": out}
-
-    def crosstab(self, result: dict) -> dict:
-        counts = np.asarray(result["counts"], dtype=float)
-        if counts.size == 0:
-            return result
-        released = self._cut(counts)
-        out = [[_cell(released, (r, c)) for c in range(counts.shape[1])]
-               for r in range(counts.shape[0])]  # fmt: skip
-        if self.rows is not None:
-            by = [self.params.get("rows"), self.params.get("columns")]
-            if all(column in self.rows.columns for column in by):
-                wanted = {
-                    (_plain(r), _plain(c))
-                    for i, r in enumerate(result["rows"])
-                    for j, c in enumerate(result["columns"])
-                    if out[i][j]
-                }
-                self._remember(by, wanted)
-        return {**result, "counts": out}
-
-    def statistics(self, result: dict, keys: list[str]) -> dict:
-        groups = result["groups"]
-        frames = self._frames(keys)
-        out, rules = [], []
-        for group in groups:
-            rule, kept = self._statistic(group, keys, frames.get(_key(group, keys)))
-            rules.append(rule)
-            out.append(kept)
-        if all(rules):
-            first = next(r for r in rules if r)
-            raise DisclosureRefused(first, _WITHHELD[first].format(policy=self.policy))
-        counts, cells = _dense(groups, keys, lambda g: g["count"])
-        released = self._cut(counts)
-        for kept, cell in zip(out, cells, strict=True):
-            kept["count"] = _cell(released, cell)
-        self._remember_groups(keys, [not r for r in rules], groups)
-        return {**result, "groups": out}
-
-    def _statistic(self, group: dict, keys: list[str], frame: pd.DataFrame | None):
-        """(the rule that withholds this group's statistics or None, the group to release)."""
-        n = group["count"]
-        fields = [k for k in group if k not in keys and k not in _BOOKKEEPING]
-        rule = None
-        patients = n if frame is None or self.one_record_each else _patients(frame)
-        if min(n, patients) < self.policy.min_cohort:  # records, and whose they are
-            rule = "min_cohort"
-        elif "MinimumDoFCheck" in self.checks and sdc.too_few_degrees_of_freedom(
-            n - 1, self.appetite
-        ):
-            rule = "degrees_of_freedom"
-        elif "NKCheck" in self.checks and frame is not None:
-            for column in self._columns():
-                if column in frame.columns:
-                    values = frame[column].to_numpy(dtype=float)
-                    failed = sdc.dominated(values, self.appetite, self._mean(group, column))
-                    rule = rule or {"NKCheck": "dominance", "PPercentCheck": "p_ratio"}.get(
-                        failed or ""
-                    )
-        kept = dict(group)
-        if rule is None and any(f"barn:{b}" in self.checks for b in sdc.EXTREME_BARNS):
-            withheld = self._extremes(kept, fields, n)
-            if withheld == len(fields):
-                rule = "extremes"
-        if rule is not None:
-            kept.update({f: None for f in fields}, suppressed=True)
-        return rule, kept
-
-    def _extremes(self, group: dict, fields: list[str], n: int) -> int:
-        """Withhold the extreme statistics of a group with too few records; how many went."""
-        enough = n >= self.policy.extremes_min_records
-        withheld = 0
-        for name in fields:
-            if isinstance(group[name], dict):  # quantiles, by q
-                quantiles = dict(group[name])
-                for q in quantiles:
-                    tail = min(float(q), 1 - float(q)) * n
-                    if tail < self.policy.min_cohort and not enough:
-                        quantiles[q] = None
-                        group["suppressed"] = True
-                group[name] = quantiles
-                withheld += all(v is None for v in quantiles.values())
-            elif not enough:  # a maximum or minimum
-                group[name] = None
-                withheld += 1
-        return withheld
-
-    # -- helpers -----------------------------------------------------------------------
-
-    def _few_patients(
-        self,
-        keys: list[str],
-        groups: list[dict],
-        cells: list[tuple],
-        shape: tuple[int, ...],
-        bins_of: Callable[[pd.DataFrame], np.ndarray] | None = None,
-    ) -> np.ndarray | None:
-        """Cells whose records come from fewer patients than the threshold (None: unknown).
-
-        A cell of fifty readings of one patient describes that patient alone. With
-        ``bins_of`` (a histogram), each group's cell is one bin of a row's value.
-        """
-        if self.one_record_each or PATIENT_COLUMN not in self.rows.columns:
-            return None
-        if keys and not all(k in self.rows.columns for k in keys):
-            return None
-        threshold = self.appetite.safe_threshold
-        few = np.zeros(shape, dtype=bool)
-        frames = self._frames(keys)
-        for group, cell in zip(groups, cells, strict=True):
-            frame = frames.get(_key(group, keys))
-            if frame is None:
-                continue
-            if bins_of is None:
-                few[cell] = 0 < _patients(frame) < threshold
-                continue
-            index, valid = bins_of(frame)
-            codes = pd.factorize(frame[PATIENT_COLUMN].to_numpy()[valid])[0]
-            pairs = np.unique(index.astype(np.int64) * (codes.max(initial=0) + 1) + codes)
-            per_bin = np.bincount(pairs // (codes.max(initial=0) + 1), minlength=shape[-1])
-            few[cell] = (per_bin[: shape[-1]] > 0) & (per_bin[: shape[-1]] < threshold)
-        return few
-
-    def _cut(self, counts: np.ndarray, few_patients: np.ndarray | None = None) -> np.ndarray:
-        """Counts with suppressed cells as NaN and the rest rounded."""
-        mask = tables.suppress(counts, self.appetite, few_patients)
-        released = tables.round_counts(counts, self.policy.rounding).astype(float)
-        released[mask] = np.nan
-        return released
-
-    def _keys(self, groups: list[dict], fields: tuple[str, ...] = ("count",)) -> list[str]:
-        """The fields that name a group: its group_by columns, a chart's column or label,
-        or else every field of a count table's groups that is not a number."""
-        keys = list(self.params.get("group_by") or [])
-        if keys:
-            return keys
-        if self.algorithm.disclosure_class == "chart":
-            named = self.params.get("column") or self.params.get("label")
-            if named and all(named in g for g in groups):
-                return [named]
-        first = groups[0]
-        if set(first) - set(fields) - {"suppressed"} and not any(
-            isinstance(v, int | float | dict) and not isinstance(v, bool)
-            for k, v in first.items() if k not in fields
-        ):  # fmt: skip
-            return [k for k in first if k not in fields and k != "suppressed"]
-        return []
-
-    def _mean(self, group: dict, column: str) -> float | None:
-        """The group's mean of ``column`` when the result holds it (a mean's own field,
-        or a field named after the column, as average blood pressure has)."""
-        value = group.get("mean") if column == self.params.get("column") else group.get(column)
-        plain = isinstance(value, int | float) and not isinstance(value, bool)
-        return float(value) if plain and self.checks >= {"NKCheck"} else None
-
-    def _columns(self) -> list[str]:
-        if self.params.get("column"):
-            return [self.params["column"]]
-        named = getattr(self.algorithm, "statistic_columns", None)
-        return list(named or STATISTIC_COLUMNS.get(self.algorithm.name, ()))
-
-    def _frames(self, keys: list[str]) -> dict[tuple, pd.DataFrame]:
-        if self.rows is None:
-            return {}
-        if not keys:
-            return {(): self.rows}
-        if not all(k in self.rows.columns for k in keys):
-            return {}
-        grouped = self.rows.groupby(keys, dropna=False, sort=False)
-        return {_key_of(values): frame for values, frame in grouped}
-
-    def _remember_groups(self, keys: list[str], released: list[bool], groups: list[dict]):
-        if keys and self.rows is not None and all(k in self.rows.columns for k in keys):
-            self._remember(keys, {_key(g, keys) for g, r in zip(groups, released, strict=True)
-                                  if r})  # fmt: skip
-
-    def _whole(self) -> list[np.ndarray]:
-        return [self.rows[_cohort_column(self.rows)].to_numpy()]
-
-    def _remember(self, keys: list[str], wanted: set[tuple]) -> None:
-        """Count the patients of each released group (by its key values) as a cohort."""
-
-        def groups() -> list[np.ndarray]:
-            grouped = self.rows.groupby(keys, dropna=False, sort=False)
-            ids = grouped[_cohort_column(self.rows)]
-            return [group.to_numpy() for values, group in ids if _key_of(values) in wanted]
-
-        self.sources.append(groups)
-
-    def _remember_bins(self, keys, groups, out, column: str, edges: np.ndarray) -> None:
-        """Count the patients of each released bin of each group as a cohort."""
-
-        def bins() -> list[np.ndarray]:
-            found, frames = [], self._frames(keys)
-            for group, released in zip(groups, out, strict=True):
-                frame = frames.get(_key(group, keys))
-                if frame is None:
-                    continue
-                index, valid = _binner(column, edges)(frame)
-                order = np.argsort(index, kind="stable")
-                ids = frame[_cohort_column(frame)].to_numpy()[valid][order]
-                starts = np.searchsorted(index[order], np.arange(len(edges)))
-                for b, count in enumerate(released["counts"]):
-                    if count:
-                        found.append(ids[starts[b] : starts[b + 1]])
-            return found
-
-        self.sources.append(bins)
-
-
-_WITHHELD = {
-    "min_cohort": "every group is smaller than the minimum of {policy.min_cohort}.",
-    "degrees_of_freedom": "a spread needs at least {policy.min_degrees_of_freedom} degrees "
-    "of freedom.",
-    "dominance": "a few records dominate the total (the N-K rule).",
-    "p_ratio": "the largest record could be estimated by the next (the p-percent rule).",
-    "extremes": "an extreme is released only over enough records ({policy.extremes_min_records}).",
-}
-
-
-def _cohort_column(frame: pd.DataFrame) -> str:
-    """The column naming the rows' patients for the differencing check: their hashes
-    where the executor keeps them beside the rows, else their ids (repeats are dropped
-    when hashed)."""
-    if differencing.PATIENT_HASH_COLUMN in frame.columns:
-        return differencing.PATIENT_HASH_COLUMN
-    return PATIENT_COLUMN
-
-
-def _ids(patients: list[str], organisation: str) -> np.ndarray:
-    """Patient keys (``id@Organisation``) as the ids the data organisation's rows hold."""
-    suffix = f"@{organisation}"
-    return np.array([p.removesuffix(suffix) for p in patients], dtype=object)
-
-
 def _epsilon(token: dict) -> float:
     return float(token.get("epsilon") or 0)
-
-
-def _plain(value: Any) -> Any:
-    value = value.item() if hasattr(value, "item") else value
-    return None if isinstance(value, float) and math.isnan(value) else value
-
-
-def _key_of(values: Any) -> tuple:
-    return tuple(_plain(v) for v in (values if isinstance(values, tuple) else (values,)))
-
-
-def _key(group: dict, keys: list[str]) -> tuple:
-    return tuple(_plain(group.get(k)) for k in keys)
-
-
-def _dense(groups: list[dict], keys: list[str], cells, extra: int | None = None):
-    """The groups' counts as a dense table, one dimension per key (and one for bins)."""
-    levels = [list(dict.fromkeys(_plain(g.get(k)) for g in groups)) for k in keys]
-    shape = tuple(len(level) for level in levels) + ((extra,) if extra else ())
-    table = np.zeros(shape or (1,), dtype=float)
-    positions = []
-    for group in groups:
-        named = zip(levels, keys, strict=True)
-        position = tuple(level.index(_plain(group.get(k))) for level, k in named)
-        value = cells(group)
-        if extra:
-            table[position][: len(value)] = value
-        else:
-            table[position or (0,)] = value
-        positions.append(position or ((0,) if not extra else ()))
-    return table, positions
-
-
-def _cell(released: np.ndarray, cell: tuple) -> int | None:
-    value = released[cell]
-    return None if np.isnan(value) else int(value)
 
 
 @functools.cache
@@ -576,23 +213,6 @@ def _rules_hash() -> str:
     """The code of the rules, so a result's policy hash changes when the rules do."""
     from importlib.metadata import version
 
-    modules = (differencing, sdc, tables, sys.modules[__name__])
+    modules = (classes, differencing, release, sdc, tables, sys.modules[__name__])
     sources = [inspect.getsource(module) for module in modules]
     return sha256_hex(canonical_json({"sources": sources, "acro": version("acro")}))
-
-
-def _patients(frame: pd.DataFrame) -> int:
-    """How many distinct patients some rows are of (each row one, without the column)."""
-    return frame[PATIENT_COLUMN].nunique() if PATIENT_COLUMN in frame.columns else len(frame)
-
-
-def _binner(column: str, edges: np.ndarray) -> Callable[[pd.DataFrame], tuple]:
-    """Each valid row's histogram bin (as the histogram counted it) and which rows are valid."""
-
-    def bins_of(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        values = frame[column].to_numpy(dtype=float)
-        valid = ~np.isnan(values)
-        index = np.searchsorted(edges, values[valid], side="right") - 1
-        return np.clip(index, 0, len(edges) - 2), valid
-
-    return bins_of

@@ -24,26 +24,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-#: The ACRO analysis each built-in method is (ACRO's ontology names); others fall back
-#: on their disclosure class, and an algorithm may name its own as ``sdc_analysis``.
-ANALYSES = {
-    "count": "FrequencyTable",
-    "long-running": "FrequencyTable",
-    "histogram": "Histogram",
-    "crosstab": "Crosstabs",
-    "bar-chart": "FrequencyTable",
-    "donut-chart": "PieChart",
-    "chart-of-result": "PieChart",
-    "mean": "Mean",
-    "sum": "Sum",
-    "average-blood-pressure": "Mean",
-    "std": "StandardDeviation",
-    "quantiles": "Quartiles",
-    "max-heart-rate": "Maximum",
-    "linear-regression": "LinearRegressionCoefficients",
-    "logistic-regression": "BinaryLogisticRegression",
-}
-BY_CLASS = {"extremes": "Maximum", "model": "LinearRegressionCoefficients", "chart": "PieChart"}
+from flowblock.executor.disclosure.classes import CLASSES
+
+#: What a statistic that names no analysis is checked as: all of these at once (its
+#: dominance, its degrees of freedom, whether it is an extreme), the strictest reading.
+ANY_STATISTIC = ("Mean", "StandardDeviation", "Maximum", "Quartiles")
 #: ACRO's statistical barns whose results are extremes (an individual's own value).
 EXTREME_BARNS = ("Endpoints", "Position")
 
@@ -84,16 +69,28 @@ class RiskAppetite:
         return _checker(tuple(sorted(items.items())))
 
 
-def analysis_of(algorithm: type) -> str:
-    """The ACRO analysis an algorithm's result is, for the ontology's lookup."""
-    named = getattr(algorithm, "sdc_analysis", None) or ANALYSES.get(algorithm.name)
-    return named or BY_CLASS.get(algorithm.disclosure_class, "FrequencyTable")
+def analysis_of(algorithm: type) -> str | None:
+    """The ACRO analysis an algorithm's result is, for the ontology's lookup: the one it
+    names (``sdc_analysis``), else its disclosure class's (None: a statistic unnamed)."""
+    kind = CLASSES.get(getattr(algorithm, "disclosure_class", None))
+    return getattr(algorithm, "sdc_analysis", None) or (kind.analysis if kind else None)
+
+
+def checks_of(algorithm: type) -> frozenset[str]:
+    """The checks ACRO's ontology names for an algorithm's analysis; for a statistic that
+    names none, those of every statistic. KeyError: an analysis ACRO does not know."""
+    analysis = analysis_of(algorithm)
+    if analysis is None:
+        return frozenset().union(*map(checks_for, ANY_STATISTIC))
+    return checks_for(analysis)
 
 
 @functools.cache
 def checks_for(analysis: str) -> frozenset[str]:
     """The checks ACRO's ontology names for an analysis (plus its statistical barn)."""
     checker = _checker((("check_missing_values", False),))
+    if analysis not in checker.analyses:
+        raise KeyError(analysis)
     tokens = checker.get_sdctokens_for_analysis(analysis)
     return frozenset([*tokens["checks_needed"], f"barn:{tokens['statbarn']}"])
 

@@ -17,6 +17,7 @@ from flowblock.ledger import GatewayPool
 from flowblock.sealing import SealError, open_sealed
 from flowblock.testing.access import served as serve_request
 from flowblock.testing.study import Study, publish_and_allow
+from flowblock.testing.waiting import wait_until
 
 PURPOSE = "blood pressure study"
 
@@ -151,8 +152,10 @@ def test_a_revocation_while_running_is_honoured(study, demo_world):
     study.pool(demo_world.identity("admin", org="Hospital")).submit("Approve", job.token_id)
     running = threading.Thread(target=study.run, args=(job.token_id,))
     running.start()
-    while job.refresh().status != "RUNNING" or not job.token["progress"]:
-        threading.Event().wait(0.05)  # the algorithm is under way on the cohort of 30
+    wait_until(  # the algorithm is under way on the cohort of 30
+        lambda: job.refresh().status == "RUNNING" and job.token["progress"],
+        what="the computation to be under way",
+    )
     leaver = study.consenting[0]
     study.pool(study.patients[leaver], "consent").submit(
         "Revoke", study.dataset, "org:University", "C", ""
@@ -225,7 +228,7 @@ def test_a_deleted_record_is_never_computed_on_again(ledger, s3_server, demo_wor
     from flowblock.executor.ingest import PATIENT_COLUMN, RECORD_COLUMN
 
     study = Study(ledger, s3_server, demo_world, vitals(), consenting=30, prefix="bp")
-    frame = study.executor.load(study.dataset)  # cached parts must not bring it back
+    frame = study.current_rows()  # cached parts must not bring it back
     gone = study.consenting[0]
     (record_id,) = frame.loc[frame[PATIENT_COLUMN] == gone, RECORD_COLUMN]
     steward = study.pool(demo_world.identity("steward"), "records")
@@ -234,7 +237,7 @@ def test_a_deleted_record_is_never_computed_on_again(ledger, s3_server, demo_wor
     assert study.executor.process(job.token_id) == "DONE"
     (group,) = job.wait(timeout=30).value["groups"]
     assert group["mean"] == pytest.approx(study.expected_mean(study.consenting[1:]))
-    assert record_id not in set(study.executor.load(study.dataset)[RECORD_COLUMN])
+    assert record_id not in set(study.current_rows()[RECORD_COLUMN])
 
 
 def test_of_several_versions_of_a_record_the_ledgers_current_one_is_used(
@@ -244,7 +247,7 @@ def test_of_several_versions_of_a_record_the_ledgers_current_one_is_used(
 
     study = Study(ledger, s3_server, demo_world, vitals(), consenting=30, prefix="bp")
     steward = study.pool(demo_world.identity("steward"), "records")
-    frame = study.executor.load(study.dataset)
+    frame = study.current_rows()
     row = frame[frame[PATIENT_COLUMN] == study.consenting[0]]
     record_id = row[RECORD_COLUMN].iloc[0]
 
@@ -261,7 +264,7 @@ def test_of_several_versions_of_a_record_the_ledgers_current_one_is_used(
     # finishing out of order): the ledger's latest is the one computed on.
     correct(f"{study.dataset}/writes/2-later-name.parquet", 111.0)
     correct(f"{study.dataset}/writes/1-earlier-name.parquet", 222.0)
-    loaded = study.executor.load(study.dataset)
+    loaded = study.current_rows()
     assert list(loaded.loc[loaded[RECORD_COLUMN] == record_id, "systolic"]) == [222.0]
     assert len(loaded) == len(frame)
 

@@ -29,7 +29,7 @@ from flowblock.executor.algorithms.statistics import (
     Quantiles,
     Std,
 )
-from flowblock.executor.worker import lean
+from flowblock.executor.datasets import lean
 from flowblock.schema import check_schema, validate
 from flowblock.testing.flowblock_ledger import VITALS_SCHEMA
 

@@ -15,8 +15,14 @@ from scipy.optimize import linprog
 from traitlets.config import Config
 
 from flowblock.errors import DisclosureRefused
+from flowblock.executor.algorithms import Algorithm, load_algorithms
 from flowblock.executor.algorithms.base import AlgorithmError
-from flowblock.executor.algorithms.flowblock_methods import MaxHeartRate
+from flowblock.executor.algorithms.flowblock_methods import (
+    AverageBloodPressure,
+    BarChart,
+    ChartOfResult,
+    MaxHeartRate,
+)
 from flowblock.executor.algorithms.regression import LinearRegression
 from flowblock.executor.algorithms.statistics import (
     Count,
@@ -28,6 +34,7 @@ from flowblock.executor.algorithms.statistics import (
     Sum,
 )
 from flowblock.executor.disclosure import DisclosurePolicy, sdc, tables
+from flowblock.executor.disclosure.classes import CLASSES
 from flowblock.executor.disclosure.differencing import (
     PATIENT_HASH_COLUMN,
     CohortHistory,
@@ -35,9 +42,11 @@ from flowblock.executor.disclosure.differencing import (
     difference,
     patient_hashes,
 )
+from flowblock.executor.disclosure.release import Release
 from flowblock.executor.settings import ExecutorSettings
 from flowblock.testing.flowblock_ledger import LocalDriver, World
 from flowblock.testing.study import MemoryStore
+from flowblock.vocabulary import DISCLOSURE_CLASSES
 
 POLICY = DisclosurePolicy()
 TOKEN = {"token_id": "t1", "data_org": "Hospital", "requester": "alice@University",
@@ -232,6 +241,121 @@ def test_spreads_and_models_need_degrees_of_freedom():
     assert refused.value.rule == "degrees_of_freedom"
     fitted = protect(LinearRegression, params, table(15)).value
     assert fitted["degrees_of_freedom"] == 10
+
+
+# -- the rules an algorithm gets are those of the class it declares ---------------------
+
+
+class Total(Algorithm):
+    """A plugin as a hospital might install one: a statistic under a name of its own.
+    Nothing in the policy names it: it declares what its result is, and gets that
+    class's rules."""
+
+    name = "test-total"
+    disclosure_class = "statistics"
+
+    def run(self, frame: pd.DataFrame, params: dict) -> dict:
+        keys, column = params.get("group_by") or [], params["column"]
+        parts = frame.groupby(keys, sort=True) if keys else [((), frame)]
+        groups = []
+        for values, part in parts:
+            key = dict(zip(keys, values if isinstance(values, tuple) else (values,), strict=True))
+            groups.append({**key, "count": len(part), "total": float(part[column].sum())})
+        return {"column": column, "groups": groups}
+
+
+def test_a_new_algorithm_declaring_statistics_gets_their_rules_with_no_change_to_the_policy():
+    rows = table(60)  # 47 common, 10 uncommon, 3 rare
+    params = {"column": "cost", "group_by": ["diagnosis"]}
+    by = {g["diagnosis"]: g for g in protect(Total, params, rows).value["groups"]}
+    assert by["rare"]["total"] is None and by["rare"]["suppressed"]  # under the minimum
+    assert by["rare"]["count"] is None  # its counts are a count table
+    # Naming no ACRO analysis, it gets every statistic's checks: 9 degrees of freedom.
+    assert by["uncommon"]["total"] is None
+    common = rows[rows["diagnosis"] == "common"]["cost"].sum()
+    assert by["common"]["total"] == pytest.approx(common)
+    dominated = table(30)
+    dominated.loc[0, "cost"] = 1_000_000.0
+    with pytest.raises(DisclosureRefused) as refused:
+        protect(Total, {"column": "cost"}, dominated)
+    assert refused.value.rule == "dominance"
+
+    class NamedTotal(Total):  # naming its analysis, it gets a total's checks and no more
+        sdc_analysis = "Sum"
+
+    by = {g["diagnosis"]: g for g in protect(NamedTotal, params, rows).value["groups"]}
+    assert by["uncommon"]["total"] == pytest.approx(rows["cost"][47:57].sum())
+    with pytest.raises(DisclosureRefused) as refused:
+        protect(NamedTotal, {"column": "cost"}, dominated)
+    assert refused.value.rule == "dominance"
+
+
+def test_an_unknown_class_and_a_result_not_of_its_class_are_refused():
+    class Scores(Total):
+        disclosure_class = "scores"
+
+    class Aggregate(Total):  # the old catch-all, whose rules were guessed from the result
+        disclosure_class = "aggregate"
+
+    class Miscounted(Total):  # a total is not a count table, whatever it declares
+        disclosure_class = "count_table"
+
+    class Unnamed(Total):  # a statistic whose column the policy cannot find
+        def run(self, frame: pd.DataFrame, params: dict) -> dict:
+            return {"groups": [{"count": len(frame), "total": float(frame["cost"].sum())}]}
+
+    class Listing(Total):  # values are not a statistic
+        def run(self, frame: pd.DataFrame, params: dict) -> dict:
+            return {"groups": [{"count": len(frame), "values": frame["cost"].tolist()}]}
+
+    class Labelled(Total):  # nor is a label beside the statistics, unless it keys the groups
+        def run(self, frame: pd.DataFrame, params: dict) -> dict:
+            return {"groups": [{**group, "who": "p001"} for group in super().run(
+                frame, params)["groups"]]}  # fmt: skip
+
+    for algorithm, params in [
+        (Scores, {"column": "cost"}),
+        (Aggregate, {"column": "cost"}),
+        (Miscounted, {"column": "cost"}),
+        (Unnamed, {}),
+        (Listing, {"column": "cost"}),
+        (Labelled, {"column": "cost"}),
+    ]:
+        with pytest.raises(DisclosureRefused) as refused:
+            protect(algorithm, params, table(60))
+        assert refused.value.rule == "unchecked_output", algorithm.__name__
+    with pytest.raises(DisclosureRefused, match="count_table"):  # extra fields of counts
+        POLICY.protect(TOKEN, Count, {"groups": [{"count": 50, "mean": 1.5}]}, None, ["x"] * 50)
+
+
+def test_what_a_method_summarises_or_groups_by_is_declared_by_the_method():
+    # Average blood pressure names no column in its parameters: it declares the two it
+    # summarises, and a dominant reading in either withholds the means.
+    rows = table(30).assign(diastolic=80.0)
+    rows.loc[0, "systolic"] = 1_000_000.0
+    assert AverageBloodPressure.summarised_columns({}) == ["systolic", "diastolic"]
+    with pytest.raises(DisclosureRefused) as refused:
+        protect(AverageBloodPressure, {}, rows)
+    assert refused.value.rule == "dominance"
+    # A chart is keyed by the column it counts, whatever else its parameters say.
+    bars = protect(BarChart, {"column": "diagnosis", "group_by": ["sex"]}, table(60)).value
+    counts = {g["diagnosis"]: g["count"] for g in bars["groups"]}
+    assert counts == {"common": 45, "uncommon": None, "rare": None}
+    # A chart of an earlier result keeps what that result withheld.
+    chart = ChartOfResult()
+    chart.inputs = [{"groups": [{"diagnosis": d, "count": c} for d, c in counts.items()]}]
+    params = {"label": "diagnosis"}
+    token = {**TOKEN, "params": params}
+    drawn = POLICY.protect(token, ChartOfResult, chart.run(pd.DataFrame(), params), None,
+                           [f"{p}@Hospital" for p in table(60)["patient_id"]])  # fmt: skip
+    assert {g["diagnosis"]: g["count"] for g in drawn.value["groups"]} == counts
+
+
+def test_the_disclosure_classes_are_one_closed_set_everywhere():
+    assert set(Release(POLICY, TOKEN, Count, None, []).rules()) == set(CLASSES)
+    assert set(DISCLOSURE_CLASSES) == set(CLASSES)  # what the catalogue accepts
+    for algorithm in load_algorithms().values():
+        assert algorithm.disclosure_class in CLASSES, algorithm.name
 
 
 def test_the_policy_hash_names_its_settings_and_organisations_set_them_in_config():

@@ -169,8 +169,12 @@ def test_the_status_line_says_where_a_token_is():
     assert describe({**token, "status": "DONE", "result": {"cohort_size": 12}}) == (
         "done, cohort of 12"
     )
-    refused = {**token, "status": "FAILED", "reason": "DisclosureRefused (dominance): too big."}
+    failure = {"kind": "disclosure_refused", "rule": "dominance", "status": 0,
+               "message": "too big."}  # fmt: skip
+    refused = {**token, "status": "FAILED", "reason": "too big.", "failure": failure}
     assert describe(refused) == "withheld by disclosure control (rule dominance)"
+    failed = {**refused, "failure": {**failure, "kind": "computation_failed", "rule": ""}}
+    assert describe(failed) == "failed: too big."
     assert describe({**token, "status": "DENIED", "reason": "no"}) == "denied: no"
 
 
@@ -189,53 +193,59 @@ def test_importing_flowblock_stays_light_and_load_ext_registers_the_magic():
     assert done.returncode == 0, done.stderr
 
 
-def test_an_interrupt_while_asking_is_one_line_and_leaves_the_request_be():
+def _interrupt_once_the_kernel_thread_waits() -> None:
+    """Ctrl-C, as the kernel sends it, while a call is under way: the magics run the call
+    in a thread of their own, so the moment is when the kernel's thread waits for it."""
     import _thread
     import threading
-    import time
+
+    from flowblock.testing.waiting import wait_until, waiting_in
+
+    kernel = threading.main_thread()
+    wait_until(lambda: waiting_in(kernel, threading.Thread.join), timeout=10)
+    _thread.interrupt_main()
+
+
+def test_an_interrupt_while_asking_is_one_line_and_leaves_the_request_be():
+    import threading
 
     from IPython.core.error import UsageError
 
     from flowblock.extension.magics import FlowBlockMagics
 
-    class SlowClient:  # a request that takes its time to be committed
+    class SlowClient:  # a request still on its way when Ctrl-C comes
         asked = threading.Event()
-        delay = 1.0
+        ctrl_c = True
 
         def compute(self, *args, **options):
             self.asked.set()
-            time.sleep(self.delay)
+            if self.ctrl_c:
+                _interrupt_once_the_kernel_thread_waits()
             return "the job"
 
     client = SlowClient()
     magics = FlowBlockMagics(client=client)
-    threading.Timer(0.2, _thread.interrupt_main).start()  # Ctrl-C, as the kernel sends it
     with pytest.raises(UsageError, match="interrupted while the request was on its way"):
         magics._ask("mean", "vitals", {})
     assert client.asked.is_set()
-    client.delay = 0.0  # and the next request goes through as usual
+    client.ctrl_c = False  # and the next request goes through as usual
     assert magics._ask("mean", "vitals", {}) == "the job"
 
 
 def test_an_interrupt_in_any_command_is_one_line_never_a_trace_from_grpc():
-    import _thread
-    import threading
-    import time
-
     from IPython.core.error import UsageError
 
     from flowblock.extension.magics import FlowBlockMagics
 
     class SlowLedger:
         def jobs(self, status=""):
-            time.sleep(1.0)
+            _interrupt_once_the_kernel_thread_waits()
             return []
 
         def methods(self):
             return []
 
     magics = FlowBlockMagics(client=SlowLedger())
-    threading.Timer(0.2, _thread.interrupt_main).start()
     with pytest.raises(UsageError, match=r"^%flowblock tokens: interrupted\.$"):
         magics.flowblock("tokens")
     with pytest.raises(UsageError, match="the catalogue has no enabled methods yet"):
