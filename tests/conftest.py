@@ -1,6 +1,8 @@
-"""Test layers follow the directories: tests/unit, tests/integration, tests/e2e.
+"""Test layers follow the directories: tests/unit, tests/integration, tests/e2e; the
+suites tests/security (attacks) and tests/faults (crashes and outages) cut across them.
 
-Each test gets the marker of its layer, so ``pytest -m unit`` runs one layer alone.
+Each test gets the marker of its layer or suite, so ``pytest -m unit`` runs one layer
+alone and ``pytest -m security`` one suite.
 """
 
 from __future__ import annotations
@@ -17,11 +19,20 @@ LAYERS = ("unit", "integration", "e2e")
 TESTS = Path(__file__).parent
 
 
+#: Suites that cut across the layers: each test also gets the marker of its suite, and is
+#: an integration test (they attack or break the real servers) unless it is marked unit.
+SUITES = ("security", "faults")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         layer = Path(item.path).relative_to(TESTS).parts[0]
         if layer in LAYERS:
             item.add_marker(getattr(pytest.mark, layer))
+        elif layer in SUITES:
+            item.add_marker(getattr(pytest.mark, layer))
+            if item.get_closest_marker("unit") is None:
+                item.add_marker(pytest.mark.integration)
 
 
 # -- the chaincode's rules, driven in-process (unit) and on a devnet (integration) ------
