@@ -108,7 +108,7 @@ class Chaincode:
             stub.finish_write_batch()
             return _response(OK, result)
         except ChaincodeError as error:
-            return _response(error.status, message=error.message)
+            return _response(error.status, message=one_line(error.message))
         except Exception:
             log.exception("transaction %s (%s) failed", qualified, stub.tx_id)
             return _response(INTERNAL_ERROR, message=f"{qualified} failed with an internal error")
@@ -211,6 +211,13 @@ def _schema_type(annotation: Any) -> str:
     return {int: "integer", float: "number", bool: "boolean", dict: "object", list: "array"}.get(
         kind, "string"
     )
+
+
+def one_line(message: str) -> str:
+    """A refusal as one line, whatever the caller's text it quotes: line breaks and other
+    control characters become visible escapes (a message is shown to people, logged,
+    and must not forge a second line)."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in message)
 
 
 def _response(

@@ -19,12 +19,15 @@ from fabric_protos.peer import chaincode_event_pb2, chaincode_shim_pb2, proposal
 from flowblock.chaincode.identity import ClientIdentity
 from flowblock.ledger.protocol import UnpackedProposal, unpack_proposal
 from flowblock.ledger.shim_params import ChaincodeAdditionalParams
+from flowblock.vocabulary import ChaincodeStatus
 
 Message = chaincode_shim_pb2.ChaincodeMessage
 
 COMPOSITE_KEY_NAMESPACE = "\x00"
 MIN_UNICODE_RUNE = "\x00"
 MAX_UNICODE_RUNE = "\U0010ffff"
+#: A key or page the caller gave that cannot be used: their mistake, not the chaincode's.
+BAD_REQUEST = ChaincodeStatus.BAD_REQUEST
 #: What an empty range start becomes, so simple-key ranges skip composite keys.
 EMPTY_KEY_SUBSTITUTE = "\x01"
 
@@ -296,7 +299,9 @@ def create_composite_key(object_type: str, attributes: list[str]) -> str:
     """Fabric's composite key: U+0000, the type, then each attribute, each ended by U+0000."""
     for part in (object_type, *attributes):
         if MIN_UNICODE_RUNE in part or MAX_UNICODE_RUNE in part:
-            raise ChaincodeError(f"composite key part {part!r} contains a reserved character")
+            raise ChaincodeError(
+                f"composite key part {part!r} contains a reserved character", BAD_REQUEST
+            )
     return COMPOSITE_KEY_NAMESPACE + "".join(
         p + MIN_UNICODE_RUNE for p in (object_type, *attributes)
     )
@@ -313,20 +318,21 @@ def split_composite_key(key: str) -> tuple[str, list[str]]:
 def _simple(key: str) -> str:
     if key.startswith(COMPOSITE_KEY_NAMESPACE):
         raise ChaincodeError(
-            f"the key {key!r} starts with U+0000, which is reserved for composite keys"
+            f"the key {key!r} starts with U+0000, which is reserved for composite keys",
+            BAD_REQUEST,
         )
     return key
 
 
 def _writable(key: str) -> str:
     if not key:
-        raise ChaincodeError("a key must not be empty")
+        raise ChaincodeError("a key must not be empty", BAD_REQUEST)
     return key
 
 
 def _page(page_size: int, bookmark: str) -> bytes:
     if page_size <= 0:
-        raise ChaincodeError("a page size must be a positive number")
+        raise ChaincodeError("a page size must be a positive number", BAD_REQUEST)
     return chaincode_shim_pb2.QueryMetadata(
         pageSize=page_size, bookmark=bookmark
     ).SerializeToString()
