@@ -29,6 +29,18 @@ class ConfigError(FlowBlockError):
     """The configuration (a config file, an environment variable, a flag) is unusable."""
 
 
+class PortTaken(ConfigError):
+    """A server cannot listen on ``address``: another program holds the port."""
+
+    def __init__(self, what: str, address: str) -> None:
+        self.what = what
+        self.address = address
+        super().__init__(
+            f"{what} cannot listen on {address}: the port is taken by another program, or "
+            "the address is not one of this machine's; choose another (port 0 picks a free one)."
+        )
+
+
 # --- identities -------------------------------------------------------------------
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 from typing import TYPE_CHECKING, Final
 
-from flowblock.errors import ConfigError
+from flowblock.errors import PortTaken
 
 if TYPE_CHECKING:
     import grpc
@@ -38,19 +38,38 @@ def bind(
 ) -> int:
     """Bind ``server`` (made with :data:`EXCLUSIVE_PORT`) to ``address``; the port it got.
 
-    A port that is taken, or an address that is not this machine's, is one sentence
-    naming ``what`` could not listen.
+    A port that is taken, or an address that is not this machine's, is PortTaken: one
+    sentence naming ``what`` could not listen.
     """
+    if not _bindable(address):  # asked first: gRPC's own refusal logs to stderr
+        raise PortTaken(what, address)
     try:
         if credentials is None:
             port = server.add_insecure_port(address)
         else:
             port = server.add_secure_port(address, credentials)
-    except RuntimeError:  # grpcio raises where older versions returned 0
+    except RuntimeError:  # grpcio raises where older versions returned 0 (taken meanwhile)
         port = 0
     if port == 0:
-        raise ConfigError(
-            f"{what} cannot listen on {address}: the port is taken by another program, or "
-            "the address is not one of this machine's; choose another (port 0 picks a free one)."
-        )
+        raise PortTaken(what, address)
     return port
+
+
+def _bindable(address: str) -> bool:
+    """Whether a listener could bind ``host:port`` now, as gRPC would (SO_REUSEADDR, so
+    connections lingering in TIME_WAIT do not count; a listener does)."""
+    host, _, port = address.rpartition(":")
+    if not port.isdigit() or int(port) == 0:
+        return True  # any free port, or a form gRPC itself will judge
+    try:
+        found = socket.getaddrinfo(host.strip("[]") or None, int(port), type=socket.SOCK_STREAM)
+    except OSError:
+        return False
+    for family, kind, _, _, where in found:
+        with socket.socket(family, kind) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(where)
+            except OSError:
+                return False
+    return True

@@ -13,7 +13,7 @@ from traitlets import Bool, List, Unicode
 
 from flowblock.cli.base import FlowBlockApp, wait_for_termination
 from flowblock.cli.identity import describe
-from flowblock.errors import ConfigError
+from flowblock.errors import ConfigError, PortTaken
 from flowblock.identity import list_organisations, load_wallet, organisation_dir
 from flowblock.network.devnet import Devnet
 from flowblock.stack.demo import DATASETS, create_demo, populate
@@ -78,6 +78,17 @@ class UpApp(FlowBlockApp):
             initialise(self.data_path, self.organisations)
         self.run()
 
+    def _start_stack(self) -> Stack:
+        """The stack, started; on a taken default port the gateway takes a free one (a
+        port given in the configuration or with --listen is refused instead)."""
+        try:
+            return Stack(self.data_path, parent=self).start()
+        except PortTaken as taken:
+            if "listen" in self.config.Devnet:
+                raise
+            _listen_anywhere(self, taken)
+            return Stack(self.data_path, parent=self).start()
+
     def populate(self, stack: Stack) -> list[str]:
         """What a subclass adds once the stack is up (the demo's data)."""
         return []
@@ -88,7 +99,7 @@ class UpApp(FlowBlockApp):
     def run(self) -> None:
         if read_stack_file(self.data_path) is not None and _running(self.data_path):
             raise ConfigError(f"FlowBlock is already running for {self.data_path}.")
-        stack = Stack(self.data_path, parent=self).start()
+        stack = self._start_stack()
         pid_file = self.data_path / PID_FILE
         try:
             for line in self.populate(stack):
@@ -146,6 +157,13 @@ class DemoApp(UpApp):
 
     def datasets(self) -> list[str]:
         return list(DATASETS)
+
+
+def _listen_anywhere(app: UpApp, taken: PortTaken) -> None:
+    """Let the gateway listen on any free port of the same host, saying so."""
+    host = taken.address.rsplit(":", 1)[0]
+    app.config.Devnet.listen = f"{host}:0"
+    print(f"{taken.address} is taken; the gateway listens on a free port instead.", flush=True)
 
 
 def _running(data_dir: Path) -> int | None:
