@@ -64,3 +64,13 @@ def test_git_holds_no_third_party_package():
     ).stdout.split()
     vendored = [f for f in files if "node_modules/" in f or "site-packages/" in f]
     assert vendored == []
+
+
+def test_no_module_is_over_600_lines():
+    """Small modules with one job: one that grows past 600 lines is doing several."""
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "*.py"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    sizes = {f: len((ROOT / f).read_text().splitlines()) for f in files if (ROOT / f).exists()}
+    assert {f: n for f, n in sizes.items() if n > 600} == {}
