@@ -187,7 +187,7 @@ def _convert(parameter: inspect.Parameter, value: str, qualified: str) -> Any:
             if not isinstance(decoded, kind):
                 raise ValueError
             return decoded
-    except ValueError:
+    except (ValueError, RecursionError):  # JSON thousands deep overflows the parser
         raise ChaincodeError(
             f"argument {parameter.name!r} of {qualified} must be {_DESCRIBED[_schema_type(kind)]}, "
             f"got {value[:80]!r}",

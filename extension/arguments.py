@@ -14,6 +14,9 @@ from typing import Any, NoReturn
 
 from IPython.core.error import UsageError
 
+from flowblock.canonical import nested_deeper_than
+from flowblock.vocabulary import MAX_JSON_DEPTH
+
 COMMANDS = ("whoami", "methods", "compute", "status", "tokens", "result", "audit", "verify",
             "budget")  # fmt: skip
 USAGE = "%flowblock " + " | ".join(COMMANDS) + " (add --help to one for its arguments)"
@@ -50,7 +53,19 @@ def _sentence(message: str) -> str:
 
 
 def parse_value(text: str) -> Any:
-    """A parameter's value as typed: JSON (numbers, true, lists), a YAML list, or text."""
+    """A parameter's value as typed: JSON (numbers, true, lists), a YAML list, or text;
+    one nested deeper than the ledger accepts is refused here, in one sentence."""
+    deep = f"must be nested at most {MAX_JSON_DEPTH} levels deep"
+    try:
+        value = _decoded(text)
+    except RecursionError:  # the parsers recurse: a value thousands deep overflows them
+        raise argparse.ArgumentTypeError(deep) from None
+    if nested_deeper_than(value):
+        raise argparse.ArgumentTypeError(deep)
+    return value
+
+
+def _decoded(text: str) -> Any:
     try:
         return json.loads(text)
     except ValueError:

@@ -74,6 +74,12 @@ def test_parameter_values_are_json_then_yaml_lists_then_text(text, value):
         ("result", "%flowblock result: token is required."),
         ("methods a b", "%flowblock methods: unrecognized arguments: b."),
         ("compute mean -d 'vitals", "%flowblock: the line cannot be split into arguments"),
+        ("compute mean -d vitals -p where=" + "[" * 5000 + "]" * 5000,
+         "%flowblock compute: --param must be nested at most 64 levels deep"),
+        ("compute mean -d vitals -p where=" + "[" * 65 + "]" * 65,
+         "%flowblock compute: --param must be nested at most 64 levels deep"),
+        ("compute mean -d vitals -p 'where=" + "[a, " * 3000 + "]" * 3000 + "'",
+         "%flowblock compute: --param must be nested at most 64 levels deep"),
     ],
 )  # fmt: skip
 def test_mistakes_are_one_line_usage_errors(line, message):
