@@ -5,7 +5,9 @@ exchange ``ChaincodeMessage``s on one bidirectional stream: the chaincode REGIST
 the peer answers REGISTERED and READY, then sends TRANSACTIONs; while one runs, the
 chaincode asks for state (GET_STATE, PUT_STATE, ranges, history…) and finally answers
 COMPLETED or ERROR. Many transactions share the stream at once, so replies are routed
-by (channel, transaction id) and all writes go through one queue.
+by (channel, transaction id) and all writes go through one queue. For the same reason
+nothing is sent that gRPC would refuse: a state request or an answer over
+``MAX_MESSAGE_BYTES`` fails its own transaction, with a sentence, and not the stream.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from fabric_protos.peer import chaincode_pb2, chaincode_shim_pb2, chaincode_shim
 
 from flowblock.chaincode.contract import Chaincode
 from flowblock.chaincode.stub import ChaincodeStub, PeerOffer
+from flowblock.ledger.gateway import message_size_options, size_refusal
 from flowblock.ports import EXCLUSIVE_PORT, bind
+from flowblock.vocabulary import MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
 Message = chaincode_shim_pb2.ChaincodeMessage
@@ -98,11 +102,14 @@ class ChaincodeStream:
             return
 
         def request(kind: int, payload: bytes) -> Message:
-            self.send(
-                Message(
-                    type=kind, payload=payload, txid=message.txid, channel_id=message.channel_id
-                )
+            asked = Message(
+                type=kind, payload=payload, txid=message.txid, channel_id=message.channel_id
             )
+            what = f"the request {Message.Type.Name(kind)}"
+            refusal = size_refusal(what, asked.ByteSize(), MAX_MESSAGE_BYTES)
+            if refusal:
+                return Message(type=Message.ERROR, payload=refusal.encode())
+            self.send(asked)
             try:
                 return replies.get(timeout=PEER_TIMEOUT)
             except queue.Empty:
@@ -132,6 +139,12 @@ class ChaincodeStream:
         reply = Message(type=kind, payload=payload, txid=to.txid, channel_id=to.channel_id)
         if event is not None:
             reply.chaincode_event.CopyFrom(event)
+        refusal = size_refusal("the chaincode's answer", reply.ByteSize(), MAX_MESSAGE_BYTES)
+        if refusal:
+            log.warning("transaction %s: %s", to.txid, refusal)
+            reply = Message(
+                type=Message.ERROR, payload=refusal.encode(), txid=to.txid, channel_id=to.channel_id
+            )
         self.send(reply)
 
 
@@ -166,7 +179,8 @@ class ChaincodeServer:
         self.workers = futures.ThreadPoolExecutor(max_transactions, "chaincode-tx")
         # Each stream takes one server thread for its lifetime; peers are few.
         self._grpc = grpc.server(
-            futures.ThreadPoolExecutor(16, "chaincode-grpc"), options=[EXCLUSIVE_PORT]
+            futures.ThreadPoolExecutor(16, "chaincode-grpc"),
+            options=[EXCLUSIVE_PORT, *message_size_options()],
         )
         chaincode_shim_pb2_grpc.add_ChaincodeServicer_to_server(_Servicer(self), self._grpc)
         self.port = bind(self._grpc, address, f"the chaincode server of {chaincode_id!r}", tls)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from traitlets import Unicode
 from traitlets.config import Configurable
 
+from flowblock.canonical import nested_deeper_than, too_deep
 from flowblock.config import config_from_environment
 from flowblock.errors import (
     AccessDenied,
@@ -375,10 +376,14 @@ class Client:
         """
         if epsilon is not None:
             params = {**(params or {}), "epsilon": epsilon}
+        params, inputs = params or {}, list(inputs)
+        for argument, value in (("params", params), ("inputs", inputs)):
+            if nested_deeper_than(value):  # json.dumps would recurse past Python's limit
+                raise too_deep(argument)
         try:
             submitted = self._contract.submit_async(
-                "Request", method, version, dataset, json.dumps(params or {}), purpose,
-                json.dumps(list(inputs)),
+                "Request", method, version, dataset, json.dumps(params), purpose,
+                json.dumps(inputs),
             )  # fmt: skip
         except EndorseError as error:
             raise refusal(error) from None

@@ -7,7 +7,8 @@ never disagree. The subset: ``type`` (object, string, integer, number, boolean,
 array), ``properties``, ``required``, ``additionalProperties: false``, ``enum``,
 ``minimum``/``maximum``, ``minLength``/``maxLength``, ``items``, ``minItems``/``maxItems``
 and ``description``/``default`` (documentation only). Anything else in a schema is an
-error, so a schema never seems to promise a check that is not made.
+error, so a schema never seems to promise a check that is not made. Both functions
+recurse, so a schema or value nested more than ``MAX_JSON_DEPTH`` levels is refused first.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
+from flowblock.canonical import nested_deeper_than, too_deep
 from flowblock.errors import InvalidArgument
 
 TYPES = {
@@ -34,6 +36,12 @@ _ARTICLE = {"object": "an object", "integer": "an integer", "array": "an array"}
 
 def check_schema(schema: Any, where: str = "the schema") -> None:
     """Raise InvalidArgument unless ``schema`` uses only the supported subset."""
+    if nested_deeper_than(schema):
+        raise too_deep(where)
+    _check_schema(schema, where)
+
+
+def _check_schema(schema: Any, where: str) -> None:
     if not isinstance(schema, dict):
         raise InvalidArgument(where, "a JSON object")
     unknown = set(schema) - KEYWORDS
@@ -45,13 +53,20 @@ def check_schema(schema: Any, where: str = "the schema") -> None:
     if schema.get("additionalProperties", False) not in (False, True):
         raise InvalidArgument(f"{where}'s additionalProperties", "true or false")
     for name, sub in schema.get("properties", {}).items():
-        check_schema(sub, f"property {name!r}")
+        _check_schema(sub, f"property {name!r}")
     if "items" in schema:
-        check_schema(schema["items"], f"{where}'s items")
+        _check_schema(schema["items"], f"{where}'s items")
 
 
 def validate(value: Any, schema: dict, where: str = "params") -> None:
     """Raise InvalidArgument naming the first place ``value`` breaks ``schema``."""
+    for checked, named in ((value, where), (schema, f"the schema of {where}")):
+        if nested_deeper_than(checked):
+            raise too_deep(named)
+    _validate(value, schema, where)
+
+
+def _validate(value: Any, schema: dict, where: str) -> None:
     kind = schema.get("type")
     if kind is not None and not _is(value, kind):
         raise InvalidArgument(where, _ARTICLE.get(kind, f"a {kind}"), value)
@@ -73,7 +88,7 @@ def validate(value: Any, schema: dict, where: str = "params") -> None:
         if "maxItems" in schema and len(value) > schema["maxItems"]:
             raise InvalidArgument(where, f"a list of at most {schema['maxItems']} items")
         for index, item in enumerate(value):
-            validate(item, schema.get("items", {}), f"{where}[{index}]")
+            _validate(item, schema.get("items", {}), f"{where}[{index}]")
     if isinstance(value, dict):
         properties = schema.get("properties", {})
         # An unknown name first: it is usually a misspelling of the one reported missing.
@@ -89,7 +104,7 @@ def validate(value: Any, schema: dict, where: str = "params") -> None:
                 raise InvalidArgument(f"{where}.{name}", "given")
         for name, item in value.items():
             if name in properties:
-                validate(item, properties[name], f"{where}.{name}")
+                _validate(item, properties[name], f"{where}.{name}")
 
 
 def _is(value: Any, kind: str) -> bool:

@@ -75,12 +75,26 @@ DISCLOSURE_CLASSES = (
 
 #: The most records one write may add or correct.
 MAX_WRITE_RECORDS = 1_000
-#: A patient's rows, or an X-ray or two, sealed; well inside gRPC's 4 MiB messages.
+#: A patient's rows, or an X-ray or two, sealed; inside one proposal, with room to spare.
 MAX_SEALED_BYTES = 2 * 1024 * 1024
+#: The largest signed proposal (arguments, transient data, headers) a gateway takes: a
+#: sealed read's result with room to spare. Bigger ones are refused in one sentence before
+#: the gateway forwards anything.
+MAX_PROPOSAL_BYTES = MAX_SEALED_BYTES + 512 * 1024
+#: The largest gRPC message on a transaction's way: the gateway's requests and answers, and
+#: each message on the peer's one stream to a chaincode. A proposal carries its arguments
+#: twice to the chaincode, and an endorsed transaction holds them with the writes and the
+#: answer they led to, so this leaves an accepted proposal room; a message someone composes
+#: beyond it fails that one transaction, never a stream other transactions share.
+MAX_MESSAGE_BYTES = 8 * MAX_PROPOSAL_BYTES
 #: The longest message a failure carries (the chaincode refuses longer ones).
 MAX_FAILURE_MESSAGE = 500
 #: The longest name of a disclosure rule a failure carries.
 MAX_FAILURE_RULE = 80
+#: The deepest a JSON argument may nest lists and objects (``[[1]]`` is 2 deep). Parsers,
+#: serialisers and validators recurse, and Python's recursion stops near 1,000 levels with
+#: an error no one meant to raise; real arguments nest a few levels.
+MAX_JSON_DEPTH = 64
 
 
 class FailureKind(StrEnum):

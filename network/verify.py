@@ -3,13 +3,19 @@
 For each block: its number, its link to the previous header's hash, the hash of its
 transactions, and the orderer's signature; for each transaction the validation code
 says is valid: its creator's signature and an endorsement policy's worth of valid
-endorsements. Every problem names the block it is in.
+endorsements. Every problem names the block it is in, and the summary names the first.
+
+A last record cut short or failing its checksum is a finding when the state database
+beside the block file committed that block (damage after the fact, which the devnet
+refuses to start on) or when there is no state to ask; when the state never committed
+it, it is a torn write the devnet cuts off at its next start, noted in ``torn_tail``.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from fabric_protos.common import common_pb2
 from google.protobuf.message import DecodeError
@@ -20,6 +26,8 @@ from flowblock.ledger.channel import ChannelConfig, read_channel_config
 from flowblock.ledger.membership import MembershipService
 from flowblock.ledger.validation import Code, Invalid, check_signatures
 from flowblock.network.devnet.blockstore import BlockStore, DamagedBlockFile
+from flowblock.network.devnet.ledger import STATE_FILE
+from flowblock.network.devnet.statedb import committed_height
 
 SIGNATURES = common_pb2.BlockMetadataIndex.SIGNATURES
 FILTER = common_pb2.BlockMetadataIndex.TRANSACTIONS_FILTER
@@ -42,6 +50,9 @@ class ChainReport:
     transactions: int = 0
     valid: int = 0
     findings: list[Finding] = field(default_factory=list)
+    #: The number of an unfinished last record the state never committed (a write a crash
+    #: tore, which the devnet drops when it starts), or None.
+    torn_tail: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -52,19 +63,44 @@ class ChainReport:
         return min((f.block for f in self.findings), default=None)
 
 
-def verify_chain(path: str | os.PathLike[str]) -> ChainReport:
-    """Verify the block file at ``path`` (opened read-only; nothing is repaired)."""
+def verify_chain(path: str | os.PathLike[str], committed: int | None = None) -> ChainReport:
+    """Verify the block file at ``path`` (opened read-only; nothing is repaired).
+
+    ``committed`` is how many blocks the world state has applied; by default it is read
+    from the state database beside the file, if there is one.
+    """
+    path = Path(path)
+    if committed is None:
+        committed = committed_height(path.with_name(STATE_FILE))
     report = ChainReport()
     try:
-        store = BlockStore(path, read_only=True)
+        store = BlockStore(path, read_only=True, committed=committed or 0)
     except DamagedBlockFile as damage:
-        report.findings.append(Finding(0, str(damage)))
+        report.findings.append(Finding(damage.block, damage.problem))
         return report
     try:
         _verify(store, report)
+        _verify_end(store, committed, report)
     finally:
         store.close()
     return report
+
+
+def _verify_end(store: BlockStore, committed: int | None, report: ChainReport) -> None:
+    """Whether the file ends where the state says the committed chain does."""
+    first_missing = store.missing()
+    if first_missing is not None:
+        report.findings.append(Finding(first_missing, store.missing_problem()))
+    elif store.unfinished is not None and committed is None:
+        report.findings.append(
+            Finding(
+                store.unfinished.block,
+                f"{store.unfinished.problem}, and there is no state database beside the "
+                "block file to tell whether it was committed",
+            )
+        )
+    elif store.unfinished is not None:
+        report.torn_tail = store.unfinished.block
 
 
 def _verify(store: BlockStore, report: ChainReport) -> None:

@@ -374,6 +374,8 @@ def test_a_flow_reads_only_outputs_its_data_organisation_keeps(world):
     steward = university.issue("ustew", "steward")
     world.submit(steward, "records:RegisterDataset", "uvitals", "tabular",
                  json.dumps(VITALS_SCHEMA))  # fmt: skip
+    # What runs on the University's data is what the University published.
+    world.submit(world.university_admin, "catalogue:Publish", json.dumps(method_spec(world.method)))
     theirs = world.submit(
         world.alice, "Request", world.method, "", "uvitals", json.dumps({"column": "age"}),
         "x", "[]",

@@ -15,11 +15,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from flowblock.canonical import canonical_json
+from flowblock.canonical import canonical_json, nested_deeper_than
 from flowblock.chaincode import ChaincodeError, Context, Contract, create_composite_key
 from flowblock.vocabulary import (
     MAX_FAILURE_MESSAGE,
     MAX_FAILURE_RULE,
+    MAX_JSON_DEPTH,
     ChaincodeStatus,
     Event,
     FailureKind,
@@ -164,13 +165,19 @@ def text(value: str, argument: str, limit: int = 500) -> str:
 def json_argument(
     value: str, argument: str, kind: type = dict, limit: int = MAX_ARGUMENT_BYTES
 ) -> Any:
-    """A JSON argument of the expected kind, no larger than ``limit`` bytes."""
+    """A JSON argument of the expected kind, no larger than ``limit`` bytes and nested at
+    most MAX_JSON_DEPTH levels (the parser recurses: one nested deeper than Python's
+    recursion allows stops it with a RecursionError, refused here in the same words)."""
     if len(value.encode()) > limit:
         raise Invalid(f"{argument} is larger than {limit // 1024} KiB")
     try:
         decoded = json.loads(value, parse_constant=_no_constant)
+    except RecursionError:
+        raise _too_deep(argument) from None
     except ValueError:
         raise Invalid(f"{argument} must be valid JSON (no NaN or Infinity)") from None
+    if nested_deeper_than(decoded):
+        raise _too_deep(argument)
     if not isinstance(decoded, kind):
         expected = {dict: "a JSON object", list: "a JSON array"}.get(kind, kind.__name__)
         raise Invalid(f"{argument} must be {expected}")
@@ -205,6 +212,10 @@ def failure_argument(value: str) -> dict:
         raise Invalid("failure.message must be text")
     text(message, "failure.message", MAX_FAILURE_MESSAGE)
     return {"kind": kind, "rule": rule, "status": status, "message": message}
+
+
+def _too_deep(argument: str) -> Invalid:
+    return Invalid(f"{argument} is nested more than {MAX_JSON_DEPTH} levels deep")
 
 
 def _no_constant(name: str) -> None:

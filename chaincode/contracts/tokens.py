@@ -46,7 +46,7 @@ from flowblock.chaincode.contracts.base import (
     write,
 )
 from flowblock.chaincode.contracts.budget import charge, has_budget, require_budget, to_micro
-from flowblock.chaincode.contracts.catalogue import get_method
+from flowblock.chaincode.contracts.catalogue import get_method, method_for
 from flowblock.chaincode.contracts.records import get_dataset
 from flowblock.errors import InvalidArgument
 from flowblock.schema import validate
@@ -140,10 +140,12 @@ class ComputationContract(FlowBlockContract):
     ) -> dict:  # fmt: skip
         """A researcher asks for a computation; returns the new token."""
         researcher = require(ctx, "researcher")
-        found = get_method(ctx, method, version)
+        get_method(ctx, method, version)  # an unknown method is named before an unknown dataset
+        meta = get_dataset(ctx, dataset)
+        # The data organisation's own version: its executor runs it, its rules approve it.
+        found = method_for(ctx, method, version, meta["organisation"])
         if not found["enabled"]:
             raise Refused(f"{method}@{found['version']} is disabled in the catalogue")
-        meta = get_dataset(ctx, dataset)
         arguments = json_argument(params, "params")
         try:
             validate(arguments, found["parameters"], "params")
@@ -381,9 +383,10 @@ class ComputationContract(FlowBlockContract):
 
     @staticmethod
     def _still_runnable(ctx: Context, token: dict) -> None:
-        """Refuse a token whose method was disabled since the request, or whose request is
-        dated ahead of this transaction (its expiry counts from a clock its requester set)."""
-        method = get_method(ctx, token["method"], token["version"])
+        """Refuse a token whose method was disabled since the request, or is not the data
+        organisation's own, or whose request is dated ahead of this transaction (its expiry
+        counts from a clock its requester set)."""
+        method = method_for(ctx, token["method"], token["version"], token["data_org"])
         if not method["enabled"]:
             raise Conflict(f"{token['method']}@{token['version']} has been disabled")
         if parse_time(token["created_at"], "created_at") > now(ctx) + CLOCK_SKEW:

@@ -6,15 +6,23 @@ own error carrying the transaction id (:class:`~flowblock.errors.EndorseError`,
 :class:`~flowblock.errors.SubmitError`, :class:`~flowblock.errors.CommitError`). The
 messages are built exactly as the official clients build them, so this works against
 real Fabric 2.5/3.x peers and the devnet alike.
+
+A transaction handed to the orderer whose fate the gateway did not tell (it went away
+between the submit and the commit: a crash, a restart) is retried as the *same* signed
+transaction, never endorsed anew: a transaction id commits at most once (a second copy
+is invalidated as DUPLICATE_TXID and its status is the first one's), so a retry can
+never grant or ask for something twice.
 """
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from fabric_protos.common import common_pb2
@@ -27,8 +35,32 @@ from flowblock.canonical import canonical_json
 from flowblock.errors import CommitError, ConfigError, EndorseError, LedgerError, SubmitError
 from flowblock.identity import Identity, load_wallet
 from flowblock.ledger import protocol
+from flowblock.vocabulary import MAX_MESSAGE_BYTES, MAX_PROPOSAL_BYTES
 
 Argument = str | bytes | int | float | bool | dict | list
+
+#: Seconds to wait before each retry of a submit or a commit-status call the gateway did
+#: not answer; together they span a devnet's restart.
+RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)
+T = TypeVar("T")
+
+
+def message_size_options() -> list[tuple[str, int]]:
+    """gRPC channel and server options for messages up to :data:`MAX_MESSAGE_BYTES` each
+    way: the one size every part of a transaction's way agrees on."""
+    return [
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ]
+
+
+def size_refusal(what: str, size: int, limit: int) -> str | None:
+    """The sentence refusing ``what`` (``"the proposal"``) of ``size`` bytes, over ``limit``;
+    None when it fits. Sizes are rounded so the refused one never reads as the limit."""
+    if size <= limit:
+        return None
+    over, most = math.ceil(size * 10 / 2**20) / 10, math.floor(limit * 10 / 2**20) / 10
+    return f"{what} is {over:.1f} MiB; at most {most:.1f} MiB is accepted."
 
 
 def _as_bytes(value: Argument) -> bytes:
@@ -90,11 +122,14 @@ class Gateway:
         *,
         tls_root_certificates: bytes | None = None,
         timeout: float = 60.0,
+        retry_delays: tuple[float, ...] = RETRY_DELAYS,
     ) -> None:
         self.address = address
         self.identity = identity
         self.timeout = timeout
-        options = [("grpc.max_receive_message_length", 100 * 1024 * 1024)]
+        #: Waits between tries of a transaction the gateway did not answer about; () for none.
+        self.retry_delays = retry_delays
+        options = message_size_options()
         if tls_root_certificates is None:
             self._channel = grpc.insecure_channel(address, options=options)
         else:
@@ -198,30 +233,87 @@ class EventStream:
 class SubmittedTransaction:
     """A transaction handed to the orderer; ``status()`` waits for its commit."""
 
-    def __init__(self, contract: Contract, tx_id: str, result: bytes) -> None:
+    def __init__(
+        self,
+        contract: Contract,
+        tx_id: str,
+        result: bytes,
+        envelope: common_pb2.Envelope | None = None,
+    ) -> None:
         self._contract = contract
         self.tx_id = tx_id
         self.result = result
+        #: The signed transaction, handed over again if the gateway loses track of it.
+        self.envelope = envelope
 
     def status(self, timeout: float | None = None) -> Status:
+        """Wait up to ``timeout`` seconds (the gateway's by default) for the commit.
+
+        Where the gateway stops answering meanwhile, the same signed transaction is handed
+        to it again and its status asked again, after each of the gateway's retry delays:
+        whether the first copy was committed, is still being ordered or was lost in a
+        crash, the transaction commits once. Only when that fails too is the status
+        unknown (CommitError); it is still that one transaction, not to be asked anew.
+        """
+        gateway = self._contract.network.gateway
+        deadline = time.monotonic() + (timeout or gateway.timeout)
+        contract, envelope = self._contract, self.envelope
+
+        def ask(wait: float, retry: bool) -> gateway_pb2.CommitStatusResponse:
+            if retry and envelope is not None:
+                contract._broadcast(self.tx_id, envelope, wait, retry)
+            return self._ask(max(0.0, deadline - time.monotonic()), retry)
+
+        try:
+            response = _retrying(gateway, deadline, ask)
+        except grpc.RpcError as error:
+            raise CommitError(
+                f"the commit status of {self.tx_id} is unknown: {_failure(error)[0]}; it "
+                "commits at most once, so ask for its status again rather than submit anew",
+                self.tx_id,
+            ) from None
+        return Status(self.tx_id, response.result, response.block_number)
+
+    def _ask(self, timeout: float, wait_for_ready: bool) -> gateway_pb2.CommitStatusResponse:
         gateway = self._contract.network.gateway
         request = gateway_pb2.CommitStatusRequest(
             transaction_id=self.tx_id,
             channel_id=self._contract.network.channel,
             identity=gateway.creator,
         ).SerializeToString()
+        return gateway._stub.CommitStatus(
+            gateway_pb2.SignedCommitStatusRequest(
+                request=request, signature=gateway.identity.sign(request)
+            ),
+            timeout=timeout,
+            wait_for_ready=wait_for_ready,
+        )
+
+
+def _retrying(gateway: Gateway, deadline: float, call: Callable[[float, bool], T]) -> T:
+    """``call(seconds left, retrying)``, tried again after each of the gateway's retry
+    delays while the gateway does not answer, until ``deadline`` (a monotonic time).
+    Retries wait for the connection to come back rather than fail at once."""
+    delays = iter(gateway.retry_delays)
+    retrying = False
+    while True:
         try:
-            response = gateway._stub.CommitStatus(
-                gateway_pb2.SignedCommitStatusRequest(
-                    request=request, signature=gateway.identity.sign(request)
-                ),
-                timeout=timeout or gateway.timeout,
-            )
+            return call(max(0.0, deadline - time.monotonic()), retrying)
         except grpc.RpcError as error:
-            raise CommitError(
-                f"the commit status of {self.tx_id} is unknown: {_failure(error)[0]}", self.tx_id
-            ) from None
-        return Status(self.tx_id, response.result, response.block_number)
+            delay = next(delays, None)
+            if not _unanswered(error) or delay is None:
+                raise
+            if time.monotonic() + delay >= deadline:
+                raise
+        time.sleep(delay)
+        retrying = True
+
+
+def _unanswered(error: grpc.RpcError) -> bool:
+    """Whether the call failed for want of a gateway (the connection broke or could not be
+    made), not by its answer: a gateway that says UNAVAILABLE itself (its orderer is
+    stopping, say) has told the transaction's fate, not taken it."""
+    return error.code() == grpc.StatusCode.UNAVAILABLE and rpc_status.from_call(error) is None
 
 
 class Contract:
@@ -238,7 +330,8 @@ class Contract:
     def _propose(
         self, function: str, args: tuple[Argument, ...], transient: dict[str, Argument] | None
     ) -> protocol.Proposal:
-        return protocol.build_proposal(
+        """The signed proposal; one too big for the gateway is refused here, unsent."""
+        proposal = protocol.build_proposal(
             self.network.gateway.identity,
             self.network.channel,
             self.chaincode,
@@ -246,6 +339,10 @@ class Contract:
             [_as_bytes(arg) for arg in args],
             {key: _as_bytes(value) for key, value in (transient or {}).items()},
         )
+        refusal = size_refusal("the proposal", proposal.signed.ByteSize(), MAX_PROPOSAL_BYTES)
+        if refusal:
+            raise EndorseError(refusal, proposal.tx_id, (), grpc.StatusCode.RESOURCE_EXHAUSTED.name)
+        return proposal
 
     def evaluate(
         self, function: str, *args: Argument, transient: dict[str, Argument] | None = None
@@ -306,20 +403,30 @@ class Contract:
         return self.submit_envelope(tx_id, envelope)
 
     def submit_envelope(self, tx_id: str, envelope: common_pb2.Envelope) -> SubmittedTransaction:
-        """Hand a signed, endorsed transaction to the orderer."""
+        """Hand a signed, endorsed transaction to the orderer; again, the same one, while
+        the gateway does not answer (the orderer may have taken it before it went away)."""
         gateway = self.network.gateway
+        deadline = time.monotonic() + gateway.timeout
         try:
-            gateway._stub.Submit(
-                gateway_pb2.SubmitRequest(
-                    transaction_id=tx_id,
-                    channel_id=self.network.channel,
-                    prepared_transaction=envelope,
-                ),
-                timeout=gateway.timeout,
+            _retrying(
+                gateway, deadline, lambda left, retry: self._broadcast(tx_id, envelope, left, retry)
             )
         except grpc.RpcError as error:
             raise SubmitError(*_failure_of(error, tx_id)) from None
-        return SubmittedTransaction(self, tx_id, _transaction_result(envelope))
+        return SubmittedTransaction(self, tx_id, _transaction_result(envelope), envelope)
+
+    def _broadcast(
+        self, tx_id: str, envelope: common_pb2.Envelope, timeout: float, wait_for_ready: bool
+    ) -> None:
+        self.network.gateway._stub.Submit(
+            gateway_pb2.SubmitRequest(
+                transaction_id=tx_id,
+                channel_id=self.network.channel,
+                prepared_transaction=envelope,
+            ),
+            timeout=timeout,
+            wait_for_ready=wait_for_ready,
+        )
 
     def submit(
         self,

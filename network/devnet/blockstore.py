@@ -3,10 +3,13 @@
 A record is ``magic, length, CRC-32 of the length, CRC-32 of the body`` followed by
 the block's bytes. A block is appended and fsync'd before any of its transactions
 reach the world state, so after a crash the file holds every block the state has
-seen. The only thing ever cut off is a record a crash left unfinished at the very end
-(short, or with a body that fails its checksum); a damaged record header anywhere
-else stops the store from opening rather than losing the blocks after it, and a
-damaged body elsewhere is left for ``flowblock verify`` to name.
+seen. An unfinished last record (short, or with a body that fails its checksum) is
+one of two things, and the state's height tells which: a write a crash tore, of a
+block the state never committed, which is cut off; or a committed block damaged
+later, which stops the store from opening (cutting it off would let the next block
+take its number and rewrite history). A damaged record header anywhere else stops
+the store too, and a damaged body elsewhere is left for ``flowblock verify`` to name.
+The file and its folder are the owner's alone (see ``private``).
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ import struct
 import threading
 import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from fabric_protos.common import common_pb2
 
 from flowblock.errors import LedgerError
+from flowblock.network.devnet.private import private_directory, private_file
 
 MAGIC = b"FBLK"
 _HEADER = struct.Struct(">4sIII")  # magic, length, crc32 of the length, crc32 of the body
@@ -29,6 +34,22 @@ _HEADER = struct.Struct(">4sIII")  # magic, length, crc32 of the length, crc32 o
 class DamagedBlockFile(LedgerError):
     """The block file is damaged where no crash could have left it."""
 
+    def __init__(self, message: str, block: int, problem: str) -> None:
+        super().__init__(message)
+        #: The first block the damage makes unreadable or untrustworthy.
+        self.block = block
+        #: What is wrong with it, as ``verify`` words a finding of that block.
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class UnfinishedRecord:
+    """The last record of the file, cut short or failing its checksum."""
+
+    block: int  # the number the block would have
+    offset: int  # where its record starts
+    problem: str  # what is wrong with it, for a sentence
+
 
 def _frame(body: bytes) -> bytes:
     length = len(body)
@@ -36,48 +57,98 @@ def _frame(body: bytes) -> bytes:
 
 
 class BlockStore:
-    """Blocks by number, appended in order, readable concurrently."""
+    """Blocks by number, appended in order, readable concurrently.
 
-    def __init__(self, path: str | os.PathLike[str], *, read_only: bool = False) -> None:
+    ``committed`` is how many blocks the world state has applied: a record below it is
+    committed history, never cut off. A read-only store repairs and refuses nothing; it
+    reports what it found in :attr:`unfinished` and :meth:`missing` for ``verify``.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, read_only: bool = False, committed: int = 0
+    ) -> None:
         self.path = Path(path)
         self.read_only = read_only
+        self.committed = committed
         self._offsets: list[tuple[int, int]] = []  # (offset of the block bytes, length)
+        self.unfinished: UnfinishedRecord | None = None
         self._lock = threading.Lock()
         if not read_only:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.touch(exist_ok=True)
+            private_directory(self.path.parent)
+            private_file(self.path)
         self._index()
+        if not read_only:
+            self._recover()
         self._append = None if read_only else open(self.path, "ab")  # noqa: SIM115
         self._read = open(self.path, "rb")  # noqa: SIM115
 
     def _index(self) -> None:
-        """Find every record; cut off an unfinished last one (unless read-only)."""
+        """Find every record, and the unfinished last one if there is one."""
         size = self.path.stat().st_size
         offset = 0
         with open(self.path, "rb") as blocks:
             while offset < size:
+                number = len(self._offsets)
                 blocks.seek(offset)
                 header = blocks.read(_HEADER.size)
                 if len(header) < _HEADER.size:
-                    break  # a header cut short by a crash
+                    self.unfinished = UnfinishedRecord(number, offset, "its record is cut short")
+                    return
                 magic, length, check, body_check = _HEADER.unpack(header)
                 if magic != MAGIC or check != zlib.crc32(length.to_bytes(4, "big")):
+                    problem = (
+                        f"the header of its record (at byte {offset}) does not match its "
+                        "checksum, so neither it nor the blocks after it can be read"
+                    )
                     raise DamagedBlockFile(
-                        f"the block file {self.path} is damaged at byte {offset} "
-                        f"(the record of block {len(self._offsets)}); "
-                        "run 'flowblock verify' and restore it from another peer."
+                        f"block {number} is damaged in {self.path}: {problem}; restore the "
+                        "block store from a backup or another peer.",
+                        number,
+                        problem,
                     )
                 end = offset + _HEADER.size + length
                 if end > size:
-                    break  # a body cut short by a crash
+                    self.unfinished = UnfinishedRecord(number, offset, "its record is cut short")
+                    return
                 if end == size and zlib.crc32(blocks.read(length)) != body_check:
-                    break  # the last body torn by a crash: its bytes never all reached disk
+                    self.unfinished = UnfinishedRecord(
+                        number, offset, "its stored bytes do not match their checksum"
+                    )
+                    return
                 self._offsets.append((offset + _HEADER.size, length))
                 offset = end
-        if offset != size and not self.read_only:
+
+    def missing(self) -> int | None:
+        """The first committed block this file does not hold whole, or None."""
+        return self.height if self.committed > self.height else None
+
+    def missing_problem(self) -> str:
+        """What is wrong with the block :meth:`missing` names."""
+        found = self.unfinished
+        problem = (
+            found.problem
+            if found is not None and found.block == self.height
+            else "the block file ends before it"
+        )
+        return f"{problem}, although the world state committed it"
+
+    def _recover(self) -> None:
+        """Cut off a torn write of a block never committed; refuse to lose a committed one."""
+        first_missing = self.missing()
+        if first_missing is not None:
+            problem = self.missing_problem()
+            raise DamagedBlockFile(
+                f"block {first_missing} is damaged ({problem}); restore the block store "
+                f"{self.path} from a backup or another peer, as starting on it would write "
+                "other transactions at its height.",
+                first_missing,
+                problem,
+            )
+        if self.unfinished is not None:
             with open(self.path, "r+b") as blocks:
-                blocks.truncate(offset)
+                blocks.truncate(self.unfinished.offset)
                 os.fsync(blocks.fileno())
+            self.unfinished = None
 
     @property
     def height(self) -> int:

@@ -5,6 +5,10 @@ answers its REGISTER with REGISTERED and READY, then sends each transaction and 
 the chaincode's state requests for it until COMPLETED or ERROR. Transactions run
 concurrently on the one stream; messages are routed by (channel, transaction id) and
 writes go through one queue. A broken stream is re-dialled on the next transaction.
+
+Because the stream is shared, no message on it may be one gRPC would refuse: one over
+``MAX_MESSAGE_BYTES`` would end every transaction on it. A transaction too big to send
+fails alone, and an answer to the chaincode too big to send becomes an ERROR to it.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from fabric_protos.peer import (
     proposal_response_pb2,
 )
 
+from flowblock.ledger.gateway import message_size_options, size_refusal
 from flowblock.ledger.shim_params import ChaincodeAdditionalParams
+from flowblock.vocabulary import MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
 Message = chaincode_shim_pb2.ChaincodeMessage
@@ -39,6 +45,10 @@ READY_OFFER = ChaincodeAdditionalParams(
     use_get_multiple_keys=True,
     max_size_get_multiple_keys=BATCH_LIMIT,
 ).SerializeToString()
+
+
+#: The status of a transaction refused for its size, as HTTP's 413.
+TOO_LARGE = 413
 
 
 class ChaincodeUnavailable(Exception):
@@ -74,18 +84,20 @@ class ChaincodeConnection:
         handle: RequestHandler,
     ) -> tuple[proposal_response_pb2.Response, chaincode_event_pb2.ChaincodeEvent | None]:
         """Run one transaction; returns the chaincode's response and event (if any)."""
+        request = Message(
+            type=Message.TRANSACTION,
+            payload=chaincode_pb2.ChaincodeInput(args=arguments).SerializeToString(),
+            txid=tx_id,
+            channel_id=channel,
+            proposal=proposal,
+        )
+        refusal = size_refusal("the transaction", request.ByteSize(), MAX_MESSAGE_BYTES)
+        if refusal:
+            return proposal_response_pb2.Response(status=TOO_LARGE, message=refusal), None
         stream = self._connected()
         replies = stream.expect(channel, tx_id)
         try:
-            stream.send(
-                Message(
-                    type=Message.TRANSACTION,
-                    payload=chaincode_pb2.ChaincodeInput(args=arguments).SerializeToString(),
-                    txid=tx_id,
-                    channel_id=channel,
-                    proposal=proposal,
-                )
-            )
+            stream.send(request)
             while True:
                 try:
                     message = replies.get(timeout=self.timeout)
@@ -106,9 +118,7 @@ class ChaincodeConnection:
                         ),
                         None,
                     )
-                reply = handle(message)
-                reply.txid, reply.channel_id = tx_id, channel
-                stream.send(reply)
+                stream.send(_fitting(handle(message), message, tx_id, channel))
         finally:
             stream.forget(channel, tx_id)
 
@@ -118,13 +128,23 @@ class ChaincodeConnection:
                 self._stream.close()
 
 
+def _fitting(reply: Message, request: Message, tx_id: str, channel: str) -> Message:
+    """``reply`` to the chaincode's ``request``, or an ERROR saying it is too big to send."""
+    reply.txid, reply.channel_id = tx_id, channel
+    what = f"the answer to {Message.Type.Name(request.type)}"
+    refusal = size_refusal(what, reply.ByteSize(), MAX_MESSAGE_BYTES)
+    if refusal is None:
+        return reply
+    return Message(type=Message.ERROR, payload=refusal.encode(), txid=tx_id, channel_id=channel)
+
+
 class _Stream:
     def __init__(self, address: str, timeout: float) -> None:
         self.closed = False
         self._outbound: queue.SimpleQueue[Message | None] = queue.SimpleQueue()
         self._waiting: dict[tuple[str, str], queue.SimpleQueue[Message | None]] = {}
         self._lock = threading.Lock()
-        self._channel = grpc.insecure_channel(address)
+        self._channel = grpc.insecure_channel(address, options=message_size_options())
         try:
             grpc.channel_ready_future(self._channel).result(timeout=min(timeout, 5.0))
         except grpc.FutureTimeoutError:

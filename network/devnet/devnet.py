@@ -22,11 +22,13 @@ from flowblock.errors import ConfigError
 from flowblock.identity import CertificateAuthority, list_organisations, load_wallet, wallet_path
 from flowblock.identity.certificates import msp_id
 from flowblock.ledger.channel import genesis_block, msp_config
+from flowblock.ledger.gateway import message_size_options
 from flowblock.network.devnet.chaincode_client import ChaincodeConnection
 from flowblock.network.devnet.gateway_service import GatewayService
-from flowblock.network.devnet.ledger import ChannelLedger
+from flowblock.network.devnet.ledger import BLOCKS_FILE, ChannelLedger
 from flowblock.network.devnet.orderer import Orderer, sign_block
 from flowblock.network.devnet.peer import Peer
+from flowblock.network.devnet.private import private_directory
 from flowblock.network.organisations import ORDERER_ORGANISATION
 from flowblock.ports import EXCLUSIVE_PORT, bind
 
@@ -87,6 +89,7 @@ class Devnet(LoggingConfigurable):
     def start(self) -> Devnet:
         data_dir = Path(self.data_dir).expanduser()
         orderer_identity = load_wallet(wallet_path(data_dir, ORDERER_ORGANISATION, ORDERER_NAME))
+        private_directory(self.ledger_dir.parent)  # every channel's ledger, the owner's alone
         self.ledger = ChannelLedger(self.ledger_dir, self._genesis(data_dir, orderer_identity))
         self.peers: dict[str, Peer] = {}
         for member in self.ledger.config.application:
@@ -115,7 +118,7 @@ class Devnet(LoggingConfigurable):
         self._server = grpc.server(
             futures.ThreadPoolExecutor(self.max_workers, "gateway"),
             maximum_concurrent_rpcs=self.max_workers,
-            options=[EXCLUSIVE_PORT],
+            options=[EXCLUSIVE_PORT, *message_size_options()],
         )
         credentials = None
         if self.tls:
@@ -149,7 +152,7 @@ class Devnet(LoggingConfigurable):
 
     def _genesis(self, data_dir: Path, orderer):
         """Block 0 for a new channel, from the organisations under the data directory."""
-        if (self.ledger_dir / "blocks.bin").exists():
+        if (self.ledger_dir / BLOCKS_FILE).exists():
             return None
         peer_orgs = [
             org

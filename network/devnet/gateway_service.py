@@ -1,6 +1,10 @@
 """The Fabric Gateway gRPC service the devnet serves: Endorse, Submit, CommitStatus,
 Evaluate and ChaincodeEvents, with the request and error shapes of a real peer's
 gateway, so the official Gateway clients work against it unchanged.
+
+Sizes are checked before anything is forwarded: a proposal over ``MAX_PROPOSAL_BYTES``
+is refused in one sentence (RESOURCE_EXHAUSTED, gRPC's "413"), and an answer that would
+not fit one message is refused rather than sent, so no transport ever cuts a message.
 """
 
 from __future__ import annotations
@@ -18,14 +22,19 @@ from grpc_status import rpc_status
 
 from flowblock.errors import IdentityError
 from flowblock.ledger import protocol
+from flowblock.ledger.gateway import size_refusal
 from flowblock.network.devnet.chaincode_client import ChaincodeUnavailable
 from flowblock.network.devnet.ledger import ChannelLedger
 from flowblock.network.devnet.orderer import BroadcastRefused, Orderer, OrdererUnavailable
 from flowblock.network.devnet.peer import ERROR_THRESHOLD, Peer
+from flowblock.vocabulary import MAX_MESSAGE_BYTES, MAX_PROPOSAL_BYTES
 
 log = logging.getLogger(__name__)
 #: How long an events stream sleeps between looks for a new block when idle.
 EVENT_POLL_SECONDS = 0.5
+#: Bytes a Submit request adds to the endorsed transaction: the client's signature, the
+#: transaction and channel ids and their framing, with room to spare.
+SUBMIT_OVERHEAD = 4096
 
 
 class GatewayService(gateway_pb2_grpc.GatewayServicer):
@@ -64,8 +73,15 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
             address=self.address, msp_id=peer.msp_id if peer else "", message=message
         )
 
+    def _fits(self, context, what: str, size: int, limit: int = MAX_MESSAGE_BYTES) -> None:
+        """Refuse, in one sentence, ``what`` of ``size`` bytes if it is over ``limit``."""
+        refusal = size_refusal(what, size, limit)
+        if refusal:
+            self._abort(context, code_pb2.RESOURCE_EXHAUSTED, refusal)
+
     def _proposal(self, signed: proposal_pb2.SignedProposal, context) -> protocol.UnpackedProposal:
-        """The proposal, once its channel, creator, signature and transaction id check."""
+        """The proposal, once its size, channel, creator, signature and transaction id check."""
+        self._fits(context, "the proposal", signed.ByteSize(), MAX_PROPOSAL_BYTES)
         try:
             unpacked = protocol.unpack_proposal(signed)
         except DecodeError:
@@ -138,7 +154,9 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
                 "evaluate call to endorser returned error: " + message,
                 [self._detail(peer, message)],
             )
-        return gateway_pb2.EvaluateResponse(result=response)
+        answer = gateway_pb2.EvaluateResponse(result=response)
+        self._fits(context, "the chaincode's answer", answer.ByteSize())
+        return answer
 
     def Endorse(self, request, context):  # noqa: N802
         signed = request.proposed_transaction
@@ -181,9 +199,12 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
                 "the peers' simulations of the chaincode gave different results",
             )
         payload = protocol.assemble_transaction(unpacked, responses)
-        return gateway_pb2.EndorseResponse(
+        answer = gateway_pb2.EndorseResponse(
             prepared_transaction=common_pb2.Envelope(payload=payload.SerializeToString())
         )
+        # The client sends it back to Submit with its signature and the ids around it.
+        self._fits(context, "the endorsed transaction", answer.ByteSize() + SUBMIT_OVERHEAD)
+        return answer
 
     def Submit(self, request, context):  # noqa: N802
         try:

@@ -4,7 +4,9 @@ Commit order is the crash-safety argument: a block is validated, its validation 
 are written into its TRANSACTIONS_FILTER, it is appended and fsync'd, and only then is
 the state advanced in one SQLite transaction. On start, blocks above the state's
 height are applied again from their stored codes, so nothing committed is ever lost
-and nothing half-applied survives.
+and nothing half-applied survives. The state is opened first: its height is what lets
+the block store tell a torn write (cut off) from a committed block damaged later
+(refused, in one sentence).
 """
 
 from __future__ import annotations
@@ -20,18 +22,26 @@ from flowblock.ledger.channel import ChannelConfig, read_channel_config
 from flowblock.ledger.membership import MembershipService
 from flowblock.ledger.protocol import unpack_transaction
 from flowblock.network.devnet.blockstore import BlockStore
+from flowblock.network.devnet.private import private_directory
 from flowblock.network.devnet.statedb import CommittedTransaction, StateDB
 from flowblock.network.devnet.validation import Validator
 
 FILTER = common_pb2.BlockMetadataIndex.TRANSACTIONS_FILTER
+#: The files of a channel's ledger, in its folder.
+BLOCKS_FILE, STATE_FILE = "blocks.bin", "state.sqlite"
 
 
 class ChannelLedger:
     """One channel's blocks and world state on disk."""
 
     def __init__(self, directory: Path, genesis: common_pb2.Block | None = None) -> None:
-        self.blocks = BlockStore(directory / "blocks.bin")
-        self.state = StateDB(directory / "state.sqlite")
+        private_directory(directory)
+        self.state = StateDB(directory / STATE_FILE)
+        try:
+            self.blocks = BlockStore(directory / BLOCKS_FILE, committed=self.state.height)
+        except BaseException:
+            self.state.close()
+            raise
         if self.blocks.height == 0:
             if genesis is None:
                 raise ValueError(f"no ledger in {directory} and no genesis block to start one")

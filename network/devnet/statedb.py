@@ -4,7 +4,8 @@ SQLite in WAL mode: simulations read through per-thread connections while the
 committer writes. A block's effects (values, history, transaction index and the new
 height) are applied in one SQLite transaction, so the state is always exactly "all
 blocks below ``height``" and recovery is replaying the blocks from there.
-Keys are stored as UTF-8 bytes so ordering is Fabric's byte order.
+Keys are stored as UTF-8 bytes so ordering is Fabric's byte order. The database and
+its WAL files are the owner's alone (see ``private``).
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from flowblock.network.devnet.private import FILE_MODE, private_directory, private_file
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS state (
@@ -57,15 +60,35 @@ class CommittedTransaction:
     code: int
 
 
+def committed_height(path: str | os.PathLike[str]) -> int | None:
+    """How many blocks the state database at ``path`` has committed, read without writing
+    anything (for ``flowblock verify``); None when there is no readable database there."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        with closing(sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)) as db:
+            row = db.execute("SELECT value FROM meta WHERE name='height'").fetchone()
+    except sqlite3.Error:
+        return None
+    return row[0] if row else 0
+
+
 class StateDB:
     """Versioned key-value state with history and a transaction index."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_directory(self.path.parent)
+        # SQLite gives the -wal and -shm files the database file's mode when it makes them.
+        private_file(self.path)
         self._local = threading.local()
         self._writer = self._connect()
         self._writer.executescript(SCHEMA)
+        for suffix in ("-wal", "-shm"):  # ones an older devnet left readable
+            companion = self.path.with_name(self.path.name + suffix)
+            if companion.exists():
+                companion.chmod(FILE_MODE)
 
     def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
