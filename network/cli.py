@@ -117,6 +117,11 @@ class VerifyApp(FlowBlockApp):
                 f"the ledger at {path} does not verify: {len(report.findings)} problem(s), "
                 f"the first in block {report.first_bad_block}."
             )
+        if report.torn_tail is not None:
+            print(
+                f"block {report.torn_tail} was being written when the devnet stopped and "
+                "never committed; the devnet drops it when it starts."
+            )
         print(
             f"ledger verified: {report.blocks} blocks, {report.transactions} transactions "
             f"({report.valid} valid); chain, hashes and signatures check."
