@@ -6,7 +6,7 @@ import contextlib
 import sys
 from pathlib import Path
 
-from traitlets import Unicode
+from traitlets import Bool, Unicode
 
 from flowblock.cli.base import FlowBlockApp
 from flowblock.errors import ConfigError, InvalidArgument
@@ -69,15 +69,25 @@ class DataImportApp(FlowBlockApp):
         "Import a table (CSV or Parquet, with a patient_id column) or a directory of images "
         "(with a manifest.csv of patient_id, file, label, ...) as a dataset: rows are stored "
         "as Parquet parts, images one object each, in the organisation's S3 bucket, and "
-        "every record's hash is registered on the ledger. Needs the stack running "
-        "('flowblock demo' or 'flowblock up'). Run it again after a failure: nothing is "
-        "registered twice."
+        "every record's hash is registered on the ledger. Each object is named by the hash "
+        "of its bytes, so an import never replaces one, and nothing is stored before the "
+        "ledger has accepted the records. A dataset that holds another file's records "
+        "takes a second file only with --append. Needs the stack running ('flowblock "
+        "demo' or 'flowblock up'). Run it again after a failure: it stores only what is "
+        "missing and registers nothing twice."
     )
     examples = (
         "flowblock data import vitals.csv --dataset vitals\n"
+        "flowblock data import more-vitals.csv --dataset vitals --append\n"
         "flowblock data import chest-xrays/ --dataset xray"
     )
     dataset = Unicode(help="Name of the dataset the rows belong to.").tag(config=True)
+    append = Bool(
+        False,
+        help="Add the file's records to a dataset that holds another file's (without it, "
+        "that import is refused and nothing is stored). A table without a record_id column "
+        "then has its rows numbered apart from the first file's.",
+    ).tag(config=True)
     steward = Unicode("steward", help="Name of the steward whose wallet signs.").tag(config=True)
     org = Unicode("Hospital", help="Organisation that holds the data.").tag(config=True)
     aliases = {
@@ -86,6 +96,13 @@ class DataImportApp(FlowBlockApp):
         "dataset": "DataImportApp.dataset",
         "as": "DataImportApp.steward",
         "org": "DataImportApp.org",
+    }
+    flags = {
+        **FlowBlockApp.flags,
+        "append": (
+            {"DataImportApp": {"append": True}},
+            "Add the file's records to a dataset that holds another file's.",
+        ),
     }
 
     @property
@@ -112,9 +129,13 @@ class DataImportApp(FlowBlockApp):
             network = gateway.get_network(settings.channel)
             records = network.get_contract(settings.chaincode, "records")
             if is_directory:
-                report = import_images(path, self.dataset, records, store, progress)
+                report = import_images(
+                    path, self.dataset, records, store, progress, append=self.append
+                )
             else:
-                report = import_table(source, self.dataset, records, store, progress)
+                report = import_table(
+                    source, self.dataset, records, store, progress, append=self.append
+                )
         print(file=sys.stderr)
         deleted = f", {report.deleted:,} deleted earlier (kept deleted)" if report.deleted else ""
         print(

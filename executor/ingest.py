@@ -5,9 +5,17 @@ record would make a million-record dataset a million requests). Each row is a re
 its SHA-256 (of the row as canonical JSON) is registered on the ledger with its
 patient and its part, and each part's own hash is registered too, so the data side
 verifies a whole part with one comparison and can still name a single changed record.
-An import is resumable: running it again writes the same bytes to the same keys and
-the ledger reports every record unchanged, so a crash loses nothing and nothing is
-registered twice.
+
+An import never replaces a stored object: each is named by the hash of its bytes
+(``{dataset}/parts/{sha256}.parquet``), so a key only ever holds those bytes. It stores
+nothing the ledger has not accepted: the records are first put to the ledger without
+being written (a record of another patient is refused there), then the objects are
+stored, then the records and, last, the parts registered. It is resumable: a rerun
+stores only what the bucket lacks and the ledger reports every record unchanged, so a
+crash loses nothing and nothing is registered twice. A second file goes into a dataset
+only when the steward asks to append it: a table without record ids has its rows
+numbered ``{dataset}-{n}`` in the dataset's first file and ``{dataset}-{file}-{n}`` in a
+file appended (``{file}`` from the hash of its rows), so the two never share an id.
 """
 
 from __future__ import annotations
@@ -15,7 +23,8 @@ from __future__ import annotations
 import io
 import json
 import math
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,9 +32,9 @@ from typing import Any
 import pandas as pd
 
 from flowblock.canonical import canonical_json
-from flowblock.errors import EndorseError, InvalidArgument
+from flowblock.errors import EndorseError, FlowBlockError, InvalidArgument
 from flowblock.executor.storage.objects import ObjectStore, sha256_hex
-from flowblock.ledger import Contract
+from flowblock.ledger import Contract, all_pages
 from flowblock.vocabulary import ChaincodeStatus
 
 PART_ROWS = 5_000
@@ -33,6 +42,8 @@ REGISTER_BATCH = 500
 PATIENT_COLUMN, RECORD_COLUMN = "patient_id", "record_id"
 #: A string column with at most this many distinct values is a category.
 CATEGORY_LIMIT = 20
+#: Folders of a dataset's imported objects: a table's parts, an images manifest's parts.
+PARTS, MANIFESTS = "parts", "manifests"
 
 Progress = Callable[[int, int], None]
 
@@ -46,7 +57,52 @@ class ImportReport:
     updated: int = 0
     unchanged: int = 0
     deleted: int = 0  # records deleted on the ledger, which stay deleted
+    stored: int = 0  # objects written to the bucket: a rerun writes only what it lacks
     part_keys: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Part:
+    """One object holding many records (a Parquet part) as an import stores it: its key,
+    bytes and hash, its records (their rows and hashes), and the files (an images
+    manifest's images, each as its key, path and hash) to store before it.
+
+    The ledger's entries are made a batch at a time (:meth:`batches`): a million records'
+    entries held at once would take half a gigabyte.
+    """
+
+    key: str
+    data: bytes
+    sha256: str
+    #: The rows of the records it holds (their ids and patients), one per record.
+    rows: pd.DataFrame
+    #: Each record's hash: its row's, or its image's.
+    hashes: list[str]
+    files: list[tuple[str, Path, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.hashes)
+
+    def batches(self) -> Iterator[list[dict]]:
+        """The ledger's entries for the records, ``REGISTER_BATCH`` at a time; each names
+        the object holding its record: its image's, or this part."""
+        for start in range(0, len(self), REGISTER_BATCH):
+            rows = self.rows.iloc[start : start + REGISTER_BATCH]
+            yield [
+                {"record_id": str(record_id), "patient": str(patient),
+                 "object_key": self.files[start + n][0] if self.files else self.key,
+                 "sha256": digest}
+                for n, (record_id, patient, digest) in enumerate(zip(
+                    rows[RECORD_COLUMN], rows[PATIENT_COLUMN],
+                    self.hashes[start : start + REGISTER_BATCH], strict=True,
+                ))
+            ]  # fmt: skip
+
+
+def content_key(dataset: str, folder: str, sha256: str, suffix: str) -> str:
+    """The key of an imported object, named by the hash of its bytes: it can only ever
+    hold those bytes, so no import replaces what another one stored."""
+    return f"{dataset}/{folder}/{sha256}{suffix}"
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -149,59 +205,79 @@ def import_table(
     records: Contract,
     store: ObjectStore,
     progress: Progress | None = None,
+    *,
+    append: bool = False,
 ) -> ImportReport:
-    """Store ``frame`` as ``dataset`` and register it; ``records`` is the steward's contract."""
+    """Store ``frame`` as ``dataset`` and register it; ``records`` is the steward's contract.
+
+    A dataset that holds another file's records takes this one only when ``append``: its
+    rows are added (a record id it shares with the dataset corrects that record, with the
+    ledger's history kept); without it the import is refused before anything is stored.
+    """
     if PATIENT_COLUMN not in frame.columns:
         raise InvalidArgument("the table", f"a {PATIENT_COLUMN!r} column naming each row's patient")
     frame = frame.reset_index(drop=True)
+    table = numbered(frame, dataset)
+    schema = infer_schema(table)
+    existing = registered_dataset(records, dataset, "tabular")
+    if existing is not None:
+        _require_columns(existing, schema, dataset)
+    imported = imported_parts(records, dataset) if existing else {}
+    parts = table_parts(table, dataset, imported)
+    if adds_to_another_source(parts, imported):
+        require_append(append, dataset, "file")
+        # Rows numbered like the first file's would take its records' ids, so they are
+        # numbered apart; unless a part of this file is registered already (a longer copy
+        # of the first file), whose numbering the file then continues.
+        if RECORD_COLUMN not in frame.columns and not _continues(parts, imported):
+            parts = table_parts(numbered(frame, dataset, file_tag(frame)), dataset, imported)
+    if existing is None:
+        records.submit("RegisterDataset", dataset, "tabular", json.dumps(schema))
+    checked = check_records(records, dataset, parts)
+    report = ImportReport(dataset, rows=len(frame))
+    return store_and_register(report, records, store, parts, imported, checked, progress)
+
+
+def numbered(frame: pd.DataFrame, dataset: str, tag: str = "") -> pd.DataFrame:
+    """The table with its ids as text, its rows numbered when it has no record ids:
+    ``{dataset}-{n}``, or ``{dataset}-{tag}-{n}`` for a file appended to the dataset."""
     if RECORD_COLUMN not in frame.columns:
-        frame.insert(0, RECORD_COLUMN, [f"{dataset}-{n:08d}" for n in range(len(frame))])
+        prefix = f"{dataset}-{tag}-" if tag else f"{dataset}-"
+        frame = frame.copy()
+        frame.insert(0, RECORD_COLUMN, [f"{prefix}{n:08d}" for n in range(len(frame))])
     frame = with_text_ids(frame)
     if frame[RECORD_COLUMN].duplicated().any():
         raise InvalidArgument(f"the {RECORD_COLUMN!r} column", "unique for every row")
-    _ensure_dataset(records, dataset, frame)
-    report = ImportReport(dataset, rows=len(frame))
-    for number, start in enumerate(range(0, len(frame), PART_ROWS)):
-        part = frame.iloc[start : start + PART_ROWS]
-        object_key = f"{dataset}/part-{number:06d}.parquet"
-        data = part_bytes(part)
-        digest = store.put(object_key, data)
-        records.submit("RegisterPartition", dataset, object_key, digest, len(part))
-        entries = [
-            {"record_id": str(record_id), "patient": str(patient), "object_key": object_key,
-             "sha256": row_hash}
-            for record_id, patient, row_hash in zip(
-                part[RECORD_COLUMN], part[PATIENT_COLUMN], row_hashes(part), strict=True
-            )
-        ]  # fmt: skip
-        register(records, dataset, entries, report)
-        report.parts += 1
-        report.part_keys.append(object_key)
-        if progress is not None:
-            progress(min(start + PART_ROWS, len(frame)), len(frame))
-    return report
+    return frame
 
 
-def register(records: Contract, dataset: str, entries: list[dict], report: ImportReport) -> None:
-    """Register record entries in batches, counting what was new, changed and unchanged."""
-    for start in range(0, len(entries), REGISTER_BATCH):
-        batch = entries[start : start + REGISTER_BATCH]
-        counts = json.loads(records.submit("RegisterRecords", dataset, json.dumps(batch)))
-        report.registered += counts["registered"]
-        report.updated += counts["updated"]
-        report.unchanged += counts["unchanged"]
-        report.deleted += counts.get("deleted", 0)
+def file_tag(frame: pd.DataFrame) -> str:
+    """A short name for a file's rows (from their hashes): the same rows, the same name."""
+    return sha256_hex("".join(row_hashes(frame)).encode())[:12]
 
 
-def ensure_dataset(records: Contract, dataset: str, kind: str, schema: dict) -> dict | None:
-    """The dataset as the ledger has it, or None when it had none and it is registered
-    now, of ``kind`` with ``schema``; InvalidArgument if it is registered as another kind."""
+def table_parts(table: pd.DataFrame, dataset: str, imported: dict[str, str]) -> list[Part]:
+    """The table cut into parts of ``PART_ROWS`` rows, each named by its hash, or by the key
+    the dataset registered its bytes under already (before parts were named by their hash,
+    they were numbered: ``{dataset}/part-000000.parquet``)."""
+    parts = []
+    for start in range(0, len(table), PART_ROWS):
+        rows = table.iloc[start : start + PART_ROWS]
+        data = part_bytes(rows)
+        digest = sha256_hex(data)
+        key = imported.get(digest) or content_key(dataset, PARTS, digest, ".parquet")
+        parts.append(Part(key, data, digest, rows, row_hashes(rows)))
+    return parts
+
+
+def registered_dataset(records: Contract, dataset: str, kind: str) -> dict | None:
+    """The dataset as the ledger has it, None if it has none; InvalidArgument if it is
+    registered as another kind."""
     try:
         existing = json.loads(records.evaluate("GetDataset", dataset))
     except EndorseError as error:
         if error.chaincode_status != ChaincodeStatus.NOT_FOUND:
             raise
-        records.submit("RegisterDataset", dataset, kind, json.dumps(schema))
         return None
     if existing["kind"] != kind:
         article = "an" if kind[0] in "aeiou" else "a"
@@ -210,11 +286,151 @@ def ensure_dataset(records: Contract, dataset: str, kind: str, schema: dict) -> 
     return existing
 
 
-def _ensure_dataset(records: Contract, dataset: str, frame: pd.DataFrame) -> None:
-    schema = infer_schema(frame)
-    existing = ensure_dataset(records, dataset, "tabular", schema)
-    if existing is None:
-        return
+def imported_parts(records: Contract, dataset: str) -> dict[str, str]:
+    """The parts an import registered for the dataset, their keys by hash; the parts of
+    writes (``{dataset}/writes/…``) are no file's, so they are left out."""
+    partitions = all_pages(
+        lambda mark: json.loads(records.evaluate("ListPartitions", dataset, 1000, mark)),
+        "partitions",
+    )
+    found = {}
+    for partition in partitions:
+        folder = partition["object_key"].removeprefix(f"{dataset}/").rpartition("/")[0]
+        if folder in ("", PARTS, MANIFESTS):  # "": numbered, before parts were hashed
+            found[partition["sha256"]] = partition["object_key"]
+    return found
+
+
+def adds_to_another_source(parts: list[Part], imported: dict[str, str]) -> bool:
+    """Whether this import would add parts to a dataset that holds parts of another file
+    (a file whose parts are all registered already is imported again, not added)."""
+    ours = {part.sha256 for part in parts}
+    return not set(imported) <= ours and not ours <= set(imported)
+
+
+def _continues(parts: list[Part], imported: dict[str, str]) -> bool:
+    return any(part.sha256 in imported for part in parts)
+
+
+def require_append(append: bool, dataset: str, source: str) -> None:
+    """Refuse, in one sentence, to add another ``source``'s records unless asked to."""
+    if not append:
+        raise FlowBlockError(
+            f"the dataset {dataset!r} already holds records from another {source}; pass "
+            f"--append (append=True) to add this {source}'s records to it (nothing was stored)."
+        )
+
+
+def check_records(records: Contract, dataset: str, parts: list[Part]) -> list[list[dict]]:
+    """What registering each part's records would do, asked of the ledger without writing
+    (an evaluate runs the transaction and orders nothing): a record it refuses (another
+    patient's, a bad id) is refused here, before anything is stored. The counts of each
+    batch of each part."""
+    checked, row = [], 0
+    for part in parts:
+        counts = []
+        for batch in part.batches():
+            try:
+                said = records.evaluate("RegisterRecords", dataset, json.dumps(batch))
+            except EndorseError as error:
+                raise _refusal(error, dataset, row) from None
+            counts.append(json.loads(said))
+            row += len(batch)
+        checked.append(counts)
+    return checked
+
+
+def _refusal(error: EndorseError, dataset: str, first_row: int) -> EndorseError:
+    """The ledger's refusal of a batch, naming the row of the file rather than of the batch."""
+    status = error.chaincode_status
+    if status is None or status >= ChaincodeStatus.INTERNAL_ERROR:
+        return error
+    said = re.sub(
+        r"^records\[(\d+)\]",
+        lambda found: f"row {first_row + int(found.group(1)) + 1}",
+        error.chaincode_message,
+    ).rstrip(".")
+    return EndorseError(
+        f"the ledger refused this import into {dataset!r}, so nothing was stored: {said}.",
+        error.tx_id,
+        error.details,
+        error.status,
+    )
+
+
+def store_and_register(
+    report: ImportReport,
+    records: Contract,
+    store: ObjectStore,
+    parts: list[Part],
+    imported: dict[str, str],
+    checked: list[list[dict]],
+    progress: Progress | None = None,
+) -> ImportReport:
+    """Store what the parts need that the bucket lacks, then register their records and,
+    last, each part: the data side reads only registered parts, so it never reads a row
+    whose record is not registered yet."""
+    present = _present(store, parts)
+
+    def put(key: str, data: bytes) -> None:
+        store.put(key, data)
+        present.add(key)
+        report.stored += 1
+
+    done = 0
+    for part, counts in zip(parts, checked, strict=True):
+        for key, path, digest in part.files:
+            if key not in present:
+                data = path.read_bytes()
+                if sha256_hex(data) != digest:
+                    raise FlowBlockError(f"{path} changed during the import; run it again.")
+                put(key, data)
+            done += 1
+            if progress is not None:
+                progress(done, report.rows)
+        if part.key not in present:
+            put(part.key, part.data)
+        register(records, report.dataset, part.batches(), report, counts)
+        if imported.get(part.sha256) != part.key:
+            rows = len(part)
+            records.submit("RegisterPartition", report.dataset, part.key, part.sha256, rows)
+        report.parts += 1
+        report.part_keys.append(part.key)
+        if not part.files:
+            done += len(part)
+            if progress is not None:
+                progress(done, report.rows)
+    return report
+
+
+def _present(store: ObjectStore, parts: list[Part]) -> set[str]:
+    """Which of the parts' objects the bucket holds already, listed a folder at a time."""
+    keys = [key for part in parts for key in (part.key, *(file[0] for file in part.files))]
+    folders = {key.rpartition("/")[0] + "/" for key in keys}
+    return {key for folder in sorted(folders) for key in store.list(folder)}
+
+
+def register(
+    records: Contract,
+    dataset: str,
+    batches: Iterable[list[dict]],
+    report: ImportReport,
+    checked: list[dict] | None = None,
+) -> None:
+    """Register batches of record entries, counting what was new, changed and unchanged; a
+    batch the ledger said would change nothing (``checked``) is not submitted again."""
+    for index, batch in enumerate(batches):
+        counts = checked[index] if checked is not None else None
+        if counts is None or counts["registered"] or counts["updated"]:
+            said = records.submit("RegisterRecords", dataset, json.dumps(batch))
+            counts = json.loads(said)
+        report.registered += counts["registered"]
+        report.updated += counts["updated"]
+        report.unchanged += counts["unchanged"]
+        report.deleted += counts.get("deleted", 0)
+
+
+def _require_columns(existing: dict, schema: dict, dataset: str) -> None:
     missing = set(schema["columns"]) - set(existing["schema"].get("columns", {}))
     if missing:
         raise InvalidArgument(

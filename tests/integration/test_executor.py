@@ -168,7 +168,7 @@ def test_a_revocation_while_running_is_honoured(study, demo_world):
 
 
 def test_a_tampered_object_fails_the_token_naming_the_record(study):
-    key = f"{study.dataset}/part-000000.parquet"
+    key = study.store.list(f"{study.dataset}/parts/")[0]
     changed = pd.read_parquet(io.BytesIO(study.store.get(key)))
     changed.loc[5, "systolic"] = 999.0
     buffer = io.BytesIO()

@@ -164,10 +164,12 @@ def test_a_reader_with_read_consent_gets_the_patients_image(xray, demo_world):
     assert base64.b64decode(row["image_base64"]) == (xray.folder / first["file"]).read_bytes()
 
 
-def test_a_tampered_image_fails_the_token_naming_the_record(xray):
+def test_a_tampered_image_fails_the_token_naming_the_record(xray, demo_world):
     victim = xray.manifest.iloc[3]
     record_id = victim["file"].split(".")[0]
-    xray.store.put(f"{xray.dataset}/images/{victim['file']}", b"\xff\xd8 another image")
+    steward = xray.pool(demo_world.identity("steward"), "records")
+    key = json.loads(steward.evaluate("GetRecord", xray.dataset, record_id))["object_key"]
+    xray.store.put(key, b"\xff\xd8 another image")
     job = xray.compute("pneumonia-classify")
     with pytest.raises(ComputationFailed, match=rf"record {record_id}"):
         job.wait(timeout=60)
