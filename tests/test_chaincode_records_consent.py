@@ -510,3 +510,14 @@ def test_every_change_to_a_request_or_a_consent_is_one_event(local):
         g["grant_id"] for g in revoked
     )
     assert len(payload["grants"]) == 2
+
+
+def test_a_registered_part_is_never_registered_again_with_other_contents(world):
+    """An object's key and hash are bound once: other bytes under the same key would mean
+    the stored object was replaced (finding 3, at the ledger)."""
+    world.setup(consent=False)
+    part = (world.steward, "records:RegisterPartition", world.dataset, "p/part.parquet")
+    assert world.submit(*part, "a" * 64, 3)["changed"] is True
+    assert world.submit(*part, "a" * 64, 3)["changed"] is False
+    world.refused(409, "registered with other contents", *part, "b" * 64, 3)
+    world.refused(409, "registered with other contents", *part, "a" * 64, 4)

@@ -290,6 +290,11 @@ def register_partition(
     existing = read(ctx, state_key)
     if existing is not None and all(existing[k] == v for k, v in entry.items()):
         return {**existing, "changed": False}
+    if existing is not None:  # its bytes were registered: others would mean they were replaced
+        raise Conflict(
+            f"the part {object_key!r} of {dataset!r} is registered with other contents; a "
+            "stored object is never replaced: store the new bytes under a key of their own"
+        )
     value = {**entry, "registered_by": by, "registered_at": timestamp(now(ctx))}
     write(ctx, state_key, value)
     emit(ctx, Event.RECORDS_REGISTERED, {"dataset": dataset, "partition": object_key})
