@@ -5,6 +5,10 @@ identity config that gives each organisation access to its own bucket only, plus
 admin identity this process uses to create the buckets. Every port is on 127.0.0.1
 and chosen free at start. It is ready when a signed request succeeds, not when its
 port answers.
+
+Only the S3 gateway is meant to be used, and only with an organisation's credentials:
+every other port answers only the server itself (see :mod:`.seaweedfs_security`), and
+everything it writes is its user's alone (folders 0700, files 0600).
 """
 
 from __future__ import annotations
@@ -16,12 +20,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
+from contextlib import suppress
 from pathlib import Path
 
 from flowblock.children import dying_with_parent
 from flowblock.errors import ConfigError
+from flowblock.executor.storage.seaweedfs_security import SeaweedSecurity
 from flowblock.identity.s3 import S3Credentials
 from flowblock.identity.wallet import write_private
 from flowblock.ports import free_ports
@@ -32,6 +37,9 @@ PORT_NAMES = (
     "master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
     "filer.port", "filer.port.grpc", "s3.port", "s3.port.grpc",
 )  # fmt: skip
+#: The parts whose gRPC API SeaweedFS also serves on a Unix socket, and where.
+GRPC_SOCKET_PARTS = ("master", "volume", "filer", "s3")
+GRPC_SOCKET_FOLDER = "/tmp"  # noqa: S108 - SeaweedFS's own fixed choice, not ours
 
 
 def weed_binary() -> str:
@@ -53,6 +61,7 @@ class SeaweedFS:
         self.organisations = organisations
         self.process: subprocess.Popen[bytes] | None = None
         self.ports: dict[str, int] = {}
+        self.security = SeaweedSecurity(self.directory / "security")
 
     @property
     def endpoint(self) -> str:
@@ -99,14 +108,15 @@ class SeaweedFS:
         return path
 
     def start(self, timeout: float = 60.0) -> SeaweedFS:
-        for sub in ("data", "tmp"):
-            (self.directory / sub).mkdir(parents=True, exist_ok=True)
+        self._make_private_directories()
         config = self.write_config()
+        config_dir = self.security.ensure()
         self._tidy_after_previous_run()
         self.ports = dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES)), strict=True))
-        (self.directory / "ports.json").write_text(json.dumps(self.ports))
+        (self.directory / "ports.json").unlink(missing_ok=True)
+        write_private(self.directory / "ports.json", json.dumps(self.ports).encode())
         argv = [
-            weed_binary(), "-logtostderr", "server", "-s3",
+            weed_binary(), "-logtostderr", f"-config_dir={config_dir}", "server", "-s3",
             "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             *(f"-{name}={port}" for name, port in self.ports.items()),
             "-s3.port.iceberg=0", "-s3.port.lance=0", "-s3.iam=false",
@@ -114,18 +124,41 @@ class SeaweedFS:
             f"-s3.localSocket={self.directory / 's3.sock'}",
             "-master.telemetry=false", "-master.volumeSizeLimitMB=64", "-volume.max=16",
             "-volume.preStopSeconds=0", f"-dir={self.directory / 'data'}", f"-s3.config={config}",
+            "-disableHttp",  # the master's and the filer's HTTP APIs: S3 uses gRPC and JWTs
         ]  # fmt: skip
         log = open(self.directory / "seaweedfs.log", "ab")  # noqa: SIM115 - the server's log
+        os.chmod(log.fileno(), 0o600)
         self.process = subprocess.Popen(  # noqa: S603 - our binary, argv built from constants
             dying_with_parent(argv),
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "TMPDIR": str(self.directory / "tmp")},
+            cwd=self.directory,
+            env=self.environment(),
             start_new_session=True,
+            umask=0o077,  # its volumes, indexes and sockets: this user's alone
         )
         log.close()
         self._wait_until_ready(timeout)
         return self
+
+    def environment(self) -> dict[str, str]:
+        """The server's environment: its own temp folder, and no ``WEED_*`` variable, which
+        would override its ``security.toml``."""
+        kept = {name: value for name, value in os.environ.items() if not name.startswith("WEED_")}
+        return {**kept, "TMPDIR": str(self.directory / "tmp")}
+
+    def _make_private_directories(self) -> None:
+        """The server's folder and its data and temp folders, 0700 even if they existed;
+        and what an older version left readable by others made private too."""
+        for path in (self.directory, self.directory / "data", self.directory / "tmp"):
+            path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for root, _folders, files in os.walk(self.directory):  # links are not followed
+            os.chmod(root, 0o700)
+            for name in files:
+                path = os.path.join(root, name)
+                with suppress(FileNotFoundError):
+                    if not os.path.islink(path) and os.stat(path).st_mode & 0o077:
+                        os.chmod(path, 0o600)
 
     def _wait_until_ready(self, timeout: float) -> None:
         """Create every organisation's bucket, retrying until a signed request succeeds."""
@@ -187,7 +220,12 @@ class SeaweedFS:
     def _remove_sockets(self, ports: dict[str, int]) -> None:
         for name in ("filer.sock", "s3.sock"):
             (self.directory / name).unlink(missing_ok=True)
-        # SeaweedFS leaves its S3 gRPC socket in the system temp folder, whatever TMPDIR says.
-        s3_grpc = ports.get("s3.port.grpc")
-        if s3_grpc:
-            Path(tempfile.gettempdir(), f"seaweedfs-s3-grpc-{s3_grpc}.sock").unlink(missing_ok=True)
+        # SeaweedFS serves each part's gRPC API on a socket in /tmp too (a fixed path,
+        # whatever TMPDIR says; mutual TLS guards them as it does the ports), and a killed
+        # server leaves them there.
+        for part in GRPC_SOCKET_PARTS:
+            port = ports.get(f"{part}.port.grpc")
+            if port:
+                Path(GRPC_SOCKET_FOLDER, f"seaweedfs-{part}-grpc-{port}.sock").unlink(
+                    missing_ok=True
+                )

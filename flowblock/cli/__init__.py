@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from traitlets import TraitError
 from traitlets.config import ArgumentError
 
-from flowblock.cli.base import FlowBlockApp
+from flowblock.cli.base import PRIVATE_UMASK, FlowBlockApp
 from flowblock.errors import FlowBlockError
 
 
@@ -49,8 +50,14 @@ def innermost(app: FlowBlockApp) -> FlowBlockApp:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``flowblock``; an error is one line on stderr, never a traceback."""
+    """Run ``flowblock``; an error is one line on stderr, never a traceback.
+
+    Everything the command and the servers it starts write (keys, ledger, records) is
+    its user's alone, whatever umask it was started under; the caller's umask is given
+    back at the end, so ``main`` can run inside another program.
+    """
     app = FlowBlockMain.instance()
+    callers_umask = os.umask(PRIVATE_UMASK)
     try:
         app.initialize(argv)
         app.start()
@@ -72,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     finally:
+        os.umask(callers_umask)
         # Applications are singletons; forget them so main() can run again in-process.
         command: FlowBlockApp | None = app
         while command is not None:

@@ -8,7 +8,9 @@ command line, and ``--help-all`` documents them.
 from __future__ import annotations
 
 import difflib
+import os
 import signal
+import stat
 import threading
 from pathlib import Path
 
@@ -21,6 +23,8 @@ from flowblock.config import config_from_environment
 from flowblock.errors import ConfigError, InvalidArgument
 
 CONFIG_FILE = "flowblock_config.py"
+#: The umask ``flowblock`` runs under: what it creates, no other user can read or list.
+PRIVATE_UMASK = 0o077
 
 
 class StrictLoader(KVArgParseConfigLoader):
@@ -94,6 +98,20 @@ class FlowBlockApp(Application):
         self.load_configuration_file()
         self.update_config(environment)
         self.update_config(command_line)
+        self.make_data_dir_private()
+
+    def make_data_dir_private(self) -> None:
+        """Close the data directory to other users (0700) if it exists and is open, as a
+        version that ran under the user's umask may have left it; a command that creates
+        it does so under :data:`PRIVATE_UMASK`."""
+        path = self.data_path
+        try:
+            found = path.stat()
+        except OSError:
+            return  # not made yet, or not ours to look at: whoever makes it makes it private
+        if stat.S_ISDIR(found.st_mode) and found.st_uid == os.getuid() and found.st_mode & 0o077:
+            path.chmod(0o700)
+            self.log.info("made the data directory %s private to its user (0700)", path)
 
     def load_configuration_file(self) -> None:
         if self.config_file:

@@ -253,10 +253,17 @@ def organisation_of(certificate: x509.Certificate) -> str:
     return str(values[0].value) if values else ""
 
 
+def issuer_organisation(certificate: x509.Certificate) -> str:
+    """The organisation the certificate says issued it (a claim until its signature checks)."""
+    values = certificate.issuer.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    return str(values[0].value) if values else certificate.issuer.rfc4514_string()
+
+
 class ChainProblem(enum.Enum):
     """Why a certificate failed :func:`check_issued_by`."""
 
     UNTRUSTED = "not issued by a trusted certificate authority"
+    IMPOSTOR = "issued by another certificate authority with a trusted one's name"
     TAMPERED = "altered after its authority signed it"
 
 
@@ -265,9 +272,11 @@ def check_issued_by(
 ) -> ChainProblem | None:
     """None if one of ``authorities`` signed ``certificate``, else a :class:`ChainProblem`.
 
-    A certificate that names one of the authorities as issuer but whose signature does
-    not verify was altered after issue (tampered); one whose issuer is none of them is
-    simply not ours (untrusted).
+    A name is no proof: anyone can make a CA called like ours. So a certificate whose
+    signature does not verify is *tampered* only if it names, by its authority key
+    identifier, the key of the trusted authority it claims; one that names another key
+    (or none) came from an *impostor* with the same name; one whose issuer is named like
+    none of them is simply not ours (*untrusted*).
     """
     named = [ca for ca in authorities if ca.subject == certificate.issuer]
     for ca in named:
@@ -276,7 +285,31 @@ def check_issued_by(
         except (ValueError, TypeError, _CryptoInvalidSignature):
             continue
         return None
-    return ChainProblem.TAMPERED if named else ChainProblem.UNTRUSTED
+    if not named:
+        return ChainProblem.UNTRUSTED
+    signer = authority_key_identifier(certificate)
+    if signer is not None and signer in {subject_key_identifier(ca) for ca in named}:
+        return ChainProblem.TAMPERED
+    return ChainProblem.IMPOSTOR
+
+
+def authority_key_identifier(certificate: x509.Certificate) -> bytes | None:
+    """The key identifier of the authority that claims to have signed ``certificate``."""
+    try:
+        extension = certificate.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier)
+    except (x509.ExtensionNotFound, ValueError):
+        return None
+    return extension.value.key_identifier
+
+
+def subject_key_identifier(certificate: x509.Certificate) -> bytes:
+    """The key identifier of ``certificate``'s own key: its extension's, else computed as
+    RFC 5280 method 1 does (how FlowBlock's and Fabric's CAs make it)."""
+    try:
+        extension = certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+    except (x509.ExtensionNotFound, ValueError):
+        return x509.SubjectKeyIdentifier.from_public_key(certificate.public_key()).digest
+    return extension.value.digest
 
 
 def validity_problem(certificate: x509.Certificate, at: dt.datetime | None = None) -> str | None:

@@ -42,6 +42,7 @@ from flowblock.identity.certificates import (
     ChainProblem,
     check_issued_by,
     common_name,
+    issuer_organisation,
     organisation_of,
     read_attributes,
     role_of,
@@ -213,6 +214,13 @@ def load_wallet(
     if problem is ChainProblem.TAMPERED:
         raise CertificateTampered(
             shown, f"the certificate in {shown} was altered after its authority signed it."
+        )
+    if problem is ChainProblem.IMPOSTOR:
+        raise UntrustedCertificate(
+            shown,
+            f"the certificate in {shown} was not issued by the certificate authority of "
+            f"{issuer_organisation(certificate)!r} trusted here: another authority with the same "
+            "name signed it.",
         )
     if problem is ChainProblem.UNTRUSTED:
         raise UntrustedCertificate(

@@ -239,6 +239,38 @@ def test_wallet_from_another_ca_is_untrusted_by_that_network(hospital, universit
         load_wallet(path, trusted=[hospital.certificate])
 
 
+def test_a_wallet_from_an_impostor_ca_of_the_same_name_is_untrusted_not_tampered(tmp_path):
+    """An attacker's CA named like ours issues a wallet: it was never ours, so it is
+    UntrustedCertificate saying so; 'altered after its authority signed it' would send
+    an operator looking for a corrupted file instead of a foreign authority."""
+    real = CertificateAuthority.create(tmp_path / "real", "Hospital")
+    impostor = CertificateAuthority.create(tmp_path / "impostor", "Hospital")
+    assert impostor.certificate.subject == real.certificate.subject
+    path = impostor.issue_wallet(tmp_path / "impostor", "mallory", "admin")
+    with pytest.raises(errors.UntrustedCertificate) as caught:
+        load_wallet(path, trusted=[real.certificate])
+    assert not isinstance(caught.value, errors.CertificateTampered)
+    message = str(caught.value)
+    assert "not issued by the certificate authority of 'Hospital'" in message
+    assert "altered" not in message
+    assert message.endswith(".") and ". " not in message  # one sentence
+
+
+def test_a_tampered_certificate_of_our_own_ca_is_still_called_altered(tmp_path):
+    """The same issuer key (named by the certificate's authority key identifier) with a
+    signature that does not verify is an alteration, even beside an impostor's CA."""
+    real = CertificateAuthority.create(tmp_path / "real", "Hospital")
+    impostor = CertificateAuthority.create(tmp_path / "impostor", "Hospital")
+    path = real.issue_wallet(tmp_path / "real", "mallory", "researcher")
+    der = bytearray(load_wallet(path).certificate.public_bytes(serialization.Encoding.DER))
+    der[der.find(b"mallory") + 6] = ord("z")
+    (path / CERT_FILE).write_bytes(
+        x509.load_der_x509_certificate(bytes(der)).public_bytes(serialization.Encoding.PEM)
+    )
+    with pytest.raises(errors.CertificateTampered, match="altered"):
+        load_wallet(path, trusted=[impostor.certificate, real.certificate])
+
+
 def test_readable_key_is_refused(hospital, data_dir):
     path = hospital.issue_wallet(data_dir, "alice", "researcher")
     os.chmod(path / KEY_FILE, 0o644)
