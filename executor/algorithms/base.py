@@ -146,11 +146,18 @@ def publish_algorithms(catalogue: Contract) -> list[type[Algorithm]]:
     """Put every installed algorithm the catalogue lacks into it; those it published.
 
     ``catalogue`` is the ``catalogue`` contract as an admin of the data organisation.
-    An algorithm already listed at its version is left alone: a changed one needs a new
-    version, so a token's code hash always names the code it was approved for.
+    An algorithm its organisation already listed at its version is left alone: a changed
+    one needs a new version, so a token's code hash always names the code it was approved
+    for. Another organisation's entry of the same name and version is not its own: the
+    catalogue keeps each organisation's versions apart.
     """
+    organisation = catalogue.network.gateway.identity.organisation
     listed = json.loads(catalogue.evaluate("ListMethods"))
-    published = {(method["name"], method["version"]) for method in listed}
+    published = {
+        (method["name"], method["version"])
+        for method in listed
+        if method["publisher"] == organisation
+    }
     new = [a for key, a in sorted(load_algorithms().items()) if key not in published]
     for algorithm in new:
         catalogue.submit("Publish", json.dumps(algorithm.catalogue_entry()))

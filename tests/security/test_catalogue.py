@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 
+import pytest
+
 from flowblock.testing.flowblock_ledger import method_spec
 
 PARAMS = json.dumps({"column": "age"})
@@ -72,3 +74,33 @@ def test_a_version_taken_first_by_another_organisation_does_not_block_its_owner(
     ]
     assert listed == [("1.0", "Hospital", True), ("2.0", "Hospital", True),
                       ("2.0", "University", False)]  # fmt: skip
+
+
+@pytest.mark.unit
+def test_the_hospital_publishes_its_algorithms_whoever_took_their_names_first(tmp_path, demo_world):
+    """``flowblock algorithms publish`` skipped any name and version another organisation
+    had published, so the University taking ``mean@1.0`` first kept the Hospital's out."""
+    from flowblock.chaincode.contracts import CHAINCODE_NAME, flowblock_chaincode
+    from flowblock.executor.algorithms import load_algorithms, publish_algorithms
+    from flowblock.testing.chaincode import LocalGateway, LocalLedger
+
+    ledger = LocalLedger(flowblock_chaincode(), tmp_path, name=CHAINCODE_NAME)
+    try:
+
+        def catalogue(admin):
+            return (
+                LocalGateway(ledger, admin)
+                .get_network("flowblock")
+                .get_contract(CHAINCODE_NAME, "catalogue")
+            )
+
+        university = catalogue(demo_world.identity("admin", org="University"))
+        mean = load_algorithms()[("mean", "1.0")]
+        university.submit("Publish", json.dumps(mean.catalogue_entry()))
+        published = publish_algorithms(catalogue(demo_world.identity("admin", org="Hospital")))
+        assert mean in published
+        listed = json.loads(university.evaluate("ListMethods"))
+        owners = {m["publisher"] for m in listed if (m["name"], m["version"]) == ("mean", "1.0")}
+        assert owners == {"Hospital", "University"}
+    finally:
+        ledger.close()
