@@ -13,11 +13,13 @@ installed code still has that hash.
 from __future__ import annotations
 
 import abc
+import difflib
 import functools
 import hashlib
 import importlib
 import inspect
 import json
+from collections.abc import Iterable
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -45,6 +47,26 @@ def plain_records(frame: pd.DataFrame) -> list[dict]:
 
 class AlgorithmError(FlowBlockError):
     """An algorithm could not run on this input; the message says why, without data."""
+
+
+def check_columns(frame: pd.DataFrame, columns: Iterable[str]) -> None:
+    """Refuse a column the rows lack, by name: the nearest the dataset has, or all of them.
+
+    A misspelt column would otherwise surface as whatever the first use of it breaks
+    ("not numeric", a KeyError); column names are the dataset's public schema.
+    """
+    for column in columns:
+        if column not in frame.columns:
+            names = sorted(str(name) for name in frame.columns)
+            close = difflib.get_close_matches(str(column), names, n=1)
+            if close:
+                raise AlgorithmError(
+                    f"the column {column!r} is not in the dataset; did you mean {close[0]!r}?"
+                )
+            raise AlgorithmError(
+                f"the column {column!r} is not in the dataset, whose columns are "
+                f"{', '.join(names)}."
+            )
 
 
 class Algorithm(abc.ABC):

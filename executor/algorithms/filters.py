@@ -8,6 +8,7 @@ is touched; nothing is ever evaluated as an expression.
 
 from __future__ import annotations
 
+import difflib
 import operator
 from typing import Any
 
@@ -40,9 +41,11 @@ GROUP_BY_SCHEMA = {
 def column_type(schema: dict, column: str) -> str:
     columns = schema.get("columns", {})
     if column not in columns:
+        close = difflib.get_close_matches(column, list(columns), n=1)
         raise InvalidArgument(
-            f"the column {column!r}", "one of the dataset's: " + ", ".join(sorted(columns))
-        )
+            f"the column {column!r}", "one of the dataset's: " + ", ".join(sorted(columns)),
+            hint=f"did you mean {close[0]!r}?" if close else "",
+        )  # fmt: skip
     spec = columns[column]
     return spec["type"] if isinstance(spec, dict) else spec
 

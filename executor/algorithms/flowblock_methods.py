@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from flowblock.executor.algorithms import statistics
-from flowblock.executor.algorithms.base import Algorithm, AlgorithmError, plain
+from flowblock.executor.algorithms.base import Algorithm, AlgorithmError, check_columns, plain
 from flowblock.executor.algorithms.filters import GROUP_BY_SCHEMA, WHERE_SCHEMA
 from flowblock.executor.algorithms.statistics import _groups, _numeric
 
@@ -94,8 +94,7 @@ class _Chart(Algorithm):
 
     def run(self, frame: pd.DataFrame, params: dict[str, Any]) -> dict:
         column = params["column"]
-        if column not in frame.columns:
-            raise AlgorithmError(f"the column {column!r} is not in the dataset.")
+        check_columns(frame, [column])
         counts = frame[column].value_counts(sort=False).sort_index()
         groups = [{column: plain(value), "count": int(n)} for value, n in counts.items()]
         return {"chart": self.kind, "column": column, "groups": groups}

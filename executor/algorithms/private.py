@@ -15,13 +15,14 @@ so by parallel composition each group's mechanism may spend the whole ε.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from flowblock.executor.algorithms.base import AlgorithmError, plain
+from flowblock.executor.algorithms.base import AlgorithmError, check_columns, plain
 
 #: The column naming each row's patient (as ``flowblock.executor.ingest`` writes it; not
 #: imported from there, as the sandbox that runs algorithms needs no ledger client).
@@ -32,6 +33,9 @@ DP_CONFIDENCE = 0.95
 DP_QUANTILE_CANDIDATES = 512
 #: The most groups (combinations of categories) one DP query may answer.
 DP_MAX_GROUPS = 100
+#: The widest public bounds a DP query may clamp to: far beyond any measurement, and
+#: within reach of OpenDP's sensitivity arithmetic (a bound near 1e308 overflows it).
+DP_MAX_BOUND = 1e15
 
 
 def epsilon_of(params: dict[str, Any]) -> float:
@@ -101,7 +105,8 @@ def _first_records(patients: pd.Series) -> np.ndarray | None:
 
 
 def _numeric(frame: pd.DataFrame, column: str) -> np.ndarray:
-    if column not in frame.columns or not pd.api.types.is_numeric_dtype(frame[column]):
+    check_columns(frame, [column])
+    if not pd.api.types.is_numeric_dtype(frame[column]):
         raise AlgorithmError(f"the column {column!r} is not numeric.")
     series = frame[column]
     if isinstance(series.dtype, np.dtype):  # a view where the column is float already
@@ -112,10 +117,11 @@ def _numeric(frame: pd.DataFrame, column: str) -> np.ndarray:
 def _categorical(frame: pd.DataFrame, key: str) -> pd.Categorical:
     """A group_by column with its public categories: a boolean's two values, or the
     values the schema lists for a category column (``datasets.lean`` sets them)."""
-    column = frame[key] if key in frame.columns else None
+    check_columns(frame, [key])
+    column = frame[key]
     if column is not None and pd.api.types.is_bool_dtype(column.dtype):
         return pd.Categorical(column, categories=[False, True])
-    if column is None or not isinstance(column.dtype, pd.CategoricalDtype):
+    if not isinstance(column.dtype, pd.CategoricalDtype):
         raise AlgorithmError(
             f"group_by in differential-privacy mode needs boolean columns or categories "
             f"the dataset's schema lists; {key!r} is neither."
@@ -146,11 +152,49 @@ class _Groups:
 
 def _bounds(params: dict[str, Any]) -> tuple[float, float]:
     bounds = params.get("bounds")
-    if not bounds or not bounds[0] < bounds[1]:
+    numbers = (
+        isinstance(bounds, list | tuple) and len(bounds) == 2
+        and all(isinstance(b, int | float) and not isinstance(b, bool) for b in bounds)
+    )  # fmt: skip
+    if not numbers or not -DP_MAX_BOUND <= bounds[0] < bounds[1] <= DP_MAX_BOUND:
+        got = "" if bounds is None else f"; got {bounds!r}"
         raise AlgorithmError(
-            "differential-privacy mode needs bounds [lower, upper] with lower < upper."
+            f"differential-privacy mode needs bounds [lower, upper] with -{DP_MAX_BOUND:g} "
+            f"<= lower < upper <= {DP_MAX_BOUND:g}{got}."
         )
     return float(bounds[0]), float(bounds[1])
+
+
+def _spaced(bounds: tuple[float, float], count: int, what: str) -> np.ndarray:
+    """``count`` values evenly spaced over the bounds, each distinct (OpenDP needs them so)."""
+    values = np.linspace(*bounds, count)
+    if not np.all(np.diff(values) > 0):
+        raise AlgorithmError(
+            f"the bounds [{bounds[0]!r}, {bounds[1]!r}] are too close together to split "
+            f"into {what}; widen them."
+        )
+    return values
+
+
+def _calibrated(statistic: Callable[[pd.DataFrame, dict[str, Any]], dict]):
+    """``statistic``, refusing in one sentence what OpenDP cannot calibrate (an ε so
+    small that its noise scale overflows), instead of failing as an OpenDPException."""
+
+    @functools.wraps(statistic)
+    def calibrated(frame: pd.DataFrame, params: dict[str, Any]) -> dict:
+        from opendp.mod import OpenDPException
+
+        try:
+            return statistic(frame, params)
+        except OpenDPException:  # its text may hold values; the parameters are the user's
+            bounds = params.get("bounds")
+            shown = "" if bounds is None else f" with bounds {bounds!r}"
+            raise AlgorithmError(
+                f"differential privacy cannot be calibrated for ε = {epsilon_of(params):g}"
+                f"{shown}; ask for a larger ε or other bounds."
+            ) from None
+
+    return calibrated
 
 
 def _accuracy(dp, scale: float, discrete: bool) -> float:
@@ -218,6 +262,7 @@ def _answer(partitions: _Partitions, **statistics: Callable[[np.ndarray], Any]) 
     ]
 
 
+@_calibrated
 def dp_count(frame: pd.DataFrame, params: dict[str, Any]) -> dict:
     """The number of patients (per group), with discrete Laplace noise spending all of ε."""
     dp, epsilon = _opendp(), epsilon_of(params)
@@ -227,6 +272,7 @@ def dp_count(frame: pd.DataFrame, params: dict[str, Any]) -> dict:
     return {"groups": _answer(partitions, count=lambda v: _count_of(count(v))), "dp": note}
 
 
+@_calibrated
 def dp_total(frame: pd.DataFrame, params: dict[str, Any]) -> dict:
     """The sum of values clamped to the public bounds, with Laplace noise spending all of ε."""
     dp, epsilon, column = _opendp(), epsilon_of(params), params["column"]
@@ -237,6 +283,7 @@ def dp_total(frame: pd.DataFrame, params: dict[str, Any]) -> dict:
     return {"column": column, "groups": groups, "dp": note}
 
 
+@_calibrated
 def dp_mean(frame: pd.DataFrame, params: dict[str, Any]) -> dict:
     """A clamped sum and a count, each with half of ε, composed into one OpenDP
     measurement (one pass over the values); the mean is their ratio."""
@@ -258,6 +305,7 @@ def dp_mean(frame: pd.DataFrame, params: dict[str, Any]) -> dict:
     return {"column": column, "groups": groups, "dp": note}
 
 
+@_calibrated
 def dp_histogram(frame: pd.DataFrame, params: dict[str, Any]) -> dict:
     """Counts in equal-width bins over the public bounds, each with discrete Laplace noise.
 
@@ -267,7 +315,7 @@ def dp_histogram(frame: pd.DataFrame, params: dict[str, Any]) -> dict:
     dp, epsilon, column = _opendp(), epsilon_of(params), params["column"]
     partitions, (low, high) = _Partitions(frame, params, column), _bounds(params)
     bins = params.get("bins", 10)
-    edges = np.linspace(low, high, bins + 1)
+    edges = _spaced((low, high), bins + 1, f"{bins} bins")
     binned = dp.t.make_find_bin(*_vectors(dp), edges=list(edges[1:-1]))
     counts = binned >> dp.t.then_count_by_categories(
         categories=list(range(bins - 1)), null_category=True
@@ -278,13 +326,15 @@ def dp_histogram(frame: pd.DataFrame, params: dict[str, Any]) -> dict:
     return {"column": column, "edges": [float(e) for e in edges], "groups": groups, "dp": note}
 
 
+@_calibrated
 def dp_quantiles(frame: pd.DataFrame, params: dict[str, Any]) -> dict:
     """Each quantile chosen among candidates over the bounds by OpenDP's noisy max on
     quantile scores, with ε split evenly between the quantiles asked for."""
     dp, epsilon, column = _opendp(), epsilon_of(params), params["column"]
     partitions, (low, high) = _Partitions(frame, params, column), _bounds(params)
     q = params.get("q", [0.25, 0.5, 0.75])
-    candidates = [float(c) for c in np.linspace(low, high, DP_QUANTILE_CANDIDATES)]
+    spaced = _spaced((low, high), DP_QUANTILE_CANDIDATES, f"{DP_QUANTILE_CANDIDATES} candidates")
+    candidates = [float(c) for c in spaced]
     selections, scales = {}, {}
     for alpha in q:
         scores = dp.t.make_quantile_score_candidates(*_vectors(dp), candidates, alpha)

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from flowblock.executor.algorithms.base import Algorithm, AlgorithmError
+from flowblock.executor.algorithms.base import Algorithm, AlgorithmError, check_columns
 from flowblock.executor.algorithms.filters import WHERE_SCHEMA
 
 _PARAMETERS = {
@@ -27,9 +27,7 @@ def _design(
     frame: pd.DataFrame, params: dict[str, Any]
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     columns = [params["outcome"], *params["predictors"]]
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise AlgorithmError(f"the column {missing[0]!r} is not in the dataset.")
+    check_columns(frame, columns)
     data = frame[columns].dropna()
     predictors = pd.get_dummies(data[params["predictors"]], drop_first=True, dtype=float)
     names = ["intercept", *predictors.columns]

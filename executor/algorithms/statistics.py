@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from flowblock.executor.algorithms import private
-from flowblock.executor.algorithms.base import Algorithm, AlgorithmError, plain
+from flowblock.executor.algorithms.base import Algorithm, AlgorithmError, check_columns, plain
 from flowblock.executor.algorithms.filters import GROUP_BY_SCHEMA, WHERE_SCHEMA
 from flowblock.executor.algorithms.private import (
     dp_count,
@@ -58,13 +58,15 @@ def _groups(frame: pd.DataFrame, params: dict[str, Any]):
     if not keys:
         yield {}, frame
         return
+    check_columns(frame, keys)
     for values, group in frame.groupby(keys, sort=True, dropna=False):
         values = values if isinstance(values, tuple) else (values,)
         yield dict(zip(keys, [plain(v) for v in values], strict=True)), group
 
 
 def _numeric(frame: pd.DataFrame, column: str) -> pd.Series:
-    if column not in frame.columns or not pd.api.types.is_numeric_dtype(frame[column]):
+    check_columns(frame, [column])
+    if not pd.api.types.is_numeric_dtype(frame[column]):
         raise AlgorithmError(f"the column {column!r} is not numeric.")
     return frame[column].dropna()
 
@@ -211,6 +213,7 @@ class Crosstab(Algorithm):
         return [params[name] for name in ("rows", "columns") if name in params]
 
     def run(self, frame: pd.DataFrame, params: dict[str, Any]) -> dict:
+        check_columns(frame, [params["rows"], params["columns"]])
         table = pd.crosstab(frame[params["rows"]], frame[params["columns"]])
         return {
             "rows": [plain(v) for v in table.index],

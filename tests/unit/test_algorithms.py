@@ -28,6 +28,7 @@ from flowblock.executor.algorithms.statistics import (
     Mean,
     Quantiles,
     Std,
+    Sum,
 )
 from flowblock.executor.datasets import lean
 from flowblock.schema import check_schema, validate
@@ -189,3 +190,86 @@ def test_parameters_are_validated_by_the_published_schema():
     validate({"column": "age", "where": [["sex", "==", "F"]]}, Mean.parameters)
     with pytest.raises(InvalidArgument, match="did you mean 'column'"):
         validate({"colum": "age"}, Mean.parameters)
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "params"),
+    [
+        (Mean, {"column": "systolc"}),
+        (Mean, {"column": "systolc", "epsilon": 1.0, "bounds": [60, 200]}),
+        (Histogram, {"column": "systolc", "group_by": ["sex"]}),
+        (LinearRegression, {"outcome": "systolc", "predictors": ["age"]}),
+        (Crosstab, {"rows": "sex", "columns": "systolc"}),
+        (BarChart, {"column": "systolc"}),
+    ],
+    ids=["mean", "dp-mean", "grouped-histogram", "regression", "crosstab", "chart"],
+)
+def test_a_column_the_dataset_lacks_is_named_as_missing_not_as_not_numeric(algorithm, params):
+    with pytest.raises(AlgorithmError) as refused:
+        algorithm().run(FRAME.assign(patient_id=range(len(FRAME))), params)
+    assert str(refused.value) == (
+        "the column 'systolc' is not in the dataset; did you mean 'systolic'?"
+    )
+
+
+def test_a_missing_column_with_no_near_name_lists_the_dataset_s_columns():
+    with pytest.raises(AlgorithmError) as refused:
+        Mean().run(FRAME[["patient_id", "age", "bmi"]], {"column": "weight"})
+    assert str(refused.value) == (
+        "the column 'weight' is not in the dataset, whose columns are age, bmi, patient_id."
+    )
+
+
+def test_a_column_that_is_there_but_not_numeric_is_called_so():
+    with pytest.raises(AlgorithmError, match=r"^the column 'sex' is not numeric\.$"):
+        Mean().run(FRAME, {"column": "sex"})
+
+
+DP_ROWS = FRAME.assign(patient_id=range(len(FRAME)))
+DP_STATISTICS = [
+    (Sum, {"column": "systolic"}),
+    (Mean, {"column": "systolic"}),
+    (Histogram, {"column": "systolic", "bins": 5}),
+    (Quantiles, {"column": "systolic", "q": [0.5]}),
+]
+DP_IDS = ["sum", "mean", "histogram", "quantiles"]
+
+
+@pytest.mark.parametrize("bounds", [[-1e308, 1e308], [0, 1e308], [0, float("inf")],
+                                    [float("nan"), 1], [5, 5], ["0", "9"]])  # fmt: skip
+@pytest.mark.parametrize(("algorithm", "params"), DP_STATISTICS, ids=DP_IDS)
+def test_extreme_dp_bounds_are_refused_in_one_sentence_about_the_bounds(algorithm, params, bounds):
+    with pytest.raises(AlgorithmError) as refused:
+        algorithm().run(DP_ROWS, {**params, "bounds": bounds, "epsilon": 1.0})
+    assert str(refused.value).startswith(
+        "differential-privacy mode needs bounds [lower, upper] with -1e+15 <= lower < upper "
+        "<= 1e+15"
+    )
+    assert str(refused.value).count(".") <= 1 + str(bounds).count(".")  # one sentence
+
+
+@pytest.mark.parametrize(("algorithm", "params"), DP_STATISTICS[2:], ids=DP_IDS[2:])
+def test_dp_bounds_too_close_to_split_are_refused_as_such(algorithm, params):
+    upper = 1.0000000000000009  # four floats above 1: too few for 5 bins or 512 candidates
+    with pytest.raises(AlgorithmError) as refused:
+        algorithm().run(DP_ROWS, {**params, "bounds": [1.0, upper], "epsilon": 1.0})
+    assert str(refused.value).startswith(
+        "the bounds [1.0, 1.0000000000000009] are too close together to split into "
+    )
+    assert str(refused.value).endswith("; widen them.")
+
+
+def test_an_epsilon_opendp_cannot_calibrate_is_refused_in_one_sentence():
+    with pytest.raises(AlgorithmError) as refused:
+        Quantiles().run(DP_ROWS, {"column": "systolic", "q": [0.5], "bounds": [60, 200],
+                                  "epsilon": 1e-300})  # fmt: skip
+    assert str(refused.value) == (
+        "differential privacy cannot be calibrated for ε = 1e-300 with bounds [60, 200]; "
+        "ask for a larger ε or other bounds."
+    )
+
+
+def test_a_filter_on_a_misspelt_column_suggests_the_right_one():
+    with pytest.raises(InvalidArgument) as refused:
+        check_where([["systolc", ">", 120]], VITALS_SCHEMA)
+    assert str(refused.value).endswith("; did you mean 'systolic'?")
