@@ -13,6 +13,7 @@ configuration (``c.DisclosurePolicy.min_cohort = 20``).
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -72,10 +73,16 @@ class ExecutorSettings(Configurable):
     ).tag(config=True)
     cpu_seconds = Int(600, help="CPU seconds one algorithm run may use.").tag(config=True)
     memory_mb = Int(8192, help="Memory one algorithm run may use, in MiB.").tag(config=True)
+    processes = Int(
+        0,
+        help="Processes and threads one algorithm run may have at once (TensorFlow's threads "
+        "count). 0: the sandbox's default, max(128, 4 per core).",
+    ).tag(config=True)
 
     @property
     def limits(self) -> Limits:
-        return Limits(cpu_seconds=self.cpu_seconds, memory_bytes=self.memory_mb * 1024**2)
+        limits = Limits(cpu_seconds=self.cpu_seconds, memory_bytes=self.memory_mb * 1024**2)
+        return replace(limits, processes=self.processes) if self.processes else limits
 
     @property
     def policy(self) -> DisclosurePolicy:

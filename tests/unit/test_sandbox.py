@@ -137,3 +137,14 @@ def test_root_without_the_capabilities_to_change_user_is_named(monkeypatch):
 
 def test_the_default_process_limit_is_finite():
     assert 0 < Limits().processes < 10_000
+
+
+def test_the_process_limit_is_a_setting_of_the_executor():
+    from traitlets.config import Config
+
+    from flowblock.executor.settings import ExecutorSettings
+
+    config = Config()
+    config.ExecutorSettings.processes = 40
+    assert ExecutorSettings(config=config).limits.processes == 40
+    assert ExecutorSettings().limits.processes == Limits().processes  # 0: the default
