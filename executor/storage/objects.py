@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 
 import s3fs
+from botocore.exceptions import EndpointConnectionError
 
 from flowblock.errors import FlowBlockError
 from flowblock.identity.s3 import S3Credentials
@@ -121,5 +122,10 @@ def _translated(key: str, bucket: str) -> Iterator[None]:
         ) from error
     except FileNotFoundError as error:
         raise StorageError(f"there is no object {key!r} in bucket {bucket!r}.") from error
-    except (OSError, ConnectionError) as error:
-        raise StorageError(f"the S3 server failed a request for {key!r}: {error}") from error
+    except (OSError, ConnectionError, EndpointConnectionError) as error:
+        raise StorageError(
+            f"the S3 server did not answer a request for {key!r} in bucket {bucket!r}; the "
+            "data organisation's storage is down or unreachable."
+            if isinstance(error, EndpointConnectionError)
+            else f"the S3 server failed a request for {key!r}: {error}"
+        ) from error

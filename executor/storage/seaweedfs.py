@@ -112,7 +112,9 @@ class SeaweedFS:
         config = self.write_config()
         config_dir = self.security.ensure()
         self._tidy_after_previous_run()
-        self.ports = dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES)), strict=True))
+        # Started again (a supervisor restarting it), it keeps its ports: its clients know
+        # it by its endpoint.
+        self.ports = self.ports or dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES)), strict=True))
         (self.directory / "ports.json").unlink(missing_ok=True)
         write_private(self.directory / "ports.json", json.dumps(self.ports).encode())
         argv = [

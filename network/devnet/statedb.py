@@ -206,7 +206,8 @@ class StateDB:
             db.execute("INSERT OR REPLACE INTO meta VALUES ('height', ?)", (number + 1,))
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # SQLite rolls back by itself on a full disk (SQLITE_FULL)
+                db.execute("ROLLBACK")
             raise
 
     def close(self) -> None:
