@@ -33,6 +33,9 @@ from flowblock.ports import free_ports
 
 #: The actions an organisation gets on its own bucket.
 BUCKET_ACTIONS = ("Read", "Write", "List", "Tagging")
+#: Go's soft heap limit for the server (GOMEMLIMIT; one set in the environment wins): the
+#: collector works harder near it rather than let an idle server keep a busy moment's heap.
+GO_MEMORY_LIMIT = "192MiB"
 PORT_NAMES = (
     "master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
     "filer.port", "filer.port.grpc", "s3.port", "s3.port.grpc",
@@ -144,10 +147,11 @@ class SeaweedFS:
         return self
 
     def environment(self) -> dict[str, str]:
-        """The server's environment: its own temp folder, and no ``WEED_*`` variable, which
-        would override its ``security.toml``."""
+        """The server's environment: its own temp folder, no ``WEED_*`` variable (one would
+        override its ``security.toml``), and a soft memory limit for Go's collector, which
+        otherwise lets the heap grow to twice its largest live size and keeps it."""
         kept = {name: value for name, value in os.environ.items() if not name.startswith("WEED_")}
-        return {**kept, "TMPDIR": str(self.directory / "tmp")}
+        return {"GOMEMLIMIT": GO_MEMORY_LIMIT, **kept, "TMPDIR": str(self.directory / "tmp")}
 
     def _make_private_directories(self) -> None:
         """The server's folder and its data and temp folders, 0700 even if they existed;
