@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from flowblock.identity import signing
+from flowblock.identity.certificates import key_usage
 from flowblock.identity.wallet import write_private
 
 #: The parts that serve gRPC, plus ``client``: the certificate each part shows when it
@@ -139,7 +140,7 @@ class SeaweedSecurity:
         ca = (
             _builder(ca_name, ca_name, ca_key.public_key(), now)
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(_key_usage(certificate_authority=True), critical=True)
+            .add_extension(key_usage(certificate_authority=True), critical=True)
             .sign(ca_key, hashes.SHA256())
         )
         # The CA's key signs these five and is never written down: nothing can issue
@@ -150,7 +151,7 @@ class SeaweedSecurity:
             certificate = (
                 _builder(subject, ca_name, key.public_key(), now)
                 .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                .add_extension(_key_usage(certificate_authority=False), critical=True)
+                .add_extension(key_usage(certificate_authority=False), critical=True)
                 .add_extension(
                     x509.ExtendedKeyUsage(
                         [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
@@ -179,20 +180,6 @@ def _builder(subject: x509.Name, issuer: x509.Name, public_key, now: dt.datetime
         .serial_number(x509.random_serial_number())
         .not_valid_before(now)
         .not_valid_after(now + dt.timedelta(days=VALID_DAYS))
-    )
-
-
-def _key_usage(*, certificate_authority: bool) -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=certificate_authority,
-        crl_sign=certificate_authority,
-        encipher_only=False,
-        decipher_only=False,
     )
 
 

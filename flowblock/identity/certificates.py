@@ -81,7 +81,7 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _key_usage(*, certificate_authority: bool) -> x509.KeyUsage:
+def key_usage(*, certificate_authority: bool) -> x509.KeyUsage:
     """Signing for everyone; signing certificates and CRLs for an authority only."""
     return x509.KeyUsage(
         digital_signature=True,
@@ -117,7 +117,7 @@ def build_ca_certificate(
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=valid_days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(_key_usage(certificate_authority=True), critical=True)
+        .add_extension(key_usage(certificate_authority=True), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .sign(key, hashes.SHA256())
     )
@@ -164,7 +164,7 @@ def build_certificate(
         .not_valid_before(not_before)
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_key_usage(certificate_authority=False), critical=True)
+        .add_extension(key_usage(certificate_authority=False), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False
