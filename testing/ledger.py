@@ -112,3 +112,17 @@ class DevnetProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.kill()
+
+
+def block_store_with(path: Path, count: int) -> None:
+    """A block file of ``count`` small chained blocks, for tests of the store and verify."""
+    from flowblock.ledger import blocks
+    from flowblock.network.devnet.blockstore import BlockStore
+
+    store = BlockStore(path)
+    previous = b""
+    for number in range(count):
+        block = blocks.new_block(number, previous, [f"tx{number}".encode()])
+        store.append(block)
+        previous = blocks.header_hash(block.header)
+    store.close()

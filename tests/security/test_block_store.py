@@ -15,12 +15,11 @@ import pytest
 
 from flowblock.cli import main
 from flowblock.errors import LedgerError
-from flowblock.ledger import blocks
 from flowblock.network.devnet.blockstore import BlockStore, DamagedBlockFile
 from flowblock.network.devnet.ledger import ChannelLedger
 from flowblock.network.devnet.statedb import StateDB
 from flowblock.network.verify import verify_chain
-from flowblock.testing.ledger import DevnetProcess
+from flowblock.testing.ledger import DevnetProcess, block_store_with
 
 CHANNEL = "flowblock"
 
@@ -38,16 +37,6 @@ def _flip_a_bit_in_the_body_of(path, number: int) -> bytes:
     data[offset + length // 2] ^= 0x01
     path.write_bytes(bytes(data))
     return bytes(data)
-
-
-def _store_with(path, count: int) -> None:
-    store = BlockStore(path)
-    previous = b""
-    for number in range(count):
-        block = blocks.new_block(number, previous, [f"tx{number}".encode()])
-        store.append(block)
-        previous = blocks.header_hash(block.header)
-    store.close()
 
 
 def _commit_heights(path, height: int) -> None:
@@ -92,7 +81,7 @@ def test_a_damaged_committed_tail_stops_the_ledger_rewriting_nothing(tmp_path):
     directory = tmp_path / "channel"
     directory.mkdir()
     path = directory / "blocks.bin"
-    _store_with(path, 3)
+    block_store_with(path, 3)
     _commit_heights(directory / "state.sqlite", 3)
     damaged = _flip_a_bit_in_the_body_of(path, 2)
     with pytest.raises(DamagedBlockFile, match="block 2 is damaged") as caught:
@@ -105,13 +94,13 @@ def test_a_damaged_committed_tail_stops_the_ledger_rewriting_nothing(tmp_path):
 @pytest.mark.unit
 def test_a_torn_uncommitted_tail_is_still_cut_off(tmp_path):
     path = tmp_path / "blocks.bin"
-    _store_with(path, 3)
+    block_store_with(path, 3)
     _flip_a_bit_in_the_body_of(path, 2)
     store = BlockStore(path, committed=2)  # the state never applied block 2
     assert store.height == 2
     store.close()
     whole = path.read_bytes()
-    _store_with(tmp_path / "short.bin", 3)
+    block_store_with(tmp_path / "short.bin", 3)
     (tmp_path / "short.bin").write_bytes((tmp_path / "short.bin").read_bytes()[:-5])
     store = BlockStore(tmp_path / "short.bin", committed=2)
     assert store.height == 2
@@ -122,7 +111,7 @@ def test_a_torn_uncommitted_tail_is_still_cut_off(tmp_path):
 @pytest.mark.unit
 def test_blocks_the_state_committed_but_the_file_lacks_stop_the_ledger(tmp_path):
     path = tmp_path / "blocks.bin"
-    _store_with(path, 3)
+    block_store_with(path, 3)
     store = BlockStore(path, read_only=True)
     offset, _ = store._offsets[2]
     store.close()
@@ -140,7 +129,7 @@ def test_verify_names_a_torn_tail_only_when_the_state_committed_it(tmp_path):
     directory = tmp_path / "channel"
     directory.mkdir()
     path = directory / "blocks.bin"
-    _store_with(path, 3)
+    block_store_with(path, 3)
     _flip_a_bit_in_the_body_of(path, 2)
     (tmp_path / "elsewhere.bin").write_bytes(path.read_bytes())  # no state beside it
     _commit_heights(directory / "state.sqlite", 2)
@@ -154,7 +143,7 @@ def test_verify_names_a_torn_tail_only_when_the_state_committed_it(tmp_path):
 @pytest.mark.unit
 def test_verify_summary_names_the_block_whose_header_is_damaged(tmp_path, capsys):
     path = tmp_path / "blocks.bin"
-    _store_with(path, 3)
+    block_store_with(path, 3)
     store = BlockStore(path, read_only=True)
     second_body, _ = store._offsets[1]
     store.close()

@@ -10,6 +10,7 @@ from fabric_protos.peer import proposal_pb2, proposal_response_pb2
 
 from flowblock.ledger import blocks, protocol
 from flowblock.network.devnet.blockstore import BlockStore, DamagedBlockFile
+from flowblock.testing.ledger import block_store_with
 
 
 def test_transaction_id_is_sha256_of_nonce_and_creator(demo_world):
@@ -96,19 +97,9 @@ def test_new_blocks_chain_and_hash_their_data():
     assert len(second.metadata.metadata) == len(common_pb2.BlockMetadataIndex.items())
 
 
-def _store_with(path, count: int) -> None:
-    store = BlockStore(path)
-    previous = b""
-    for number in range(count):
-        block = blocks.new_block(number, previous, [f"tx{number}".encode()])
-        store.append(block)
-        previous = blocks.header_hash(block.header)
-    store.close()
-
-
 def test_block_store_drops_only_a_record_cut_short_by_a_crash(tmp_path):
     path = tmp_path / "blocks.bin"
-    _store_with(path, 3)
+    block_store_with(path, 3)
     whole = path.read_bytes()
     for cut in (5, 11, 20):  # inside the last record's body, and its header
         path.write_bytes(whole[:-cut])
@@ -121,14 +112,14 @@ def test_block_store_drops_only_a_record_cut_short_by_a_crash(tmp_path):
 
 def test_a_torn_last_body_is_dropped_and_a_damaged_middle_one_kept(tmp_path):
     path = tmp_path / "blocks.bin"
-    _store_with(path, 3)
+    block_store_with(path, 3)
     whole = bytearray(path.read_bytes())
     whole[-2] ^= 0xFF  # the last block's body: bytes a crash never finished writing
     path.write_bytes(bytes(whole))
     store = BlockStore(path)
     assert store.height == 2
     store.close()
-    _store_with(tmp_path / "again.bin", 3)
+    block_store_with(tmp_path / "again.bin", 3)
     data = bytearray((tmp_path / "again.bin").read_bytes())
     store = BlockStore(tmp_path / "again.bin", read_only=True)
     middle, _ = store._offsets[1]
@@ -143,7 +134,7 @@ def test_a_torn_last_body_is_dropped_and_a_damaged_middle_one_kept(tmp_path):
 
 def test_block_store_refuses_to_open_over_a_damaged_record_header(tmp_path):
     path = tmp_path / "blocks.bin"
-    _store_with(path, 3)
+    block_store_with(path, 3)
     store = BlockStore(path, read_only=True)
     second_body, _ = store._offsets[1]
     store.close()
@@ -157,7 +148,7 @@ def test_block_store_refuses_to_open_over_a_damaged_record_header(tmp_path):
 
 def test_a_read_only_store_repairs_nothing(tmp_path):
     path = tmp_path / "blocks.bin"
-    _store_with(path, 2)
+    block_store_with(path, 2)
     torn = path.read_bytes()[:-3]
     path.write_bytes(torn)
     assert BlockStore(path, read_only=True).height == 1
