@@ -14,6 +14,7 @@ from flowblock.chaincode.stub import (
     ChaincodeError,
     ChaincodeStub,
     create_composite_key,
+    implicit_collection,
     split_composite_key,
 )
 
@@ -26,6 +27,7 @@ __all__ = [
     "Context",
     "Contract",
     "create_composite_key",
+    "implicit_collection",
     "split_composite_key",
     "transaction",
 ]

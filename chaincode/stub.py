@@ -2,7 +2,9 @@
 
 Every call becomes a message to the peer over the chaincode protocol and blocks until
 the peer answers; the peer records reads and writes into the transaction's read/write
-set. Key rules are Fabric's: simple keys may not start with U+0000 (that prefix is the
+set. Private data goes through the same messages with a collection named, as in
+Fabric's shim: its values stay on the collection's members, its hashes reach the block.
+Key rules are Fabric's: simple keys may not start with U+0000 (that prefix is the
 composite-key namespace) and a plain range query never returns composite keys.
 """
 
@@ -17,6 +19,7 @@ from fabric_protos.ledger.queryresult import kv_query_result_pb2
 from fabric_protos.peer import chaincode_event_pb2, chaincode_shim_pb2, proposal_pb2
 
 from flowblock.chaincode.identity import ClientIdentity
+from flowblock.ledger.collections import implicit_collection as implicit_collection
 from flowblock.ledger.protocol import UnpackedProposal, unpack_proposal
 from flowblock.ledger.shim_params import ChaincodeAdditionalParams
 from flowblock.vocabulary import ChaincodeStatus
@@ -166,26 +169,41 @@ class ChaincodeStub:
         return values
 
     def put_state(self, key: str, value: bytes) -> None:
+        self._put("", key, value)
+
+    def del_state(self, key: str) -> None:
+        self._delete("", key)
+
+    def _put(self, collection: str, key: str, value: bytes) -> None:
         if not isinstance(value, bytes | bytearray):
             raise ChaincodeError(f"the value of {key!r} must be bytes")
         if self._batch is not None:
             self._batch.append(
                 chaincode_shim_pb2.WriteRecord(
-                    key=_writable(key), value=value, type=chaincode_shim_pb2.WriteRecord.PUT_STATE
+                    key=_writable(key),
+                    value=value,
+                    collection=collection,
+                    type=chaincode_shim_pb2.WriteRecord.PUT_STATE,
                 )
             )
             return
-        self._call(Message.PUT_STATE, chaincode_shim_pb2.PutState(key=_writable(key), value=value))
+        self._call(
+            Message.PUT_STATE,
+            chaincode_shim_pb2.PutState(key=_writable(key), value=value, collection=collection),
+        )
 
-    def del_state(self, key: str) -> None:
+    def _delete(self, collection: str, key: str) -> None:
         if self._batch is not None:
             self._batch.append(
                 chaincode_shim_pb2.WriteRecord(
-                    key=_writable(key), type=chaincode_shim_pb2.WriteRecord.DEL_STATE
+                    key=_writable(key),
+                    collection=collection,
+                    type=chaincode_shim_pb2.WriteRecord.DEL_STATE,
                 )
             )
             return
-        self._call(Message.DEL_STATE, chaincode_shim_pb2.DelState(key=_writable(key)))
+        request = chaincode_shim_pb2.DelState(key=_writable(key), collection=collection)
+        self._call(Message.DEL_STATE, request)
 
     def start_write_batch(self) -> None:
         """Collect the writes that follow and send them together (Fabric 3.1's write batch).
@@ -204,6 +222,47 @@ class ChaincodeStub:
                 Message.WRITE_BATCH_STATE,
                 chaincode_shim_pb2.WriteBatchState(rec=batch[start : start + size]),
             )
+
+    # -- private data ------------------------------------------------------------
+
+    def get_private_data(self, collection: str, key: str) -> bytes | None:
+        """The value of ``key`` in ``collection``, or None; only a member peer can answer."""
+        reply = self._call(
+            Message.GET_STATE,
+            chaincode_shim_pb2.GetState(key=key, collection=_collection(collection)),
+        )
+        return reply.payload or None
+
+    def get_private_data_hash(self, collection: str, key: str) -> bytes | None:
+        """The SHA-256 of ``key``'s value in ``collection`` (32 bytes), or None if absent.
+
+        Every peer of the channel can answer: the hashes are in the blocks.
+        """
+        reply = self._call(
+            Message.GET_PRIVATE_DATA_HASH,
+            chaincode_shim_pb2.GetState(key=key, collection=_collection(collection)),
+        )
+        return reply.payload or None
+
+    def put_private_data(self, collection: str, key: str, value: bytes) -> None:
+        """Write ``key`` in ``collection``: the value to its members, its hash to the block."""
+        self._put(_collection(collection), key, value)
+
+    def del_private_data(self, collection: str, key: str) -> None:
+        self._delete(_collection(collection), key)
+
+    def get_private_data_by_range(self, collection: str, start: str, end: str) -> Iterator[KV]:
+        """Keys of ``collection`` in [start, end); as in Fabric, a transaction that runs
+        one cannot write."""
+        start = _simple(start) if start else EMPTY_KEY_SUBSTITUTE
+        end = _simple(end) if end else ""
+        return self._range(start, end, None, _collection(collection))[0]
+
+    def get_private_data_by_partial_composite_key(
+        self, collection: str, object_type: str, attributes: list[str]
+    ) -> Iterator[KV]:
+        start = create_composite_key(object_type, attributes)
+        return self._range(start, start + MAX_UNICODE_RUNE, None, _collection(collection))[0]
 
     # -- queries -------------------------------------------------------------------
 
@@ -249,10 +308,10 @@ class ChaincodeStub:
             )
 
     def _range(
-        self, start: str, end: str, metadata: bytes | None
+        self, start: str, end: str, metadata: bytes | None, collection: str = ""
     ) -> tuple[Iterator[KV], Callable[[], str]]:
         request = chaincode_shim_pb2.GetStateByRange(
-            startKey=start, endKey=end, metadata=metadata or b""
+            startKey=start, endKey=end, metadata=metadata or b"", collection=collection
         )
         first = chaincode_shim_pb2.QueryResponse.FromString(
             self._call(Message.GET_STATE_BY_RANGE, request).payload
@@ -322,6 +381,12 @@ def _simple(key: str) -> str:
             BAD_REQUEST,
         )
     return key
+
+
+def _collection(name: str) -> str:
+    if not name:
+        raise ChaincodeError("a private data collection must be named", BAD_REQUEST)
+    return name
 
 
 def _writable(key: str) -> str:

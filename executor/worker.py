@@ -25,6 +25,7 @@ import pandas as pd
 from cryptography import x509
 
 from flowblock.canonical import canonical_json
+from flowblock.cohorts import TRANSIENT_FIELD, cohort_parts, commitment, new_salt, part_hash
 from flowblock.errors import (
     CommitError,
     DisclosureRefused,
@@ -39,6 +40,7 @@ from flowblock.executor.disclosure import DisclosurePolicy
 from flowblock.executor.sandbox import Limits, run_sandboxed
 from flowblock.executor.storage.objects import ObjectStore, sha256_hex
 from flowblock.identity import Identity
+from flowblock.identity.certificates import msp_id
 from flowblock.ledger import Contract
 from flowblock.schema import validate
 from flowblock.sealing import digest, seal
@@ -51,8 +53,6 @@ OUTPUTS, MODELS, WRITES = "outputs", "models", "writes"
 #: Tokens whose usage receipts may not all be on the ledger yet: one empty object each,
 #: written before the token is completed and removed once every receipt is recorded.
 RECEIPTS_DUE = "receipts-due"
-#: Patients per usage-receipt transaction.
-RECEIPTS_PER_TRANSACTION = 5_000
 
 #: How many times a computation is re-run when patients revoke while it runs.
 MAX_RERUNS = 2
@@ -86,10 +86,11 @@ class Executor:
         #: Every row a token, read or write uses comes from here (parts cached between them).
         self.datasets = Datasets(contract, store, organisation)
 
-    def ledger(self, function: str, *args: Any, submit: bool = False) -> Any:
-        """Evaluate (or ``submit``) a FlowBlock chaincode function; its JSON result."""
+    def ledger(self, function: str, *args: Any, submit: bool = False, **options: Any) -> Any:
+        """Evaluate (or ``submit``) a FlowBlock chaincode function; its JSON result.
+        ``options``: the Contract's (``transient``, ``endorsing_organisations``)."""
         call = self.contract.submit if submit else self.contract.evaluate
-        payload = call(function, *args)
+        payload = call(function, *args, **options)
         return json.loads(payload) if payload else None
 
     # -- one token ---------------------------------------------------------------------
@@ -180,7 +181,8 @@ class Executor:
             result, patients = self._compute(token, algorithm)
         # The whole output stays data-side, for later tokens of a flow; what is released
         # is the result, or for a labelling step only that its labels were kept.
-        output = canonical_json({"value": result, "patients": patients})
+        salt = new_salt()  # kept with the output: the receipts are recorded from it
+        output = canonical_json({"value": result, "patients": patients, "salt": salt})
         output_hash = sha256_hex(output)
         self.store.put(output_key(token["token_id"], output_hash), output)
         released = {"kept_data_side": True} if algorithm.disclosure_class == "labels" else result
@@ -190,6 +192,7 @@ class Executor:
         )  # fmt: skip
         reader = x509.load_pem_x509_certificate(token["requester_certificate"].encode())
         self.store.put(f"{RECEIPTS_DUE}/{token['token_id']}", b"")
+        hashes = [part_hash(part) for part in cohort_parts(token["token_id"], salt, patients)]
         self.ledger(
             "Complete",
             token["token_id"],
@@ -197,7 +200,8 @@ class Executor:
                 {
                     "encrypted": seal(plaintext, reader.public_key(), token["token_id"]),
                     "result_hash": digest(plaintext),
-                    "cohort_hash": sha256_hex(canonical_json(patients)),
+                    "cohort_commitment": commitment(hashes),
+                    "cohort_parts": hashes,
                     "cohort_size": self.policy.published_cohort_size(token, patients),
                     "code_hash": algorithm.code_hash(),
                     "policy_hash": self.policy.hash,
@@ -207,7 +211,7 @@ class Executor:
             ),
             submit=True,
         )
-        self._record_receipts(token["token_id"], patients)
+        self._record_receipts(token["token_id"], patients, salt)
 
     def record_receipts_due(self, token: dict) -> None:
         """Finish recording a completed token's usage receipts, if a stop interrupted it.
@@ -220,14 +224,24 @@ class Executor:
         if not self.store.exists(f"{RECEIPTS_DUE}/{token_id}"):
             return
         if token["status"] == "DONE":
-            self._record_receipts(token_id, self.load_output(token_id)["patients"])
+            output = self.load_output(token_id)
+            self._record_receipts(token_id, output["patients"], output["salt"])
         elif token["status"] != "RUNNING":
             self.store.delete(f"{RECEIPTS_DUE}/{token_id}")  # nothing of it was released
 
-    def _record_receipts(self, token_id: str, patients: list[str]) -> None:
-        for start in range(0, len(patients), RECEIPTS_PER_TRANSACTION):
-            batch = patients[start : start + RECEIPTS_PER_TRANSACTION]
-            self.ledger("consent:RecordUsage", token_id, json.dumps(batch), submit=True)
+    def _record_receipts(self, token_id: str, patients: list[str], salt: str) -> None:
+        """Record the cohort, part by part, in this organisation's private collection: each
+        part travels as transient data to this organisation's peer alone, which alone
+        endorses (the collection's policy), so no other organisation ever holds it."""
+        own = [msp_id(self.organisation)]
+        for part in cohort_parts(token_id, salt, patients):
+            self.ledger(
+                "consent:RecordUsage",
+                token_id,
+                submit=True,
+                transient={TRANSIENT_FIELD: part},
+                endorsing_organisations=own,
+            )
         self.store.delete(f"{RECEIPTS_DUE}/{token_id}")
 
     def _compute(self, token: dict, algorithm: type[Algorithm]) -> tuple[Any, list[str]]:
@@ -250,6 +264,9 @@ class Executor:
             rows = self.datasets.cohort_rows(
                 token["dataset"], cohort, where=where, with_patient_hashes=not images
             )
+            # Too small is refused here, before anything runs, in one sentence whatever
+            # the size (none included): no failure or timing tells empty from small.
+            self.policy.require_cohort(token, len(rows.patients))
             given = (
                 rows.frame.assign(image=self.datasets.images_of(rows.frame))
                 if images

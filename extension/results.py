@@ -26,8 +26,9 @@ class _Traced:
     provenance: dict
 
     @property
-    def cohort_size(self) -> int:
-        """How many patients' records the result was computed from."""
+    def cohort_size(self) -> int | None:
+        """How many patients' records the result was computed from, rounded like every
+        released count; None under differential privacy (only the noisy count is released)."""
         return self.provenance["result"]["cohort_size"]
 
     def _trace(self, result: Result) -> None:

@@ -104,7 +104,8 @@ class Result:
     provenance: dict = field(repr=False)
 
     @property
-    def cohort_size(self) -> int:
+    def cohort_size(self) -> int | None:
+        """The cohort size as released: rounded like every count, none under DP."""
         return self.provenance["result"]["cohort_size"]
 
 
@@ -410,6 +411,18 @@ class Client:
         return sorted(
             changes, key=lambda change: (change["time"], _STAGE[change["token"]["status"]])
         )
+
+    def receipts(self) -> list[dict]:
+        """A patient's receipts: every computation that used your data (which dataset,
+        method, who asked, for what, when), read from your organisation's private data."""
+        return all_pages(
+            lambda bookmark: self._evaluate("consent:MyReceipts", 100, bookmark), "receipts"
+        )
+
+    def cohort(self, token_id: str) -> dict:
+        """The private opening of a token's cohort commitment, for the data organisation's
+        auditor: its parts, as recorded (``verify`` checks them against the ledger)."""
+        return self._evaluate("consent:Cohort", token_id)
 
     def budget(self, dataset: str) -> dict:
         """Your differential-privacy budget on ``dataset``: ε granted, spent and left."""

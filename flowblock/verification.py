@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from flowblock.client import _STAGE, refusal
+from flowblock.cohorts import commitment, part_hash
 from flowblock.errors import EndorseError, FlowBlockError
 from flowblock.identity.certificates import check_issued_by, msp_id, node_ou
 from flowblock.identity.signing import verify as verify_signature
@@ -66,6 +67,8 @@ def verify(client: Client, token_id: str) -> Verification:
     checks += _check_result(client, token)
     checks.append(_check_code(client, token))
     checks.append(_check_trail(client, token))
+    if _may_open_cohort(client, token):
+        checks.append(_check_cohort(client, token))
     for input_id in token["inputs"]:
         earlier = client._evaluate("GetToken", input_id)
         kept = (earlier["result"] or {}).get("output_hash", "")
@@ -147,20 +150,30 @@ def _check_endorsements(client: Client, token: dict) -> Check:
 
 
 def _check_result(client: Client, token: dict) -> list[Check]:
-    """The sealed result opens for you, matches its hash on the ledger, and names its token."""
+    """The sealed result opens for you, matches its hash on the ledger, and names its token
+    (for its requester: nobody else can open it); the policy it was released under."""
     if token["status"] != "DONE":
         missing = f"the token is {token['status']}; there is no result to check"
         return [Check("result hash", False, missing)]
     result = token["result"]
+    policy = result.get("policy_hash", "")
+    checks = [
+        Check(
+            "policy hash",
+            len(policy) == 64,
+            f"disclosure policy {policy[:12]}… of {token['data_org']} recorded with the result",
+        )
+    ]
+    if "encrypted" not in result:  # sealed to its requester, shown to nobody else
+        return checks
     try:
         plaintext = open_sealed(result["encrypted"], client.identity, token["token_id"])
     except FlowBlockError as error:
-        return [Check("result hash", False, str(error))]
+        return [Check("result hash", False, str(error)), *checks]
     opened = digest(plaintext)
     released = json.loads(plaintext)
     named = (released.get("token_id"), released.get("method"), released.get("version"))
     expected = (token["token_id"], token["method"], token["version"])
-    policy = result.get("policy_hash", "")
     return [
         Check(
             "result hash",
@@ -173,12 +186,38 @@ def _check_result(client: Client, token: dict) -> list[Check]:
             named == expected,
             f"the result names {named[1]}@{named[2]} for token {str(named[0])[:12]}…",
         ),
-        Check(
-            "policy hash",
-            len(policy) == 64,
-            f"disclosure policy {policy[:12]}… of {token['data_org']} recorded with the result",
-        ),
+        *checks,
     ]
+
+
+def _may_open_cohort(client: Client, token: dict) -> bool:
+    """Only the data organisation's own auditor, steward or executor may read its cohorts."""
+    identity = client.identity
+    return (
+        token["status"] == "DONE"
+        and identity.organisation == token["data_org"]
+        and identity.role in ("auditor", "steward", "executor")
+    )
+
+
+def _check_cohort(client: Client, token: dict) -> Check:
+    """The cohort kept privately opens the commitment the result recorded on the ledger."""
+    result = token["result"]
+    try:
+        opened = client._evaluate("consent:Cohort", token["token_id"])
+    except FlowBlockError as error:
+        return Check("cohort commitment", False, str(error))
+    parts = [part.encode() for part in opened["parts"]]
+    hashes = [part_hash(part) for part in parts]
+    patients = sum(len(json.loads(part)["patients"]) for part in parts)
+    ok = hashes == result["cohort_parts"] and commitment(hashes) == result["cohort_commitment"]
+    return Check(
+        "cohort commitment",
+        ok,
+        f"{len(parts)} private part(s), {patients} patient(s), "
+        + ("open" if ok else "do NOT open")
+        + f" the commitment {result['cohort_commitment'][:12]}… on the ledger",
+    )
 
 
 def _check_code(client: Client, token: dict) -> Check:

@@ -5,6 +5,9 @@ state requests and a real (SQLite) world state, and signs real proposals for the
 callers, so identities, attributes, timestamps, queries, history and events behave
 as on the devnet. What it leaves out is the network: no endorsement by several peers,
 no ordering and no MVCC, since each submit commits at once, alone in its block.
+Private data behaves as on the caller's own organisation's peer: a caller reads the
+values of its organisation's implicit collection only, every caller reads hashes, and
+a submit commits private writes (values for the owner, hashes for all).
 
 ``LocalGateway`` puts a Gateway's shape over it, so that a ``flowblock.Client`` or an
 ``Executor`` runs against the chaincode in-process.
@@ -26,8 +29,9 @@ from flowblock.identity import Identity
 from flowblock.ledger import Status, protocol
 from flowblock.network.devnet.chaincode_client import READY_OFFER
 from flowblock.network.devnet.peer import ERROR_THRESHOLD, StateRequests
+from flowblock.network.devnet.private_data import Membership, key_hash, value_hash
 from flowblock.network.devnet.simulation import Simulation
-from flowblock.network.devnet.statedb import CommittedTransaction, StateDB, Write
+from flowblock.network.devnet.statedb import CommittedTransaction, HashedWrite, StateDB, Write
 
 Message = chaincode_shim_pb2.ChaincodeMessage
 
@@ -53,6 +57,9 @@ class LocalLedger:
     #: What the simulated peer offers in READY: the devnet's batches by default,
     #: ``PeerOffer()`` to behave like a Fabric 2.5 peer that offers none.
     offer: PeerOffer = field(default_factory=lambda: PeerOffer.from_ready(READY_OFFER))
+    #: The channel's organisations (MSP ids), whose implicit collections exist; empty
+    #: accepts any organisation's.
+    organisations: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         self.state = StateDB(Path(self.directory) / "state.sqlite")
@@ -66,8 +73,12 @@ class LocalLedger:
         *args: object,
         submit: bool = True,
         timestamp: dt.datetime | None = None,
+        transient: dict[str, bytes] | None = None,
+        peer_organisation: str = "",
     ) -> bytes:
-        """Run ``function`` as ``identity``; commit its writes when ``submit`` and it succeeds."""
+        """Run ``function`` as ``identity`` on its own organisation's peer (or on
+        ``peer_organisation``'s), with ``transient`` as the proposal's transient map;
+        commit its writes when ``submit`` and it succeeds."""
         proposal = protocol.build_proposal(
             identity,
             self.channel,
@@ -75,10 +86,12 @@ class LocalLedger:
             function,
             [a if isinstance(a, bytes) else a.encode() if isinstance(a, str) else canonical_json(a)
              for a in args],
+            transient=transient,
             timestamp=timestamp,
         )  # fmt: skip
         unpacked = protocol.unpack_proposal(proposal.signed)
-        simulation = Simulation(self.state, self.name)
+        membership = Membership(peer_organisation or identity.msp_id, self.organisations)
+        simulation = Simulation(self.state, self.name, membership)
         requests = StateRequests(simulation)
 
         def request(kind: int, payload: bytes) -> Message:
@@ -117,7 +130,18 @@ class LocalLedger:
             Write(self.name, key, value, number, 0, tx_id, moment.seconds, moment.nanos)
             for key, value in sorted(simulation.writes.items())
         ]
-        self.state.commit_block(number, writes, [CommittedTransaction(tx_id, number, 0, 0)])
+        private = [
+            HashedWrite(
+                self.name, collection, key_hash(key),
+                None if value is None else value_hash(value), number, 0,
+                simulation.membership.owner(collection), key, value,
+            )
+            for collection, changes in sorted(simulation.private_writes.items())
+            for key, value in sorted(changes.items())
+        ]  # fmt: skip
+        self.state.commit_block(
+            number, writes, [CommittedTransaction(tx_id, number, 0, 0)], private
+        )
 
     def close(self) -> None:
         self.state.close()
@@ -152,24 +176,62 @@ class LocalNetwork:
 
 @dataclass
 class LocalContract:
+    """A Contract's calls, as ``flowblock.ledger.gateway.Contract`` takes them. The one
+    peer that runs a call is the caller's organisation's, or the first of
+    ``target_organisations``/``endorsing_organisations``: there is no endorsement policy
+    to satisfy in-process."""
+
     network: LocalNetwork
     contract: str = ""
 
-    def submit(self, function: str, *args: object) -> bytes:
-        return self._invoke(True, function, args)
+    def submit(
+        self,
+        function: str,
+        *args: object,
+        transient: dict[str, object] | None = None,
+        endorsing_organisations: list[str] | None = None,
+    ) -> bytes:
+        return self._invoke(True, function, args, transient, endorsing_organisations)
 
-    def evaluate(self, function: str, *args: object) -> bytes:
-        return self._invoke(False, function, args)
+    def evaluate(
+        self,
+        function: str,
+        *args: object,
+        transient: dict[str, object] | None = None,
+        target_organisations: list[str] | None = None,
+    ) -> bytes:
+        return self._invoke(False, function, args, transient, target_organisations)
 
-    def submit_async(self, function: str, *args: object) -> LocalSubmitted:
-        result = self._invoke(True, function, args)
+    def submit_async(
+        self,
+        function: str,
+        *args: object,
+        transient: dict[str, object] | None = None,
+        endorsing_organisations: list[str] | None = None,
+    ) -> LocalSubmitted:
+        result = self._invoke(True, function, args, transient, endorsing_organisations)
         return LocalSubmitted(result, self.network.gateway.ledger.state.height - 1)
 
-    def _invoke(self, submit: bool, function: str, args: tuple) -> bytes:
+    def _invoke(
+        self,
+        submit: bool,
+        function: str,
+        args: tuple,
+        transient: dict[str, object] | None,
+        organisations: list[str] | None,
+    ) -> bytes:
         gateway = self.network.gateway
         name = f"{self.contract}:{function}" if self.contract else function
+        private = {key: _as_bytes(value) for key, value in (transient or {}).items()}
         try:
-            return gateway.ledger.invoke(gateway.identity, name, *args, submit=submit)
+            return gateway.ledger.invoke(
+                gateway.identity,
+                name,
+                *args,
+                submit=submit,
+                transient=private or None,
+                peer_organisation=(organisations or [""])[0],
+            )
         except ChaincodeRefused as refused:
             said = (gateway.identity.msp_id, str(refused))  # "chaincode response 404, …"
             raise EndorseError(
@@ -188,3 +250,10 @@ class LocalSubmitted:
 
     def status(self, timeout: float | None = None) -> Status:
         return Status("", transaction_pb2.VALID, self.block_number)
+
+
+def _as_bytes(value: object) -> bytes:
+    """A transient value as the Gateway client sends it: bytes, UTF-8 text or canonical JSON."""
+    if isinstance(value, bytes):
+        return value
+    return value.encode() if isinstance(value, str) else canonical_json(value)

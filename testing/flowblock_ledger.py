@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import pytest
 
 from flowblock.chaincode.contracts import CHAINCODE_NAME, flowblock_chaincode
+from flowblock.cohorts import TRANSIENT_FIELD, cohort_parts, commitment, part_hash
 from flowblock.errors import EndorseError
 from flowblock.identity import CertificateAuthority, Identity
 from flowblock.ledger import Gateway
@@ -34,8 +35,10 @@ class Refusal(Exception):
 
 
 class Driver(Protocol):
-    def submit(self, who: Identity, function: str, *args: Any) -> Any: ...
-    def evaluate(self, who: Identity, function: str, *args: Any) -> Any: ...
+    """``options``: ``transient`` (name -> bytes) and ``endorsing_organisations`` (MSP ids)."""
+
+    def submit(self, who: Identity, function: str, *args: Any, **options: Any) -> Any: ...
+    def evaluate(self, who: Identity, function: str, *args: Any, **options: Any) -> Any: ...
 
 
 def _decode(payload: bytes) -> Any:
@@ -48,17 +51,19 @@ class LocalDriver:
     def __init__(self, directory: Path) -> None:
         self.ledger = LocalLedger(flowblock_chaincode(), directory, name=CHAINCODE_NAME)
 
-    def _run(self, submit: bool, who: Identity, function: str, args: tuple) -> Any:
+    def _run(self, submit: bool, who: Identity, function: str, args: tuple, options) -> Any:
+        # In-process there is one peer, the caller's own: whom to endorse is moot.
+        options.pop("endorsing_organisations", None)
         try:
-            return _decode(self.ledger.invoke(who, function, *args, submit=submit))
+            return _decode(self.ledger.invoke(who, function, *args, submit=submit, **options))
         except ChaincodeRefused as refused:
             raise Refusal(refused.status, refused.message) from None
 
-    def submit(self, who: Identity, function: str, *args: Any) -> Any:
-        return self._run(True, who, function, args)
+    def submit(self, who: Identity, function: str, *args: Any, **options: Any) -> Any:
+        return self._run(True, who, function, args, options)
 
-    def evaluate(self, who: Identity, function: str, *args: Any) -> Any:
-        return self._run(False, who, function, args)
+    def evaluate(self, who: Identity, function: str, *args: Any, **options: Any) -> Any:
+        return self._run(False, who, function, args, options)
 
     def close(self) -> None:
         self.ledger.close()
@@ -78,19 +83,19 @@ class GatewayDriver:
             self._gateways[pem] = Gateway(self.address, who, timeout=30)
         return self._gateways[pem].get_network(self.channel).get_contract(CHAINCODE_NAME)
 
-    def _run(self, submit: bool, who: Identity, function: str, args: tuple) -> Any:
+    def _run(self, submit: bool, who: Identity, function: str, args: tuple, options) -> Any:
         contract = self._contract(who)
         try:
             call = contract.submit if submit else contract.evaluate
-            return _decode(call(function, *args))
+            return _decode(call(function, *args, **options))
         except EndorseError as error:
             raise Refusal(error.chaincode_status, error.chaincode_message) from None
 
-    def submit(self, who: Identity, function: str, *args: Any) -> Any:
-        return self._run(True, who, function, args)
+    def submit(self, who: Identity, function: str, *args: Any, **options: Any) -> Any:
+        return self._run(True, who, function, args, options)
 
-    def evaluate(self, who: Identity, function: str, *args: Any) -> Any:
-        return self._run(False, who, function, args)
+    def evaluate(self, who: Identity, function: str, *args: Any, **options: Any) -> Any:
+        return self._run(False, who, function, args, options)
 
     def close(self) -> None:
         for gateway in self._gateways.values():
@@ -177,17 +182,19 @@ class World:
         self.patients = [demo_world.identity(f"patient{i}") for i in (1, 2, 3)]
         self.hospital_ca = CertificateAuthority.load(demo_world.data_dir, "Hospital")
 
-    def submit(self, who, function, *args):
-        return self.driver.submit(who, function, *args)
+    def submit(self, who, function, *args, **options):
+        return self.driver.submit(who, function, *args, **options)
 
-    def evaluate(self, who, function, *args):
-        return self.driver.evaluate(who, function, *args)
+    def evaluate(self, who, function, *args, **options):
+        return self.driver.evaluate(who, function, *args, **options)
 
-    def refused(self, status: int, match: str, who, function, *args, submit: bool = True):
+    def refused(
+        self, status: int, match: str, who, function, *args, submit: bool = True, **options
+    ):
         """Assert the call is refused with ``status``, in one sentence containing ``match``."""
         call = self.submit if submit else self.evaluate
         with pytest.raises(Refusal) as caught:
-            call(who, function, *args)
+            call(who, function, *args, **options)
         assert caught.value.status == status, caught.value
         assert match in caught.value.message, caught.value
         assert "\n" not in caught.value.message
@@ -223,17 +230,37 @@ class World:
         )  # fmt: skip
 
     def result(self, **overrides):
+        """A completed result; its cohort commitment binds an opaque cohort of tests that
+        never record one (``complete`` binds a real one)."""
+        parts = [part_hash(b"an opaque cohort")]
         return json.dumps(
             {
                 "encrypted": "ZW5jcnlwdGVk",
                 "result_hash": "1" * 64,
-                "cohort_hash": "2" * 64,
-                "cohort_size": 2,
+                "cohort_commitment": commitment(parts),
+                "cohort_parts": parts,
+                "cohort_size": None if overrides.get("epsilon") else 2,  # none under DP
                 "code_hash": hashlib.sha256(f"{self.method}@1.0".encode()).hexdigest(),
                 "policy_hash": "3" * 64,
                 **overrides,
             }
         )
+
+    def complete(self, token_id: str, patients: list[str], **overrides) -> list[bytes]:
+        """Complete a running token with ``patients`` as its cohort; the cohort's parts,
+        for ``record_usage``."""
+        parts = cohort_parts(token_id, "5" * 64, patients)
+        hashes = [part_hash(part) for part in parts]
+        spec = {"cohort_parts": hashes, "cohort_commitment": commitment(hashes), **overrides}
+        self.submit(self.executor, "Complete", token_id, self.result(**spec))
+        return parts
+
+    def record_usage(self, token_id: str, part: bytes, who=None):
+        """Record one part of a cohort as the executor does: transient, its own peer only."""
+        return self.submit(
+            who or self.executor, "consent:RecordUsage", token_id,
+            transient={TRANSIENT_FIELD: part}, endorsing_organisations=["HospitalMSP"],
+        )  # fmt: skip
 
     def approved(self, **request):
         token = self.request(**request)

@@ -3,7 +3,8 @@
 ``Study`` imports a DataFrame as a new tabular dataset of the ``Hospital`` (through the
 real records contract and the real S3 server), has its first ``consenting`` patients
 grant compute consent to the ``University``, and gives the executor that runs its
-tokens and a :class:`flowblock.Client` for ``alice``. ``MemoryStore`` is an in-memory
+tokens and a :class:`flowblock.Client` for ``alice``; ``ages_apart`` makes a table for
+it. ``MemoryStore`` is an in-memory
 stand-in for :class:`flowblock.executor.storage.objects.ObjectStore`, for unit tests.
 """
 
@@ -14,11 +15,30 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from flowblock.ledger import Gateway, GatewayPool
 
 _datasets = itertools.count()
+
+
+def ages_apart(n: int, seed: int = 0, diagnoses: tuple[tuple[str, int], ...] = ()) -> pd.DataFrame:
+    """A small vitals table whose ages are 20… one apart, so a filter on age moves exactly
+    one patient; the first patients get ``diagnoses`` ((name, how many), …), the rest
+    ``common``."""
+    rng = np.random.default_rng(seed)
+    labels = [name for name, count in diagnoses for _ in range(count)] + ["common"] * n
+    return pd.DataFrame(
+        {
+            "patient_id": [f"p{i:03d}" for i in range(n)],
+            "age": np.arange(20, 20 + n),
+            "sex": (["F", "M"] * n)[:n],
+            "systolic": rng.normal(130, 12, n).round(1),
+            "heart_rate": rng.normal(72, 9, n).round(1),
+            "diagnosis": labels[:n],
+        }
+    )
 
 
 class MemoryStore:

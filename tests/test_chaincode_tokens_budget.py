@@ -31,7 +31,8 @@ def test_token_lifecycle_to_a_result_and_receipts(world):
     claimed = world.submit(world.executor, "Claim", token["token_id"])
     assert claimed["claimed_by"] == "executor@Hospital"
     world.submit(world.executor, "ReportProgress", token["token_id"], 40, "reading")
-    done = world.submit(world.executor, "Complete", token["token_id"], world.result())
+    parts = world.complete(token["token_id"], ["patient1@Hospital"])
+    done = world.token(token["token_id"])
     assert done["status"] == "DONE"
     assert world.token(token["token_id"])["result"]["encrypted"] == "ZW5jcnlwdGVk"
     audit = world.evaluate(world.auditor, "GetToken", token["token_id"])
@@ -45,9 +46,8 @@ def test_token_lifecycle_to_a_result_and_receipts(world):
         "APPROVED",
         "PENDING",
     ]
-    world.submit(
-        world.executor, "consent:RecordUsage", token["token_id"], json.dumps(["patient1@Hospital"])
-    )
+    (part,) = parts
+    world.record_usage(token["token_id"], part)
     receipts = world.evaluate(world.patients[0], "consent:MyReceipts", 10, "")
     assert token["token_id"] in [r["token_id"] for r in receipts["receipts"]]
     others = world.evaluate(world.patients[1], "consent:MyReceipts", 10, "")["receipts"]

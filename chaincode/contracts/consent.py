@@ -16,6 +16,7 @@ import json
 import re
 
 from flowblock.chaincode import Context, split_composite_key, transaction
+from flowblock.chaincode.contracts import cohorts
 from flowblock.chaincode.contracts.base import (
     Conflict,
     FlowBlockContract,
@@ -24,10 +25,10 @@ from flowblock.chaincode.contracts.base import (
     Refused,
     caller,
     emit,
-    json_argument,
     key,
     name,
     now,
+    page_size,
     paged,
     parse_time,
     read,
@@ -40,14 +41,12 @@ from flowblock.chaincode.contracts.records import DATA_SIDE, RECORD, get_dataset
 from flowblock.chaincode.contracts.tokens import get_token
 from flowblock.vocabulary import Event
 
-GRANT, CONSENT, PATIENT_GRANT, RECEIPT = "grant", "consent", "patient~grant", "receipt"
+GRANT, CONSENT, PATIENT_GRANT = "grant", "consent", "patient~grant"
 RIGHTS = "RWC"
 BROAD_PURPOSES = ("any", "research")
 _GRANTEE = re.compile(
     r"^(org:[A-Za-z][A-Za-z0-9-]{0,31}|user:[A-Za-z0-9][A-Za-z0-9._@-]{0,63}@[A-Za-z][A-Za-z0-9-]{0,31})$"
 )
-#: Most patients one RecordUsage transaction takes.
-MAX_RECEIPTS = 5_000
 
 
 def normalise_rights(rights: str) -> str:
@@ -248,35 +247,34 @@ class ConsentContract(FlowBlockContract):
         return {"allowed": True, **found}
 
     @transaction
-    def RecordUsage(self, ctx: Context, token_id: str, patients: str) -> dict:  # noqa: N802
-        """The executor records which patients a completed computation used."""
+    def RecordUsage(self, ctx: Context, token_id: str) -> dict:  # noqa: N802
+        """The executor records, privately, one part of the cohort a completed computation
+        used (in the transient field ``cohort``; see ``contracts.cohorts``)."""
         token = get_token(ctx, token_id)
         require(ctx, "executor", organisation=token["data_org"])
         if token["status"] != "DONE":
             raise Conflict(f"token {token_id} is {token['status']}, not DONE")
-        used = json_argument(patients, "patients", list)
-        if len(used) > MAX_RECEIPTS:
-            raise Invalid(f"patients must list at most {MAX_RECEIPTS} per transaction")
-        receipt = {
-            "token_id": token_id,
-            "dataset": token["dataset"],
-            "method": token["method"],
-            "version": token["version"],
-            "requester": token["requester"],
-            "purpose": token["purpose"],
-            "completed_at": token["completed_at"],
-        }
-        for patient in used:
-            write(ctx, key(RECEIPT, name(str(patient), "patient"), token_id), receipt)
-        emit(ctx, Event.USAGE_RECORDED, {"token_id": token_id, "patients": len(used)})
-        return {"token_id": token_id, "recorded": len(used)}
+        index = cohorts.record_part(ctx, token)
+        emit(ctx, Event.USAGE_RECORDED, {"token_id": token_id})
+        return {"token_id": token_id, "part": index}
 
     @transaction(submit=False)
     def MyReceipts(self, ctx: Context, size: int, bookmark: str) -> dict:  # noqa: N802
-        """The computations that used the calling patient's data."""
+        """The computations that used the calling patient's data, read on their
+        organisation's peer from its private collection."""
         patient = require(ctx, "patient")
-        page, following = paged(ctx, RECEIPT, [patient.key], size, bookmark)
-        return {"receipts": [json.loads(kv.value) for kv in page], "bookmark": following}
+        receipts, following = cohorts.receipts_of(
+            ctx, patient.key, patient.organisation, page_size(size), bookmark, get_token
+        )
+        return {"receipts": receipts, "bookmark": following}
+
+    @transaction(submit=False)
+    def Cohort(self, ctx: Context, token_id: str) -> dict:  # noqa: N802
+        """The opening of a token's cohort commitment: for the data organisation's
+        auditor, steward or executor alone."""
+        token = get_token(ctx, token_id)
+        require(ctx, "auditor", "steward", "executor", organisation=token["data_org"])
+        return cohorts.opening(ctx, token)
 
     @staticmethod
     def _grant(ctx: Context, grant_id: str) -> dict:

@@ -47,6 +47,7 @@ from flowblock.chaincode.contracts.base import (
 )
 from flowblock.chaincode.contracts.budget import charge, has_budget, require_budget, to_micro
 from flowblock.chaincode.contracts.catalogue import get_method, method_for
+from flowblock.chaincode.contracts.cohorts import check_commitment
 from flowblock.chaincode.contracts.records import get_dataset
 from flowblock.errors import InvalidArgument
 from flowblock.schema import validate
@@ -265,13 +266,12 @@ class ComputationContract(FlowBlockContract):
                 f"result.code_hash is not the hash of {token['method']}@{token['version']} "
                 "in the catalogue"
             )
-        cohort_size = spec.get("cohort_size")
-        if not isinstance(cohort_size, int) or isinstance(cohort_size, bool) or cohort_size < 0:
-            raise Invalid("result.cohort_size must be a whole number at least 0")
         # The ε charged is the one the token was approved for, whatever the executor says.
         epsilon = token["epsilon"]
         if to_micro(spec.get("epsilon", epsilon), "result.epsilon") != to_micro(epsilon):
             raise Invalid(f"result.epsilon must be the ε the token was approved for, {epsilon:g}")
+        cohort_size = released_cohort_size(spec.get("cohort_size"), bool(epsilon))
+        commitment, parts = check_commitment(spec)
         if epsilon:
             charge(ctx, token["dataset"], token["requester"], epsilon)
         token.update(
@@ -281,7 +281,9 @@ class ComputationContract(FlowBlockContract):
             result={
                 "encrypted": encrypted,
                 "result_hash": sha256_hex(spec.get("result_hash", ""), "result.result_hash"),
-                "cohort_hash": sha256_hex(spec.get("cohort_hash", ""), "result.cohort_hash"),
+                # The cohort itself goes to the data organisation's private collection.
+                "cohort_commitment": commitment,
+                "cohort_parts": parts,
                 "cohort_size": cohort_size,
                 "code_hash": code_hash,
                 "policy_hash": sha256_hex(spec.get("policy_hash", ""), "result.policy_hash"),
@@ -435,6 +437,18 @@ class ComputationContract(FlowBlockContract):
                 shown["result"] = {k: v for k, v in shown["result"].items() if k != "encrypted"}
             return shown
         raise Refused(f"{who.key} may not see token {token['token_id']}")
+
+
+def released_cohort_size(size: object, private: bool) -> int | None:
+    """The cohort size a result may state on the ledger: none under differential privacy
+    (its noisy count is all it releases), else a whole number (rounded data-side)."""
+    if private:
+        if size is not None:
+            raise Invalid("result.cohort_size must be null: a DP result states no cohort size")
+        return None
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise Invalid("result.cohort_size must be a whole number at least 0")
+    return size
 
 
 def _names(values: list, argument: str) -> list[str]:

@@ -193,9 +193,19 @@ class DisclosurePolicy(Configurable):
             history.check_and_remember(token["token_id"], list(cohorts.values()), self.min_cohort)
         return protected.value
 
-    def published_cohort_size(self, token: dict, patients: list[str]) -> int:
-        """The cohort size for the ledger: exact, but never under differential privacy."""
-        return 0 if _epsilon(token) else len(patients)
+    def published_cohort_size(self, token: dict, patients: list[str]) -> int | None:
+        """The cohort size a result states (on the ledger and in its provenance): rounded
+        like every released count, and none at all under differential privacy, whose
+        noisy answer is all it may release."""
+        if _epsilon(token):
+            return None
+        return int(tables.round_counts([len(patients)], self.rounding)[0])
+
+    def require_cohort(self, token: dict, size: int) -> None:
+        """An exact result needs ``min_cohort`` patients, refused in the same sentence
+        for every smaller size, zero included; a DP one answers any cohort with noise."""
+        if not _epsilon(token):
+            self._require_cohort(size)
 
     def _require_cohort(self, size: int) -> None:
         if size < self.min_cohort:

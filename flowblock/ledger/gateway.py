@@ -345,9 +345,16 @@ class Contract:
         return proposal
 
     def evaluate(
-        self, function: str, *args: Argument, transient: dict[str, Argument] | None = None
+        self,
+        function: str,
+        *args: Argument,
+        transient: dict[str, Argument] | None = None,
+        target_organisations: list[str] | None = None,
     ) -> bytes:
-        """Run a query on one peer and return its result; nothing goes on the ledger."""
+        """Run a query on one peer and return its result; nothing goes on the ledger.
+
+        The gateway picks the peer (its own organisation's), or one of
+        ``target_organisations`` (MSP ids) when given."""
         gateway = self.network.gateway
         proposal = self._propose(function, args, transient)
         try:
@@ -356,6 +363,7 @@ class Contract:
                     transaction_id=proposal.tx_id,
                     channel_id=self.network.channel,
                     proposed_transaction=proposal.signed,
+                    target_organizations=target_organisations or [],
                 ),
                 timeout=gateway.timeout,
             )

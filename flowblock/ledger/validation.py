@@ -7,12 +7,15 @@ Shared by the devnet's committer (which adds duplicate and MVCC checks) and by
 from __future__ import annotations
 
 from fabric_protos.common import common_pb2
+from fabric_protos.ledger.rwset import rwset_pb2
+from fabric_protos.ledger.rwset.kvrwset import kv_rwset_pb2
 from fabric_protos.peer import transaction_pb2 as tx
 from google.protobuf.message import DecodeError
 
 from flowblock.errors import IdentityError
 from flowblock.ledger import protocol
 from flowblock.ledger.channel import ChannelConfig
+from flowblock.ledger.collections import endorsement_refusal
 from flowblock.ledger.membership import MembershipService
 
 Code = tx.TxValidationCode
@@ -93,13 +96,30 @@ def check_signatures(
             continue
         if MembershipService.is_peer(endorser):
             endorsed_by.add(endorser.msp_id)
-    if len(endorsed_by & config.writers) < config.required_endorsements():
-        raise Invalid(
-            Code.ENDORSEMENT_POLICY_FAILURE,
-            f"endorsed by {sorted(endorsed_by) or 'no organisation'}, "
-            f"{config.required_endorsements()} of {len(config.writers)} organisations required",
-        )
+    public_writes, collections = written_by(unpacked.chaincode_action.results)
+    refusal = endorsement_refusal(
+        endorsed_by, config.writers, config.required_endorsements(), public_writes, collections
+    )
+    if refusal:
+        raise Invalid(Code.ENDORSEMENT_POLICY_FAILURE, refusal)
     return unpacked
+
+
+def written_by(results: bytes) -> tuple[bool, set[str]]:
+    """Whether a read/write set (``ChaincodeAction.results``) writes public keys, and the
+    private collections it writes: what decides whose endorsements it needs."""
+    try:
+        read_write_set = rwset_pb2.TxReadWriteSet.FromString(results)
+        public, collections = False, set()
+        for ns in read_write_set.ns_rwset:
+            public = public or bool(kv_rwset_pb2.KVRWSet.FromString(ns.rwset).writes)
+            for collection in ns.collection_hashed_rwset:
+                hashed = kv_rwset_pb2.HashedRWSet.FromString(collection.hashed_rwset)
+                if hashed.hashed_writes:
+                    collections.add(collection.collection_name)
+    except DecodeError:
+        raise Invalid(Code.BAD_RWSET, "the read/write set cannot be parsed") from None
+    return public, collections
 
 
 def transaction_id_of(envelope: common_pb2.Envelope) -> str:

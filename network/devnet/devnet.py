@@ -36,6 +36,28 @@ log = logging.getLogger(__name__)
 PEER_NAME, ORDERER_NAME = "peer0", "orderer0"
 
 
+#: The ledger's format, kept beside its blocks: 2 keeps cohorts in private data; the
+#: ledgers before it (no file) held usage receipts in clear in every block.
+LEDGER_FORMAT, FORMAT_FILE = "2", "FORMAT"
+
+
+def check_ledger_format(ledger_dir: Path, data_dir: Path) -> None:
+    """Refuse a ledger of an earlier format (never read its receipts); mark a new one."""
+    marker = ledger_dir / FORMAT_FILE
+    if not (ledger_dir / BLOCKS_FILE).exists():
+        private_directory(ledger_dir)
+        marker.write_text(LEDGER_FORMAT + "\n")  # before the first block: never unmarked
+        return
+    found = marker.read_text().strip() if marker.exists() else "1"
+    if found != LEDGER_FORMAT:
+        raise ConfigError(
+            f"the ledger in {ledger_dir} was written by an earlier FlowBlock (format "
+            f"{found}), which kept usage receipts in clear in every block; it is not "
+            f"opened. Recreate the data directory: move {data_dir} away and run "
+            "'scripts/demo' (or 'flowblock demo') again."
+        )
+
+
 class Devnet(LoggingConfigurable):
     """A Fabric network in one process, for one machine."""
 
@@ -90,6 +112,7 @@ class Devnet(LoggingConfigurable):
         data_dir = Path(self.data_dir).expanduser()
         orderer_identity = load_wallet(wallet_path(data_dir, ORDERER_ORGANISATION, ORDERER_NAME))
         private_directory(self.ledger_dir.parent)  # every channel's ledger, the owner's alone
+        check_ledger_format(self.ledger_dir, data_dir)
         self.ledger = ChannelLedger(self.ledger_dir, self._genesis(data_dir, orderer_identity))
         self.peers: dict[str, Peer] = {}
         for member in self.ledger.config.application:
@@ -100,7 +123,7 @@ class Devnet(LoggingConfigurable):
                 for name, address in self.chaincodes.items()
             }
             self.peers[identity.msp_id] = Peer(
-                identity, self.ledger.state, connections, self.channel
+                identity, self.ledger.state, connections, self.channel, self.ledger.config.writers
             )
         local = msp_id(self.gateway_organisation) if self.gateway_organisation else min(self.peers)
         self.orderer = Orderer(

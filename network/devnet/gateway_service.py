@@ -2,6 +2,11 @@
 Evaluate and ChaincodeEvents, with the request and error shapes of a real peer's
 gateway, so the official Gateway clients work against it unchanged.
 
+As a production gateway peer does for its organisation's clients, it evaluates on the
+caller's own organisation's peer, and endorses there first: when that simulation read
+private values, only the collection's members are asked as well, and a transaction no
+set of peers can endorse under the policy is refused before it is ordered.
+
 Sizes are checked before anything is forwarded: a proposal over ``MAX_PROPOSAL_BYTES``
 is refused in one sentence (RESOURCE_EXHAUSTED, gRPC's "413"), and an answer that would
 not fit one message is refused rather than sent, so no transport ever cuts a message.
@@ -14,7 +19,8 @@ import logging
 
 from fabric_protos.common import common_pb2
 from fabric_protos.gateway import gateway_pb2, gateway_pb2_grpc
-from fabric_protos.peer import proposal_pb2
+from fabric_protos.msp import identities_pb2
+from fabric_protos.peer import proposal_pb2, proposal_response_pb2
 from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, status_pb2
@@ -22,7 +28,9 @@ from grpc_status import rpc_status
 
 from flowblock.errors import IdentityError
 from flowblock.ledger import protocol
+from flowblock.ledger.collections import endorsement_refusal, implicit_collection_owner
 from flowblock.ledger.gateway import size_refusal
+from flowblock.ledger.validation import Invalid, written_by
 from flowblock.network.devnet.chaincode_client import ChaincodeUnavailable
 from flowblock.network.devnet.ledger import ChannelLedger
 from flowblock.network.devnet.orderer import BroadcastRefused, Orderer, OrdererUnavailable
@@ -137,7 +145,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
 
     def Evaluate(self, request, context):  # noqa: N802 - gRPC method names
         unpacked = self._proposal(request.proposed_transaction, context)
-        targets = list(request.target_organizations) or [self.local]
+        targets = list(request.target_organizations) or [self._home(unpacked)]
         peer = self.peers.get(targets[0])
         if peer is None:
             self._abort(context, code_pb2.UNAVAILABLE, f"no peer of {targets[0]} on this channel")
@@ -161,29 +169,22 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
     def Endorse(self, request, context):  # noqa: N802
         signed = request.proposed_transaction
         unpacked = self._proposal(signed, context)
-        organisations = list(request.endorsing_organizations) or sorted(self.peers)
-        responses, failures = [], []
+        chosen = list(request.endorsing_organizations)
+        responses: list[proposal_response_pb2.ProposalResponse] = []
+        failures: list[gateway_pb2.ErrorDetail] = []
         with self.ledger.state.snapshot():
-            for msp_id in organisations:
-                peer = self.peers.get(msp_id)
-                if peer is None:
-                    failures.append(self._detail(None, f"no peer of {msp_id} on this channel"))
-                    continue
-                try:
-                    response = peer.endorse(unpacked, signed)
-                except ChaincodeUnavailable as error:
-                    failures.append(self._detail(peer, str(error)))
-                    continue
-                if response.response.status >= ERROR_THRESHOLD:
-                    failures.append(
-                        self._detail(
-                            peer,
-                            f"chaincode response {response.response.status}, "
-                            f"{response.response.message}",
-                        )
-                    )
-                else:
-                    responses.append(response)
+            if chosen:
+                self._endorse_on(chosen, unpacked, signed, responses, failures)
+            else:
+                first = self._home(unpacked)
+                self._endorse_on([first], unpacked, signed, responses, failures)
+                interest = responses[0].interest if responses else None
+                others = [
+                    msp_id
+                    for msp_id in sorted(self.peers)
+                    if msp_id != first and _may_endorse(msp_id, interest)
+                ]
+                self._endorse_on(others, unpacked, signed, responses, failures)
         if failures:
             self._abort(
                 context,
@@ -198,6 +199,8 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
                 "failed to assemble transaction: ProposalResponsePayloads do not match; "
                 "the peers' simulations of the chaincode gave different results",
             )
+        if not chosen:
+            self._check_plan(responses, context)
         payload = protocol.assemble_transaction(unpacked, responses)
         answer = gateway_pb2.EndorseResponse(
             prepared_transaction=common_pb2.Envelope(payload=payload.SerializeToString())
@@ -205,6 +208,68 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         # The client sends it back to Submit with its signature and the ids around it.
         self._fits(context, "the endorsed transaction", answer.ByteSize() + SUBMIT_OVERHEAD)
         return answer
+
+    def _home(self, unpacked: protocol.UnpackedProposal) -> str:
+        """The caller's own organisation's peer when it has one, else the gateway's."""
+        own = unpacked.creator.mspid
+        return own if own in self.peers else self.local
+
+    def _endorse_on(
+        self,
+        organisations: list[str],
+        unpacked: protocol.UnpackedProposal,
+        signed: proposal_pb2.SignedProposal,
+        responses: list[proposal_response_pb2.ProposalResponse],
+        failures: list[gateway_pb2.ErrorDetail],
+    ) -> None:
+        """Ask each organisation's peer to endorse; collect its endorsement or its failure."""
+        for msp_id in organisations:
+            peer = self.peers.get(msp_id)
+            if peer is None:
+                failures.append(self._detail(None, f"no peer of {msp_id} on this channel"))
+                continue
+            try:
+                response = peer.endorse(unpacked, signed)
+            except ChaincodeUnavailable as error:
+                failures.append(self._detail(peer, str(error)))
+                continue
+            if response.response.status >= ERROR_THRESHOLD:
+                failures.append(
+                    self._detail(
+                        peer,
+                        f"chaincode response {response.response.status}, "
+                        f"{response.response.message}",
+                    )
+                )
+            else:
+                responses.append(response)
+
+    def _check_plan(self, responses: list[proposal_response_pb2.ProposalResponse], context):
+        """Refuse, as Fabric's gateway does, endorsements that cannot satisfy the policy
+        (a transaction reading one organisation's private values and writing public keys
+        under MAJORITY, say) rather than let the transaction be ordered and fail."""
+        action = proposal_pb2.ChaincodeAction.FromString(
+            proposal_response_pb2.ProposalResponsePayload.FromString(responses[0].payload).extension
+        )
+        try:
+            public_writes, collections = written_by(action.results)
+        except Invalid as invalid:
+            self._abort(context, code_pb2.ABORTED, str(invalid))
+        endorsed_by = {
+            identities_pb2.SerializedIdentity.FromString(r.endorsement.endorser).mspid
+            for r in responses
+        }
+        config = self.ledger.config
+        refusal = endorsement_refusal(
+            endorsed_by, config.writers, config.required_endorsements(), public_writes, collections
+        )
+        if refusal:
+            self._abort(
+                context,
+                code_pb2.FAILED_PRECONDITION,
+                "no combination of peers can be derived which satisfy the endorsement "
+                f"policy: {refusal}",
+            )
 
     def Submit(self, request, context):  # noqa: N802
         try:
@@ -286,3 +351,15 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
     def _channel(self, channel_id: str, context) -> None:
         if channel_id != self.channel:
             self._abort(context, code_pb2.NOT_FOUND, f"channel {channel_id!r} not found")
+
+
+def _may_endorse(msp_id: str, interest: proposal_response_pb2.ChaincodeInterest | None) -> bool:
+    """Whether ``msp_id``'s peer can simulate what the first endorser did: one that read
+    private values needs peers that hold them, members of every collection it touched."""
+    if interest is None:
+        return True
+    return all(
+        call.no_private_reads
+        or all(implicit_collection_owner(name) == msp_id for name in call.collection_names)
+        for call in interest.chaincodes
+    )

@@ -4,7 +4,9 @@ Commit order is the crash-safety argument: a block is validated, its validation 
 are written into its TRANSACTIONS_FILTER, it is appended and fsync'd, and only then is
 the state advanced in one SQLite transaction. On start, blocks above the state's
 height are applied again from their stored codes, so nothing committed is ever lost
-and nothing half-applied survives. The state is opened first: its height is what lets
+and nothing half-applied survives. Private values are applied in that same SQLite
+transaction, from the transient store, whose entries are cleared only by it: a replay
+finds them still there. The state is opened first: its height is what lets
 the block store tell a torn write (cut off) from a committed block damaged later
 (refused, in one sentence).
 """
@@ -57,7 +59,7 @@ class ChannelLedger:
             self.state.commit_block(0, [], [])
         for number in range(self.state.height, self.blocks.height):
             outcome = self.validator.replay(self.blocks.get(number))
-            self.state.commit_block(number, outcome.writes, outcome.transactions)
+            self.state.commit_block(number, outcome.writes, outcome.transactions, outcome.private)
 
     @property
     def height(self) -> int:
@@ -71,7 +73,9 @@ class ChannelLedger:
         outcome = self.validator.validate(block)
         block.metadata.metadata[FILTER] = outcome.filter
         self.blocks.append(block)
-        self.state.commit_block(block.header.number, outcome.writes, outcome.transactions)
+        self.state.commit_block(
+            block.header.number, outcome.writes, outcome.transactions, outcome.private
+        )
         with self._committed:
             self._committed.notify_all()
         return outcome.codes

@@ -28,11 +28,8 @@ from flowblock.network.devnet.chaincode_client import (
     ChaincodeConnection,
     ChaincodeUnavailable,
 )
-from flowblock.network.devnet.simulation import (
-    TOTAL_QUERY_LIMIT,
-    Simulation,
-    WriteAfterPaginatedQuery,
-)
+from flowblock.network.devnet.private_data import Membership, RequestRefused
+from flowblock.network.devnet.simulation import TOTAL_QUERY_LIMIT, Simulation
 from flowblock.network.devnet.statedb import StateDB
 
 log = logging.getLogger(__name__)
@@ -52,12 +49,15 @@ class Peer:
         state: StateDB,
         chaincodes: dict[str, ChaincodeConnection],
         channel: str,
+        organisations: frozenset[str] = frozenset(),
     ) -> None:
         self.identity = identity
         self.state = state
         self.chaincodes = chaincodes
         self.channel = channel
         self.serialized = protocol.serialize_identity(identity)
+        #: Whose implicit collections exist on the channel: any organisation's when empty.
+        self.membership = Membership(identity.msp_id, organisations)
 
     @property
     def msp_id(self) -> str:
@@ -71,7 +71,7 @@ class Peer:
         connection = self.chaincodes.get(name)
         if connection is None:
             raise ChaincodeUnavailable(f"chaincode {name!r} is not installed on this channel")
-        simulation = Simulation(self.state, name)
+        simulation = Simulation(self.state, name, self.membership)
         response, event = connection.execute(
             self.channel,
             unpacked.tx_id,
@@ -88,10 +88,16 @@ class Peer:
     def endorse(
         self, unpacked: protocol.UnpackedProposal, signed: proposal_pb2.SignedProposal
     ) -> proposal_response_pb2.ProposalResponse:
-        """Simulate, then sign the outcome; an error response carries no endorsement."""
+        """Simulate, then sign the outcome; an error response carries no endorsement.
+
+        The private writes go to the transient store, to be committed with the block.
+        """
         response, simulation, chaincode_id, event = self.simulate(unpacked, signed)
         if response.status >= ERROR_THRESHOLD:
             return proposal_response_pb2.ProposalResponse(version=1, response=response)
+        private = simulation.private_read_write_set()
+        if private:
+            self.state.keep_transient(unpacked.tx_id, self.msp_id, private)
         payload = proposal_response_pb2.ProposalResponsePayload(
             proposal_hash=protocol.proposal_hash(unpacked),
             extension=proposal_pb2.ChaincodeAction(
@@ -109,6 +115,7 @@ class Peer:
             endorsement=proposal_response_pb2.Endorsement(
                 endorser=self.serialized, signature=signature
             ),
+            interest=simulation.interest(),
         )
 
 
@@ -123,7 +130,7 @@ class StateRequests:
         """The RESPONSE (or ERROR) to one chaincode request."""
         try:
             payload = self._dispatch(message)
-        except _Refused as refusal:
+        except (_Refused, RequestRefused) as refusal:
             return Message(type=Message.ERROR, payload=str(refusal).encode())
         except Exception:
             # Never leave the chaincode waiting: whatever went wrong, it gets an answer.
@@ -136,37 +143,37 @@ class StateRequests:
         kind = message.type
         if kind == Message.GET_STATE:
             request = shim.GetState.FromString(message.payload)
-            _no_private_data(request.collection)
-            return simulation.get(request.key) or b""
+            return self._read(request.collection, request.key) or b""
+        if kind == Message.GET_PRIVATE_DATA_HASH:
+            request = shim.GetState.FromString(message.payload)
+            if not request.collection:
+                raise _Refused("a private data hash needs a collection")
+            return simulation.get_private_hash(request.collection, request.key) or b""
         if kind == Message.PUT_STATE:
             request = shim.PutState.FromString(message.payload)
-            _no_private_data(request.collection)
-            self._write(request.key, request.value)
+            self._write(request.key, request.value, request.collection)
             return b""
         if kind == Message.GET_STATE_MULTIPLE:
             request = shim.GetStateMultiple.FromString(message.payload)
-            _no_private_data(request.collection)
             if len(request.keys) > BATCH_LIMIT:
                 raise _Refused(f"at most {BATCH_LIMIT} keys may be read at once")
-            values = [simulation.get(key) or b"" for key in request.keys]
+            values = [self._read(request.collection, key) or b"" for key in request.keys]
             return shim.GetStateMultipleResult(values=values).SerializeToString()
         if kind == Message.WRITE_BATCH_STATE:
             batch = shim.WriteBatchState.FromString(message.payload)
             if len(batch.rec) > BATCH_LIMIT:
                 raise _Refused(f"at most {BATCH_LIMIT} writes may be batched at once")
             for record in batch.rec:
-                _no_private_data(record.collection)
                 if record.type == shim.WriteRecord.PUT_STATE:
-                    self._write(record.key, record.value)
+                    self._write(record.key, record.value, record.collection)
                 elif record.type == shim.WriteRecord.DEL_STATE:
-                    self._write(record.key, None)
+                    self._write(record.key, None, record.collection)
                 else:
                     raise _Refused("only puts and deletes can be batched on the devnet")
             return b""
         if kind == Message.DEL_STATE:
             request = shim.DelState.FromString(message.payload)
-            _no_private_data(request.collection)
-            self._write(request.key, None)
+            self._write(request.key, None, request.collection)
             return b""
         if kind == Message.GET_STATE_BY_RANGE:
             return self._range(shim.GetStateByRange.FromString(message.payload))
@@ -189,20 +196,30 @@ class StateRequests:
             return queries.open(results)
         raise _Refused(f"{Message.Type.Name(kind)} is not supported by this peer")
 
-    def _write(self, key: str, value: bytes | None) -> None:
+    def _read(self, collection: str, key: str) -> bytes | None:
+        if collection:
+            return self.simulation.get_private(collection, key)
+        return self.simulation.get(key)
+
+    def _write(self, key: str, value: bytes | None, collection: str = "") -> None:
         if not key:
             raise _Refused("a key must not be empty")
-        try:
-            if value is None:
-                self.simulation.delete(key)
-            else:
-                self.simulation.put(key, value)
-        except WriteAfterPaginatedQuery as refusal:
-            raise _Refused(str(refusal)) from None
+        if collection:
+            self.simulation.put_private(collection, key, value)
+        elif value is None:
+            self.simulation.delete(key)
+        else:
+            self.simulation.put(key, value)
 
     def _range(self, request: chaincode_shim_pb2.GetStateByRange) -> bytes:
         simulation, queries = self.simulation, self.queries
-        _no_private_data(request.collection)
+        if request.collection:
+            if request.metadata:
+                raise _Refused("private data cannot be queried page by page")
+            rows = simulation.scan_private(
+                request.collection, request.startKey, request.endKey, TOTAL_QUERY_LIMIT
+            )
+            return queries.open(_kvs(simulation.namespace, rows))
         if not request.metadata:
             rows = simulation.scan(request.startKey, request.endKey, TOTAL_QUERY_LIMIT)
             return queries.open(_kvs(simulation.namespace, rows))
@@ -210,10 +227,7 @@ class StateRequests:
         if page.pageSize <= 0:
             raise _Refused("the page size must be positive")
         start = page.bookmark or request.startKey
-        try:
-            rows, following = simulation.page(start, request.endKey, page.pageSize)
-        except WriteAfterPaginatedQuery as refusal:
-            raise _Refused(str(refusal)) from None
+        rows, following = simulation.page(start, request.endKey, page.pageSize)
         metadata = chaincode_shim_pb2.QueryResponseMetadata(
             fetched_records_count=len(rows), bookmark=following
         ).SerializeToString()
@@ -222,11 +236,6 @@ class StateRequests:
 
 class _Refused(Exception):
     """A chaincode request the peer answers with ERROR."""
-
-
-def _no_private_data(collection: str) -> None:
-    if collection:
-        raise _Refused("private data collections are not supported by the devnet")
 
 
 def _kvs(namespace: str, rows: Iterable[tuple[str, bytes]]) -> Iterator[bytes]:

@@ -6,6 +6,12 @@ height) are applied in one SQLite transaction, so the state is always exactly "a
 blocks below ``height``" and recovery is replaying the blocks from there.
 Keys are stored as UTF-8 bytes so ordering is Fabric's byte order. The database and
 its WAL files are the owner's alone (see ``private``).
+
+Private data (see ``private_data``) lives in three more tables: the hashes every peer
+commits, the values each member organisation holds, and the transient store where an
+endorsing peer keeps a transaction's private writes until its block commits. A block's
+hashes, values and the clearing of its transient entries are one SQLite transaction
+with its public writes, so a replay after a crash still finds the values it needs.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +39,22 @@ CREATE TABLE IF NOT EXISTS transactions (
     tx_id TEXT PRIMARY KEY, block INTEGER NOT NULL, txnum INTEGER NOT NULL,
     code INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS private_hashes (
+    ns TEXT NOT NULL, collection TEXT NOT NULL, key_hash BLOB NOT NULL,
+    value_hash BLOB NOT NULL, block INTEGER NOT NULL, txnum INTEGER NOT NULL,
+    PRIMARY KEY (ns, collection, key_hash)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS private_values (
+    org TEXT NOT NULL, ns TEXT NOT NULL, collection TEXT NOT NULL, key BLOB NOT NULL,
+    key_hash BLOB NOT NULL, value BLOB NOT NULL, block INTEGER NOT NULL,
+    txnum INTEGER NOT NULL, PRIMARY KEY (org, ns, collection, key)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS private_values_by_hash ON private_values (ns, collection, key_hash);
+CREATE TABLE IF NOT EXISTS transient (
+    tx_id TEXT NOT NULL, endorser TEXT NOT NULL, rwset BLOB NOT NULL,
+    height INTEGER NOT NULL, PRIMARY KEY (tx_id, endorser)) WITHOUT ROWID;
 """
+#: Blocks a transient entry whose transaction never commits is kept (Fabric's
+#: ``transientstoreMaxBlockRetention``).
+TRANSIENT_RETENTION = 1000
 
 Version = tuple[int, int]  # (block number, transaction number in the block)
 
@@ -50,6 +71,26 @@ class Write:
     tx_id: str
     seconds: int
     nanos: int
+
+
+@dataclass(frozen=True)
+class HashedWrite:
+    """One private key's change by one valid transaction: its hash for every peer and,
+    when the value arrived and matched, the value for the collection's ``owner``.
+
+    ``key`` is None when the value is missing (Fabric's "missing private data"): the
+    hash commits and any older value of that key is dropped, so a read finds it absent.
+    """
+
+    ns: str
+    collection: str
+    key_hash: bytes
+    value_hash: bytes | None  # None deletes the key
+    block: int
+    txnum: int
+    owner: str
+    key: str | None
+    value: bytes | None
 
 
 @dataclass(frozen=True)
@@ -85,6 +126,8 @@ class StateDB:
         self._local = threading.local()
         self._writer = self._connect()
         self._writer.executescript(SCHEMA)
+        self._transient_writer = self._connect()  # endorsers write while blocks commit
+        self._transient_lock = threading.Lock()
         for suffix in ("-wal", "-shm"):  # ones an older devnet left readable
             companion = self.path.with_name(self.path.name + suffix)
             if companion.exists():
@@ -159,6 +202,57 @@ class StateDB:
             (ns, key.encode()),
         ).fetchall()
 
+    def private_hash(
+        self, ns: str, collection: str, key_hash: bytes
+    ) -> tuple[bytes, Version] | None:
+        """The committed value hash of a private key and its version; every peer has it."""
+        row = self._reader.execute(
+            "SELECT value_hash, block, txnum FROM private_hashes "
+            "WHERE ns=? AND collection=? AND key_hash=?",
+            (ns, collection, key_hash),
+        ).fetchone()
+        return (row[0], (row[1], row[2])) if row else None
+
+    def private_value(
+        self, org: str, ns: str, collection: str, key: str
+    ) -> tuple[bytes, Version] | None:
+        """The private value ``org``'s peers hold for ``key``, and its version."""
+        row = self._reader.execute(
+            "SELECT value, block, txnum FROM private_values "
+            "WHERE org=? AND ns=? AND collection=? AND key=?",
+            (org, ns, collection, key.encode()),
+        ).fetchone()
+        return (row[0], (row[1], row[2])) if row else None
+
+    def private_range(
+        self, org: str, ns: str, collection: str, start: str, end: str, limit: int
+    ) -> list[tuple[str, bytes]]:
+        """``org``'s private values of [start, end) ("" = unbounded) in key order."""
+        query = (
+            "SELECT key, value FROM private_values WHERE org=? AND ns=? AND collection=? AND key>=?"
+        )
+        values: tuple = (org, ns, collection, start.encode())
+        if end:
+            query += " AND key<?"
+            values += (end.encode(),)
+        rows = self._reader.execute(query + " ORDER BY key LIMIT ?", (*values, limit))
+        return [(key.decode(), value) for key, value in rows]
+
+    def transient(self, tx_id: str) -> list[bytes]:
+        """The private read/write sets endorsers kept for ``tx_id`` (one per endorser)."""
+        rows = self._reader.execute(
+            "SELECT rwset FROM transient WHERE tx_id=? ORDER BY endorser", (tx_id,)
+        )
+        return [row[0] for row in rows]
+
+    def keep_transient(self, tx_id: str, endorser: str, rwset: bytes) -> None:
+        """Keep an endorsed transaction's private writes until its block commits."""
+        with self._transient_lock:
+            self._transient_writer.execute(
+                "INSERT OR REPLACE INTO transient VALUES (?,?,?,?)",
+                (tx_id, endorser, rwset, self.height),
+            )
+
     def transaction(self, tx_id: str) -> CommittedTransaction | None:
         row = self._reader.execute(
             "SELECT block, txnum, code FROM transactions WHERE tx_id=?", (tx_id,)
@@ -168,9 +262,17 @@ class StateDB:
     # -- the one write path ------------------------------------------------------
 
     def commit_block(
-        self, number: int, writes: list[Write], transactions: list[CommittedTransaction]
+        self,
+        number: int,
+        writes: list[Write],
+        transactions: list[CommittedTransaction],
+        private: Sequence[HashedWrite] = (),
     ) -> None:
-        """Apply one block's effects and advance the height, all or nothing."""
+        """Apply one block's effects and advance the height, all or nothing.
+
+        The transient entries of the block's transactions go in the same transaction, as
+        do those older than ``TRANSIENT_RETENTION`` blocks.
+        """
         if number != self.height:
             raise ValueError(f"state is at height {self.height}, cannot commit block {number}")
         db = self._writer
@@ -199,6 +301,12 @@ class StateDB:
                         w.nanos,
                     ),
                 )
+            for w in private:
+                _apply_private(db, w)
+            db.executemany(
+                "DELETE FROM transient WHERE tx_id=?", [(t.tx_id,) for t in transactions]
+            )
+            db.execute("DELETE FROM transient WHERE height<?", (number - TRANSIENT_RETENTION,))
             db.executemany(
                 "INSERT OR IGNORE INTO transactions VALUES (?,?,?,?)",
                 [(t.tx_id, t.block, t.txnum, t.code) for t in transactions],
@@ -212,3 +320,22 @@ class StateDB:
 
     def close(self) -> None:
         self._writer.close()
+        self._transient_writer.close()
+
+
+def _apply_private(db: sqlite3.Connection, w: HashedWrite) -> None:
+    where = (w.ns, w.collection, w.key_hash)
+    if w.value_hash is None:
+        db.execute("DELETE FROM private_hashes WHERE ns=? AND collection=? AND key_hash=?", where)
+    else:
+        db.execute(
+            "INSERT OR REPLACE INTO private_hashes VALUES (?,?,?,?,?,?)",
+            (*where, w.value_hash, w.block, w.txnum),
+        )
+    # Whatever a member held for this key is superseded, whether or not the new value came.
+    db.execute("DELETE FROM private_values WHERE ns=? AND collection=? AND key_hash=?", where)
+    if w.key is not None and w.value is not None:
+        db.execute(
+            "INSERT INTO private_values VALUES (?,?,?,?,?,?,?,?)",
+            (w.owner, w.ns, w.collection, w.key.encode(), w.key_hash, w.value, w.block, w.txnum),
+        )

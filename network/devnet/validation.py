@@ -2,10 +2,11 @@
 
 Each transaction gets a ``TxValidationCode``: first the checks that need no state
 (:func:`flowblock.ledger.validation.check_signatures`: creator, signature, id,
-endorsement policy), then duplicate ids and MVCC: every key it read still has the
-version it read, and every range it scanned still holds the same keys, counting the
-writes of the valid transactions before it in the block. Only VALID transactions
-change the world state.
+endorsement policy, per written key for private data), then duplicate ids and MVCC:
+every key it read still has the version it read (private keys by their hashes), and
+every range it scanned still holds the same keys, counting the writes of the valid
+transactions before it in the block. Only VALID transactions change the world state;
+their private values come from the transient store (see ``private_data``).
 """
 
 from __future__ import annotations
@@ -29,10 +30,27 @@ from flowblock.ledger.validation import (
     check_signatures,
     transaction_id_of,
 )
-from flowblock.network.devnet.statedb import CommittedTransaction, StateDB, Version, Write
+from flowblock.network.devnet.private_data import private_writes
+from flowblock.network.devnet.statedb import (
+    CommittedTransaction,
+    HashedWrite,
+    StateDB,
+    Version,
+    Write,
+)
 
 log = logging.getLogger(__name__)
 FILTER = common_pb2.BlockMetadataIndex.TRANSACTIONS_FILTER
+
+
+@dataclass
+class NamespaceSets:
+    """One namespace's part of a transaction's read/write set: the public set and, per
+    private collection, its hashed set and the hash of its private bytes."""
+
+    namespace: str
+    kv: kv_rwset_pb2.KVRWSet
+    collections: list[tuple[str, kv_rwset_pb2.HashedRWSet, bytes]]
 
 
 @dataclass
@@ -44,6 +62,7 @@ class BlockValidation:
     writes: list[Write] = field(default_factory=list)
     transactions: list[CommittedTransaction] = field(default_factory=list)
     events: list[chaincode_event_pb2.ChaincodeEvent] = field(default_factory=list)
+    private: list[HashedWrite] = field(default_factory=list)
 
     @property
     def filter(self) -> bytes:
@@ -61,7 +80,8 @@ class Validator:
     def validate(self, block: common_pb2.Block) -> BlockValidation:
         """Give every transaction of a new block its validation code and collect its writes."""
         outcome = BlockValidation(block.header.number)
-        updated: set[tuple[str, str]] = set()
+        # (namespace, key) of public writes; (namespace, collection, key hash) of private ones
+        updated: set[tuple] = set()
         seen: set[str] = set()
         for txnum, raw in enumerate(block.data.data):
             try:
@@ -119,18 +139,19 @@ class Validator:
                 CommittedTransaction(tx_id, block.header.number, txnum, code)
             )
 
-    @staticmethod
     def _valid(
-        outcome: BlockValidation, txnum: int, unpacked: protocol.UnpackedTransaction,
-        rwsets: list[tuple[str, kv_rwset_pb2.KVRWSet]], updated: set[tuple[str, str]],
+        self, outcome: BlockValidation, txnum: int, unpacked: protocol.UnpackedTransaction,
+        rwsets: list[NamespaceSets], updated: set[tuple],
     ) -> None:  # fmt: skip
         outcome.codes.append(Code.VALID)
         outcome.transactions.append(
             CommittedTransaction(unpacked.tx_id, outcome.number, txnum, Code.VALID)
         )
         moment = unpacked.channel_header.timestamp
-        for namespace, kv in rwsets:
-            for write in kv.writes:
+        kept: list[bytes] | None = None
+        for sets in rwsets:
+            namespace = sets.namespace
+            for write in sets.kv.writes:
                 updated.add((namespace, write.key))
                 outcome.writes.append(
                     Write(
@@ -138,32 +159,63 @@ class Validator:
                         outcome.number, txnum, unpacked.tx_id, moment.seconds, moment.nanos,
                     )
                 )  # fmt: skip
+            for name, hashed, pvt_rwset_hash in sets.collections:
+                if not hashed.hashed_writes:
+                    continue
+                if kept is None:
+                    kept = self.state.transient(unpacked.tx_id)
+                changes = private_writes(
+                    namespace, hashed, name, pvt_rwset_hash, kept, outcome.number, txnum
+                )
+                updated.update((namespace, name, change.key_hash) for change in changes)
+                outcome.private.extend(changes)
         if unpacked.chaincode_action.events:
             outcome.events.append(
                 chaincode_event_pb2.ChaincodeEvent.FromString(unpacked.chaincode_action.events)
             )
 
-    def _read_write_sets(
-        self, unpacked: protocol.UnpackedTransaction
-    ) -> list[tuple[str, kv_rwset_pb2.KVRWSet]]:
+    def _read_write_sets(self, unpacked: protocol.UnpackedTransaction) -> list[NamespaceSets]:
         action = unpacked.chaincode_action
         try:
             results = rwset_pb2.TxReadWriteSet.FromString(action.results)
             sets = [
-                (ns.namespace, kv_rwset_pb2.KVRWSet.FromString(ns.rwset)) for ns in results.ns_rwset
+                NamespaceSets(
+                    ns.namespace,
+                    kv_rwset_pb2.KVRWSet.FromString(ns.rwset),
+                    [
+                        (
+                            c.collection_name,
+                            kv_rwset_pb2.HashedRWSet.FromString(c.hashed_rwset),
+                            c.pvt_rwset_hash,
+                        )
+                        for c in ns.collection_hashed_rwset
+                    ],
+                )
+                for ns in results.ns_rwset
             ]
         except DecodeError:
             raise Invalid(Code.BAD_RWSET, "the read/write set cannot be parsed") from None
         chaincode = action.chaincode_id.name
-        for namespace, kv in sets:
-            if namespace != chaincode and kv.writes:
-                raise Invalid(Code.ILLEGAL_WRITESET, f"{chaincode} wrote to {namespace}")
+        for ns in sets:
+            if ns.namespace != chaincode and (
+                ns.kv.writes or any(hashed.hashed_writes for _, hashed, _ in ns.collections)
+            ):
+                raise Invalid(Code.ILLEGAL_WRITESET, f"{chaincode} wrote to {ns.namespace}")
         return sets
 
-    def _check_mvcc(
-        self, rwsets: list[tuple[str, kv_rwset_pb2.KVRWSet]], updated: set[tuple[str, str]]
-    ) -> None:
-        for namespace, kv in rwsets:
+    def _check_mvcc(self, rwsets: list[NamespaceSets], updated: set[tuple]) -> None:
+        for sets in rwsets:
+            namespace, kv = sets.namespace, sets.kv
+            for name, hashed, _ in sets.collections:
+                for read in hashed.hashed_reads:
+                    found = self.state.private_hash(namespace, name, read.key_hash)
+                    if (namespace, name, read.key_hash) in updated or (
+                        (found[1] if found else None) != _as_version(read)
+                    ):
+                        raise Invalid(
+                            Code.MVCC_READ_CONFLICT,
+                            f"a private key of {name} changed since it was read",
+                        )
             for read in kv.reads:
                 read_version = _as_version(read)
                 if (namespace, read.key) in updated or (
@@ -180,7 +232,7 @@ class Validator:
                     )
 
     def _phantom(
-        self, namespace: str, query: kv_rwset_pb2.RangeQueryInfo, updated: set[tuple[str, str]]
+        self, namespace: str, query: kv_rwset_pb2.RangeQueryInfo, updated: set[tuple]
     ) -> bool:
         """Whether the keys a range query saw are no longer what it would see now.
 
@@ -198,14 +250,17 @@ class Validator:
                 return not end or key < end
             return key <= seen[-1][0]
 
-        if any(ns == namespace and covered(key) for ns, key in updated):
+        if any(
+            len(change) == 2 and change[0] == namespace and covered(change[1])  # public keys
+            for change in updated
+        ):
             return True
         limit = len(seen) + (1 if query.itr_exhausted else 0)
         now = [(key, version) for key, _, version in self.state.range(namespace, start, end, limit)]
         return now != seen
 
 
-def _as_version(read: kv_rwset_pb2.KVRead) -> Version | None:
+def _as_version(read: kv_rwset_pb2.KVRead | kv_rwset_pb2.KVReadHash) -> Version | None:
     if not read.HasField("version"):
         return None
     return (read.version.block_num, read.version.tx_num)

@@ -124,7 +124,7 @@ def test_the_cell_magic_takes_its_parameters_as_yaml_or_json(researcher_kernel):
     ok(researcher_kernel, "h = _")
     men = int((CONSENTING_ROWS["sex"] == "M").sum())
     bins, total, cohort = value(researcher_kernel, "len(h), int(h['count'].sum()), h.cohort_size")
-    assert (bins, cohort) == (4, men)
+    assert (bins, cohort) == (4, 5 * round(men / 5))  # the size is released rounded
     # Ages are spread evenly, so no cell is small enough to withhold; each may be rounded.
     assert value(researcher_kernel, "bool(h['count'].notna().all())") is True
     assert abs(total - men) <= 4 * 5

@@ -14,6 +14,7 @@ import pytest
 
 from flowblock.canonical import canonical_json
 from flowblock.client import Client
+from flowblock.cohorts import TRANSIENT_FIELD
 from flowblock.errors import InvalidArgument
 from flowblock.schema import check_schema, validate
 from flowblock.testing.chaincode import LocalGateway
@@ -58,7 +59,6 @@ CALLS = {
     ),
     "Complete": ("executor", "Complete", ["<running>"], [], "result", True),
     "Fail": ("executor", "Fail", ["<running>"], [], "failure", True),
-    "RecordUsage": ("executor", "consent:RecordUsage", ["<done>"], [], "patients", True),
 }  # fmt: skip
 
 
@@ -99,6 +99,16 @@ def test_every_json_argument_refuses_deep_nesting_in_one_sentence(local_world, c
     if call == "Fail":  # a failure is at most 4 KiB: as deep as that allows
         deep = shape(min(depth, 4096 // 5))
     refuse(local_world, call, deep)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("shape", [deep_list, deep_object])
+def test_a_deep_cohort_part_in_transient_data_is_refused_in_one_sentence(local_world, shape):
+    local_world.refused(
+        400, f"the cohort part is nested more than {MAX_JSON_DEPTH} levels deep",
+        local_world.executor, "consent:RecordUsage", local_world.names["<done>"],
+        transient={TRANSIENT_FIELD: shape(100_000).encode()},
+    )  # fmt: skip
 
 
 @pytest.mark.unit
