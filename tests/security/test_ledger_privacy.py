@@ -23,8 +23,10 @@ from flowblock.chaincode.contracts import CHAINCODE_NAME
 from flowblock.client import Client
 from flowblock.cohorts import cohort_parts
 from flowblock.errors import EndorseError
+from flowblock.identity import CertificateAuthority
 from flowblock.ledger import Gateway, GatewayPool, protocol
 from flowblock.network.devnet.blockstore import BlockStore
+from flowblock.network.verify import verify_chain
 from flowblock.testing.ledger import DevnetProcess
 from flowblock.testing.study import Study, ages_apart, publish_and_allow
 
@@ -125,6 +127,9 @@ def test_no_block_event_or_answer_names_a_cohort_or_its_size(
         shown += [json.loads(event.payload)] if event.payload else []
         assert sizes[token_id] not in set(numbers(shown)) - {0}, f"{function} states a size"
     assert {"Request", "Claim", "Complete", "consent:RecordUsage"} <= seen
+    # Anyone holding the blocks still verifies the whole chain, private writes included.
+    report = verify_chain(block_file)
+    assert report.ok, [str(finding) for finding in report.findings]
 
     # The events as the Gateway streams them: token ids and states, never a count.
     with Gateway(flowblock_devnet.address, demo_world.identity("alice"), timeout=30) as gate:
@@ -155,8 +160,13 @@ def test_only_the_data_organisations_peer_and_people_read_a_cohort(
 
     assert job.token_id in receipts(study.consenting[0])  # age 20: in the cohort
     assert job.token_id not in receipts(study.consenting[-1])  # age 59: not in it
-    # alice asked for it, yet may not open its cohort; nor may the University's admin.
-    for who in (demo_world.identity("alice"), demo_world.identity("admin", org="University")):
+    # alice asked for it, yet may not open its cohort; nor may the University's admin, nor
+    # a researcher of the Hospital itself.
+    colleague = CertificateAuthority.load(demo_world.data_dir, "Hospital").issue(
+        "carol", "researcher"
+    )
+    for who in (demo_world.identity("alice"), demo_world.identity("admin", org="University"),
+                colleague):  # fmt: skip
         with pytest.raises(EndorseError, match=r"this is for Hospital|this needs the role"):
             study.pool(who, "consent").evaluate("Cohort", job.token_id)
     # Asked of the University's peer, even the Hospital's auditor is refused: it holds no part.
