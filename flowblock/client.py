@@ -35,7 +35,13 @@ from flowblock.errors import (
 from flowblock.identity import Identity
 from flowblock.ledger import Gateway, all_pages
 from flowblock.sealing import digest, open_sealed
-from flowblock.vocabulary import MAX_WRITE_RECORDS, ChaincodeStatus, Failure, FailureKind
+from flowblock.vocabulary import (
+    MAX_WRITE_RECORDS,
+    REQUEST_KEY_FIELD,
+    ChaincodeStatus,
+    Failure,
+    FailureKind,
+)
 
 if TYPE_CHECKING:
     from flowblock.verification import Verification
@@ -369,11 +375,15 @@ class Client:
         inputs: list[str] | tuple[str, ...] = (),
         version: str = "",
         epsilon: float | None = None,
+        request_key: str | None = None,
     ) -> Job:
         """Ask for a computation; returns the job at once (``job.wait()`` for the result).
 
         ``epsilon`` asks for a differentially private result spending that much of your
         budget on the dataset; the chaincode reads it as the ``epsilon`` parameter.
+        ``request_key`` (any text of yours, up to 200 bytes) makes asking again safe: a
+        second request with the same key returns the first one's job, so a notebook run
+        again after a crash asks only once.
         """
         if epsilon is not None:
             params = {**(params or {}), "epsilon": epsilon}
@@ -385,6 +395,7 @@ class Client:
             submitted = self._contract.submit_async(
                 "Request", method, version, dataset, json.dumps(params), purpose,
                 json.dumps(inputs),
+                transient={REQUEST_KEY_FIELD: request_key} if request_key else None,
             )  # fmt: skip
         except EndorseError as error:
             raise refusal(error) from None

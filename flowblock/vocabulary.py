@@ -73,6 +73,9 @@ DISCLOSURE_CLASSES = (
     "count_table", "histogram", "crosstab", "statistics", "model", "chart", "labels"
 )  # fmt: skip
 
+#: The transient field of a Request that makes asking again safe (``Client.compute``'s
+#: ``request_key``), and its longest value.
+REQUEST_KEY_FIELD, MAX_REQUEST_KEY_BYTES = "request_key", 200
 #: The most records one write may add or correct.
 MAX_WRITE_RECORDS = 1_000
 #: A patient's rows, or an X-ray or two, sealed; inside one proposal, with room to spare.

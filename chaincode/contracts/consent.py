@@ -105,7 +105,9 @@ class ConsentContract(FlowBlockContract):
         self, ctx: Context, dataset: str, to: str, rights: str, purpose: str, until: str,
         record_id: str,
     ) -> dict:  # fmt: skip
-        """A patient grants rights on their data in ``dataset`` (or one record of it)."""
+        """A patient grants rights on their data in ``dataset`` (or one record of it).
+        Granting exactly what an active grant says returns that grant: a retry, or a
+        client run again after a crash, adds no second one."""
         patient = require(ctx, "patient")
         meta = get_dataset(ctx, dataset)
         if patient.organisation != meta["organisation"]:
@@ -123,9 +125,8 @@ class ConsentContract(FlowBlockContract):
             record = read(ctx, key(RECORD, dataset, name(record_id, "record_id")))
             if record is None or record["patient"] != patient.key:
                 raise NotFound(f"{patient.key} has no record {record_id!r} in {dataset!r}")
-        grant_id = ctx.stub.tx_id
         grant = {
-            "grant_id": grant_id,
+            "grant_id": ctx.stub.tx_id,
             "patient": patient.key,
             "dataset": dataset,
             "record_id": record_id,
@@ -137,11 +138,22 @@ class ConsentContract(FlowBlockContract):
             "granted_at": timestamp(moment),
             "revoked_at": "",
         }
+        same = self._same_grant(ctx, dataset, patient.key, _entry(grant))
+        if same is not None:  # granted again (a client that retried): nothing new
+            return same
+        grant_id = grant["grant_id"]
         write(ctx, key(GRANT, grant_id), grant)
         write(ctx, key(CONSENT, dataset, patient.key, grant_id), _entry(grant))
         ctx.stub.put_state(key(PATIENT_GRANT, patient.key, grant_id), b"\x00")
         emit(ctx, Event.CONSENT_GRANTED, _event(grant))
         return grant
+
+    def _same_grant(self, ctx: Context, dataset: str, patient: str, entry: dict) -> dict | None:
+        """The patient's active grant on ``dataset`` that says exactly ``entry``, if any."""
+        for kv in ctx.stub.get_state_by_partial_composite_key(CONSENT, [dataset, patient]):
+            if json.loads(kv.value) == entry:
+                return self._grant(ctx, split_composite_key(kv.key)[1][2])
+        return None
 
     @transaction
     def Revoke(self, ctx: Context, dataset: str, to: str, rights: str, record_id: str) -> list:  # noqa: N802

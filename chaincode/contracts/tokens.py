@@ -20,6 +20,7 @@ metadata.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 
 from flowblock.chaincode import Context, split_composite_key, transaction
@@ -51,9 +52,10 @@ from flowblock.chaincode.contracts.cohorts import check_commitment
 from flowblock.chaincode.contracts.records import get_dataset
 from flowblock.errors import InvalidArgument
 from flowblock.schema import validate
-from flowblock.vocabulary import Event
+from flowblock.vocabulary import MAX_REQUEST_KEY_BYTES, REQUEST_KEY_FIELD, Event
 
 TOKEN, BY_REQUESTER, BY_ORG, RULES = "token", "requester~token", "org~token", "rules"
+REQUEST_KEY = "requester~key"
 DEFAULT_TTL_HOURS = 72
 #: How far ahead of the ledger's time a request may be dated (clocks differ a little).
 CLOCK_SKEW = dt.timedelta(minutes=5)
@@ -139,8 +141,15 @@ class ComputationContract(FlowBlockContract):
         self, ctx: Context, method: str, version: str, dataset: str, params: str, purpose: str,
         inputs: str,
     ) -> dict:  # fmt: skip
-        """A researcher asks for a computation; returns the new token."""
+        """A researcher asks for a computation; returns the new token.
+
+        An optional request key in the transient field ``request_key`` makes asking
+        again safe: the same researcher's second request with that key returns the
+        token of the first (a client run again after a crash makes no duplicate)."""
         researcher = require(ctx, "researcher")
+        request_key = self._request_key(ctx, researcher.key)
+        if request_key and (earlier := ctx.stub.get_state(request_key)) is not None:
+            return get_token(ctx, earlier.decode())
         get_method(ctx, method, version)  # an unknown method is named before an unknown dataset
         meta = get_dataset(ctx, dataset)
         # The data organisation's own version: its executor runs it, its rules approve it.
@@ -193,6 +202,8 @@ class ComputationContract(FlowBlockContract):
         ):
             token.update(status="APPROVED", decided_by="rules", decided_at=token["created_at"])
         self._save(ctx, token, new=True)
+        if request_key:
+            ctx.stub.put_state(request_key, token["token_id"].encode())
         emit(
             ctx,
             Event.COMPUTATION_APPROVED
@@ -423,6 +434,16 @@ class ComputationContract(FlowBlockContract):
             if earlier["status"] != "DONE":
                 raise Conflict(f"input token {token_id} is {earlier['status']}, not DONE")
         return [str(token_id) for token_id in inputs]
+
+    @staticmethod
+    def _request_key(ctx: Context, requester: str) -> str:
+        """The state key remembering a request key's token ("" without a request key)."""
+        given = ctx.stub.transient.get(REQUEST_KEY_FIELD, b"")
+        if not given:
+            return ""
+        if len(given) > MAX_REQUEST_KEY_BYTES:
+            raise Invalid(f"the request key must be at most {MAX_REQUEST_KEY_BYTES} bytes")
+        return key(REQUEST_KEY, requester, hashlib.sha256(given).hexdigest())
 
     @staticmethod
     def _visible(ctx: Context, token: dict) -> dict:

@@ -214,3 +214,41 @@ def test_a_grant_lost_with_a_killed_devnet_is_handed_over_again(demo_world, tmp_
             devnet.kill()
             restarted.kill()
             relay.close()
+
+
+# -- a client process that crashed and runs again: the chaincode knows it was asked ------
+
+
+def test_a_grant_given_again_by_a_new_process_is_the_same_grant(world):
+    patient = world.patients[0]
+    first = world.grant(patient, "org:University", "C", "research")
+    again = world.grant(patient, "org:University", "C", "research")  # a new transaction
+    assert again["grant_id"] == first["grant_id"]
+    assert [g["grant_id"] for g in grants(world, patient)] == [first["grant_id"]]
+    # Granting something else is a grant of its own; after a revocation, one anew.
+    other = world.grant(patient, "org:University", "R", "research")
+    assert other["grant_id"] != first["grant_id"]
+    world.submit(patient, "consent:RevokeGrant", first["grant_id"])
+    renewed = world.grant(patient, "org:University", "C", "research")
+    assert renewed["grant_id"] not in (first["grant_id"], other["grant_id"])
+
+
+def test_a_request_asked_again_with_its_key_is_the_same_token(world, flowblock_devnet):
+    world.grant(world.patients[0], "org:University", "C", "research")
+    with Client(Gateway(flowblock_devnet.address, world.alice, timeout=30)) as alice:
+        asked = [
+            alice.compute(world.method, world.dataset, {"column": "age"}, request_key=key)
+            for key in ("cell-7", "cell-7", "cell-8")
+        ]
+        mine = [j.token_id for j in alice.jobs() if j.token["dataset"] == world.dataset]
+    assert asked[0].token_id == asked[1].token_id != asked[2].token_id
+    assert sorted(mine) == sorted({job.token_id for job in asked})
+    # The key is the researcher's own: bob's "cell-7" is another request.
+    with Client(Gateway(flowblock_devnet.address, world.bob, timeout=30)) as bob:
+        theirs = bob.compute(world.method, world.dataset, {"column": "age"}, request_key="cell-7")
+    assert theirs.token_id != asked[0].token_id
+    world.refused(
+        400, "the request key must be at most 200 bytes", world.alice, "Request", world.method,
+        "", world.dataset, '{"column": "age"}', "research", "[]",
+        transient={"request_key": b"k" * 201},
+    )  # fmt: skip
