@@ -17,8 +17,8 @@ from flowblock.vocabulary import Failure, FailureKind
 def describe(token: dict) -> str:
     """Where a token is in its life, in words a researcher understands."""
     status = token["status"]
-    if status == "PENDING":
-        return f"waiting for approval by {token['data_org']}"
+    if status == "PENDING":  # the ledger says whose decision it waits for
+        return "waiting for " + token.get("awaiting", f"approval by {token['data_org']}")
     if status == "APPROVED":
         return f"queued at {token['data_org']}'s executor"
     if status == "RUNNING":

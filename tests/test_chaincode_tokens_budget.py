@@ -331,10 +331,11 @@ def test_budget_is_charged_with_the_result_and_never_overdrawn(world):
     world.submit(world.executor, "Complete", first["token_id"], world.result(epsilon=0.7))
     budget = world.evaluate(world.alice, "budget:Get", world.dataset, "")
     assert (budget["spent"], budget["left"]) == (0.7, pytest.approx(0.3))
-    second = world.request(params={"column": "age", "epsilon": 0.5})
+    # Asking for more than is left is refused at once (402), not left waiting.
     world.refused(
-        409, "too little privacy budget", world.hospital_admin, "Approve", second["token_id"]
-    )
+        402, "less than the ε=0.5 asked", world.alice, "Request", world.method, "",
+        world.dataset, json.dumps({"column": "age", "epsilon": 0.5}), "research", "[]",
+    )  # fmt: skip
     third = world.running(params={"column": "age", "epsilon": 0.3})
     world.submit(world.hospital_admin, "budget:Grant", world.dataset, researcher, 0.0001)
     # The executor cannot charge more, or less, than the token was approved for.
@@ -387,3 +388,37 @@ def test_a_flow_reads_only_outputs_its_data_organisation_keeps(world):
         400, "was computed by University, not Hospital", world.alice, "Request", world.method,
         "", world.dataset, json.dumps({"column": "age"}), "x", json.dumps([theirs["token_id"]]),
     )  # fmt: skip
+
+
+def test_a_dp_request_without_budget_is_refused_until_a_grant_and_waits_saying_for_whom(world):
+    world.setup()
+    dp = {"column": "age", "epsilon": 0.2}
+    asked = (world.alice, "Request", world.method, "", world.dataset, json.dumps(dp), "x", "[]")
+    world.refused(402, "less than the ε=0.2 asked", *asked)
+    world.submit(world.hospital_admin, "budget:Grant", world.dataset, "alice@University", 0.5)
+    waiting = world.submit(*asked)  # the rules do not approve it: an admin must
+    assert waiting["status"] == "PENDING"
+    assert waiting["awaiting"] == "approval by an admin of Hospital"
+    approved = world.submit(world.hospital_admin, "Approve", waiting["token_id"])
+    assert approved["status"] == "APPROVED" and "awaiting" not in approved
+
+
+def test_the_rules_can_make_a_dataset_or_a_class_dp_only(world):
+    world.setup(rules={"auto_approve": {"methods": [world.method], "purposes": ["research"],
+                                        "organisations": ["University"], "max_epsilon": 1},
+                       "dp_only": {"datasets": [world.dataset]}})  # fmt: skip
+    world.submit(world.hospital_admin, "budget:Grant", world.dataset, "alice@University", 1.0)
+    world.refused(403, "only with differential privacy", world.alice, "Request", world.method,
+                  "", world.dataset, json.dumps({"column": "age"}), "research", "[]")  # fmt: skip
+    dp = json.dumps({"column": "age", "epsilon": 0.5})
+    token = world.submit(world.alice, "Request", world.method, "", world.dataset, dp, "research",
+                         "[]")  # fmt: skip
+    assert token["status"] == "APPROVED"
+    rules = world.submit(
+        world.hospital_admin, "SetRules", json.dumps({"dp_only": {"classes": ["statistics"]}})
+    )
+    assert rules["dp_only"] == {"datasets": [], "classes": ["statistics"]}
+    world.refused(403, "only with differential privacy", world.alice, "Request", world.method,
+                  "", world.dataset, json.dumps({"column": "age"}), "research", "[]")  # fmt: skip
+    world.refused(400, "rules.auto_approve and rules.dp_only must be JSON objects",
+                  world.hospital_admin, "SetRules", json.dumps({"dp_only": []}))  # fmt: skip

@@ -87,6 +87,14 @@ def rules_of(ctx: Context, organisation: str) -> dict:
     }
 
 
+def _dp_only(rules: dict, dataset: str, method: dict) -> bool:
+    """Whether the organisation answers this method on this dataset only under DP."""
+    only = rules.get("dp_only", {})
+    return dataset in only.get("datasets", []) or method["disclosure_class"] in only.get(
+        "classes", []
+    )
+
+
 def auto_approves(rules: dict, token: dict, method: dict) -> bool:
     """Whether the organisation's rules approve a token without its admin."""
     auto = rules["auto_approve"]
@@ -113,12 +121,20 @@ class ComputationContract(FlowBlockContract):
         admin = require(ctx, "admin")
         spec = json_argument(rules, "rules")
         auto = spec.get("auto_approve", {})
+        dp_only = spec.get("dp_only", {})
+        if not isinstance(auto, dict) or not isinstance(dp_only, dict):
+            raise Invalid("rules.auto_approve and rules.dp_only must be JSON objects")
         value = {
             "auto_approve": {
                 field: _names(auto.get(field, []), f"rules.auto_approve.{field}")
                 for field in ("methods", "purposes", "organisations")
             },
             "token_ttl_hours": spec.get("token_ttl_hours", DEFAULT_TTL_HOURS),
+            # Datasets and disclosure classes answered only with differential privacy.
+            "dp_only": {
+                field: _names(dp_only.get(field, []), f"rules.dp_only.{field}")
+                for field in ("datasets", "classes")
+            },
         }
         value["auto_approve"]["max_epsilon"] = (
             to_micro(auto.get("max_epsilon", 0), "rules.auto_approve.max_epsilon") / 1_000_000
@@ -169,8 +185,15 @@ class ComputationContract(FlowBlockContract):
         )
         epsilon = arguments.get("epsilon", 0)
         to_micro(epsilon, "params.epsilon")
-        moment = now(ctx)
         rules = rules_of(ctx, meta["organisation"])
+        if not epsilon and _dp_only(rules, dataset, found):
+            raise Refused(
+                f"{meta['organisation']} answers {found['name']} on {dataset!r} only with "
+                "differential privacy: ask again with an epsilon"
+            )
+        if epsilon:  # refused now, not left waiting: a later grant lets the next one through
+            require_budget(ctx, dataset, researcher.key, epsilon)
+        moment = now(ctx)
         token = {
             "token_id": ctx.stub.tx_id,
             "requester": researcher.key,
@@ -197,10 +220,10 @@ class ComputationContract(FlowBlockContract):
             "result": None,
             "completed_at": "",
         }
-        if auto_approves(rules, token, found) and (
-            not epsilon or has_budget(ctx, dataset, researcher.key, epsilon)
-        ):
+        if auto_approves(rules, token, found):
             token.update(status="APPROVED", decided_by="rules", decided_at=token["created_at"])
+        else:  # say whose decision it waits for
+            token["awaiting"] = f"approval by an admin of {meta['organisation']}"
         self._save(ctx, token, new=True)
         if request_key:
             ctx.stub.put_state(request_key, token["token_id"].encode())
@@ -226,6 +249,7 @@ class ComputationContract(FlowBlockContract):
                 f"{token['requester']} has too little privacy budget left for this token"
             )
         token.update(status="APPROVED", decided_by=admin.key, decided_at=timestamp(now(ctx)))
+        token.pop("awaiting", None)
         return self._change(ctx, token, Event.COMPUTATION_APPROVED)
 
     @transaction
@@ -239,6 +263,7 @@ class ComputationContract(FlowBlockContract):
             decided_at=timestamp(now(ctx)),
             reason=text(reason, "reason"),
         )
+        token.pop("awaiting", None)
         return self._change(ctx, token, Event.COMPUTATION_DENIED)
 
     @transaction

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from traitlets import Bool, Float, Int
+from traitlets import Bool, Float, Int, List, Unicode
 from traitlets.config import Configurable
 
 from flowblock.canonical import canonical_json
@@ -113,6 +113,17 @@ class DisclosurePolicy(Configurable):
     max_query_epsilon = Float(
         2.0, help="The most ε one differentially private query may spend."
     ).tag(config=True)
+    dp_only_datasets = List(
+        Unicode(),
+        help="Datasets answered only with differential privacy: an exact request is refused "
+        "before any data is read (the chaincode refuses it at request too, by the rules' "
+        "dp_only).",
+    ).tag(config=True)
+    dp_only_classes = List(
+        Unicode(),
+        help="Disclosure classes (flowblock.vocabulary.DISCLOSURE_CLASSES) answered only with "
+        "differential privacy.",
+    ).tag(config=True)
 
     # -- what the policy is ----------------------------------------------------------
 
@@ -142,6 +153,15 @@ class DisclosurePolicy(Configurable):
         """Refuse, before any data is read, a token no result of which could be released."""
         epsilon = _epsilon(token)
         if not epsilon:
+            dp_only = token.get("dataset") in self.dp_only_datasets or (
+                algorithm.disclosure_class in self.dp_only_classes
+            )
+            if dp_only:
+                raise DisclosureRefused(
+                    "differential_privacy",
+                    f"{algorithm.name} on {token.get('dataset')!r} is answered only with "
+                    "differential privacy here: ask with an epsilon.",
+                )
             return
         if not getattr(algorithm, "differentially_private", False):
             raise DisclosureRefused(

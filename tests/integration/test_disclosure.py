@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from flowblock.client import ComputationFailed
-from flowblock.errors import BudgetExhausted, DisclosureRefused, EndorseError
+from flowblock.errors import BudgetExhausted, DisclosureRefused
 from flowblock.executor.disclosure import DisclosurePolicy
 from flowblock.ledger import GatewayPool
 from flowblock.stack.demo import synthetic_vitals
@@ -144,12 +144,11 @@ def test_exhausting_epsilon_and_asking_again(pool, s3_server, demo_world):
         answer = own.ask("count", {}, epsilon=0.5).wait(timeout=60)
         assert "dp" in answer.value and answer.cohort_size is None  # no size under DP
     assert own.alice.budget(own.dataset)["left"] == 0
-    # Asking again: the rules no longer approve it, and the admin cannot.
-    again = own.ask("count", {}, epsilon=0.5)
-    assert again.status == "PENDING"
-    with pytest.raises(EndorseError) as denied:
-        own.admin.submit("Approve", again.token_id)
-    assert "too little privacy budget" in denied.value.chaincode_message
+    # Asking again is refused at once, not left waiting; a grant lets the next one through.
+    with pytest.raises(BudgetExhausted, match=r"less than the ε=0\.5 asked"):
+        own.ask("count", {}, epsilon=0.5)
+    own.admin.submit("budget:Grant", own.dataset, researcher, 0.5)
+    assert "dp" in own.ask("count", {}, epsilon=0.5).wait(timeout=60).value
     # Two tokens approved while the budget covered each, then one spends it: the other
     # is refused when the executor claims it, before a byte of data is read.
     own.admin.submit("budget:Grant", own.dataset, researcher, 0.5)
@@ -162,7 +161,7 @@ def test_exhausting_epsilon_and_asking_again(pool, s3_server, demo_world):
         racing[1].wait(timeout=60)
     assert not own.store.list(f"outputs/{racing[1].token_id}/")
     budget = own.alice.budget(own.dataset)
-    assert (budget["spent"], budget["left"]) == (1.5, 0)
+    assert (budget["spent"], budget["left"]) == (2.0, 0)
 
 
 # -- the researcher ------------------------------------------------------------------------

@@ -439,6 +439,19 @@ def test_dp_mode_is_admitted_only_for_dp_methods_within_the_query_limit():
     assert "dp" in small and POLICY.published_cohort_size({"epsilon": 1.0}, ["a"]) is None
 
 
+def test_a_dataset_or_a_class_can_be_answered_only_with_dp():
+    by_dataset = DisclosurePolicy(dp_only_datasets=["vitals"])
+    by_class = DisclosurePolicy(dp_only_classes=["statistics"])
+    exact, private = {"dataset": "vitals"}, {"dataset": "vitals", "epsilon": 0.5}
+    for policy in (by_dataset, by_class):
+        with pytest.raises(DisclosureRefused, match="only with differential privacy") as refused:
+            policy.admit(exact, Mean)
+        assert refused.value.rule == "differential_privacy"
+        policy.admit(private, Mean)  # the same question with noise is answered
+    by_dataset.admit({"dataset": "xray"}, Mean)  # another dataset: exact as before
+    assert by_dataset.hash != POLICY.hash  # the setting is part of the policy's hash
+
+
 def test_dp_counts_fall_within_their_stated_accuracy_as_often_as_stated():
     import opendp.prelude as dp
 

@@ -168,6 +168,8 @@ def test_models_become_traced_dicts_and_charts_figures():
 def test_the_status_line_says_where_a_token_is():
     token = {"data_org": "Hospital", "progress": 40, "result": None, "reason": ""}
     assert describe({**token, "status": "PENDING"}) == "waiting for approval by Hospital"
+    awaiting = {**token, "status": "PENDING", "awaiting": "approval by an admin of Hospital"}
+    assert describe(awaiting) == "waiting for approval by an admin of Hospital"
     assert describe({**token, "status": "APPROVED"}) == "queued at Hospital's executor"
     assert describe({**token, "status": "RUNNING", "progress_message": "step 4"}) == (
         "running, 40% (step 4)"
