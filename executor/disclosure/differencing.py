@@ -81,7 +81,7 @@ class CohortHistory:
         key = f"{self.prefix}{token_id}.npz"
         self.store.put(key, _encode(cohorts))
         try:
-            for _, earlier in self._earlier(exclude=key):
+            for earlier_key, earlier in self._earlier(exclude=key):
                 for new in cohorts:
                     for old in earlier:
                         # Sizes apart by the minimum or more cannot be closer than that.
@@ -90,8 +90,10 @@ class CohortHistory:
                         if 0 < difference(new, old) < minimum:
                             raise DisclosureRefused(
                                 "differencing",
-                                "the cohort differs from one released earlier to your "
-                                f"organisation by fewer than {minimum} patients.",
+                                "the cohort differs from one of token "
+                                f"{_token_of(earlier_key)[:12]}…, released earlier to your "
+                                f"organisation, by fewer than {minimum} patients; a "
+                                "differentially private request (with an epsilon) may ask it.",
                             )
         except BaseException:
             self.store.put(key, b"")  # withdrawn: nothing of it was released
@@ -132,6 +134,11 @@ def _decode(data: bytes) -> list[np.ndarray]:
             )
         names = [name for name in archive.files if name != "probe"]
         return [archive[name] for name in sorted(names, key=lambda n: int(n[4:]))]
+
+
+def _token_of(key: str) -> str:
+    """The token a remembered cohort's object key names."""
+    return key.rsplit("/", 1)[-1].removesuffix(".npz")
 
 
 def _safe(name: str) -> str:

@@ -380,6 +380,9 @@ def test_differencing_refuses_add_one_remove_one_and_small_filters():
         with pytest.raises(DisclosureRefused) as refused:
             history.check_and_remember(token, [cohort_hashes(cohort)], 10)
         assert refused.value.rule == "differencing"
+        # It names the earlier token it is too close to, and the way that remains open.
+        assert "token t1…" in str(refused.value) or "token t2…" in str(refused.value)
+        assert "epsilon" in str(refused.value)
     # Ten fewer is allowed; and five from the refused base[:45] does not count, since a
     # refused cohort was never released.
     history.check_and_remember("t6", [cohort_hashes(base[:40])], 10)
