@@ -34,7 +34,11 @@ from flowblock.errors import (
     InvalidArgument,
 )
 from flowblock.executor.algorithms import Algorithm, load_algorithms
-from flowblock.executor.algorithms.filters import check_group_by, check_where
+from flowblock.executor.algorithms.filters import (
+    check_group_by,
+    check_result_labels,
+    check_where,
+)
 from flowblock.executor.datasets import Datasets, lean
 from flowblock.executor.disclosure import DisclosurePolicy
 from flowblock.executor.sandbox import Limits, run_sandboxed
@@ -254,7 +258,8 @@ class Executor:
         meta = self.ledger("records:GetDataset", token["dataset"])
         params = token["params"]
         where = check_where(params.get("where", []), meta["schema"])
-        check_group_by(params.get("group_by", []), meta["schema"], bool(token.get("epsilon")))
+        check_group_by(params.get("group_by", []), meta["schema"])
+        check_result_labels(algorithm.group_columns(params), params, meta["schema"])
         images = algorithm.input_kind == "images"
         inputs = [{"model": self.load_model(t)} for t in token["inputs"]] if images else []
         cohort = self.datasets.cohort(token)

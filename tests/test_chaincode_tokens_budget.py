@@ -417,8 +417,27 @@ def test_the_rules_can_make_a_dataset_or_a_class_dp_only(world):
     rules = world.submit(
         world.hospital_admin, "SetRules", json.dumps({"dp_only": {"classes": ["statistics"]}})
     )
-    assert rules["dp_only"] == {"datasets": [], "classes": ["statistics"]}
-    world.refused(403, "only with differential privacy", world.alice, "Request", world.method,
-                  "", world.dataset, json.dumps({"column": "age"}), "research", "[]")  # fmt: skip
+    try:  # the Hospital's rules are shared by the tests on one ledger: set back after
+        assert rules["dp_only"] == {"datasets": [], "classes": ["statistics"]}
+        world.refused(403, "only with differential privacy", world.alice, "Request",
+                      world.method, "", world.dataset, json.dumps({"column": "age"}),
+                      "research", "[]")  # fmt: skip
+    finally:
+        world.submit(world.hospital_admin, "SetRules", json.dumps({}))
     world.refused(400, "rules.auto_approve and rules.dp_only must be JSON objects",
                   world.hospital_admin, "SetRules", json.dumps({"dp_only": []}))  # fmt: skip
+
+
+def test_a_request_grouped_by_a_column_no_schema_lists_values_for_is_refused(world):
+    world.setup()
+    spec = method_spec(f"grouped{world.method}", parameters={"type": "object"})
+    world.submit(world.hospital_admin, "catalogue:Publish", json.dumps(spec))
+    for column in ("patient_id", "age", "diagnosis"):  # an id, a number, values unlisted
+        world.refused(
+            400, f"params.group_by {column!r} must be a boolean column or a category column",
+            world.alice, "Request", spec["name"], "", world.dataset,
+            json.dumps({"group_by": [column]}), "research", "[]",
+        )  # fmt: skip
+    token = world.submit(world.alice, "Request", spec["name"], "", world.dataset,
+                         json.dumps({"group_by": ["sex", "smoker"]}), "research", "[]")  # fmt: skip
+    assert token["status"] == "PENDING"

@@ -51,6 +51,7 @@ from flowblock.chaincode.contracts.catalogue import get_method, method_for
 from flowblock.chaincode.contracts.cohorts import check_commitment
 from flowblock.chaincode.contracts.records import get_dataset
 from flowblock.errors import InvalidArgument
+from flowblock.labels import check_labels
 from flowblock.schema import validate
 from flowblock.vocabulary import MAX_REQUEST_KEY_BYTES, REQUEST_KEY_FIELD, Event
 
@@ -175,6 +176,10 @@ class ComputationContract(FlowBlockContract):
         arguments = json_argument(params, "params")
         try:
             validate(arguments, found["parameters"], "params")
+            groups = arguments.get("group_by")  # labels are public or absent
+            if isinstance(groups, list):
+                labels = (("params.group_by", str(column)) for column in groups)
+                check_labels(labels, meta.get("schema") or {})
         except InvalidArgument as error:
             raise Invalid(str(error).rstrip(".")) from None
         input_kind = found["input_kind"]

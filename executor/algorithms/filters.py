@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from flowblock.errors import InvalidArgument
+from flowblock.labels import check_labels
 
 OPERATORS = {
     "==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
@@ -77,24 +78,24 @@ def check_where(where: list, schema: dict) -> list[tuple[str, str, Any]]:
     return checked
 
 
-def check_group_by(group_by: list, schema: dict, private: bool = False) -> list[str]:
-    """The grouping columns, checked against the schema.
-
-    Under differential privacy the groups themselves must be public: only booleans and
-    categories whose values the schema lists (every one is answered, present or not).
-    """
+def check_group_by(group_by: list, schema: dict) -> list[str]:
+    """The grouping columns, checked: only public labels (``flowblock.labels``), in exact
+    and DP mode alike."""
     columns = [str(column) for column in (group_by or [])]
-    for column in columns:
-        kind = column_type(schema, column)
-        if kind in ORDERED:
-            raise InvalidArgument(f"group_by {column!r}", "a category, text or boolean column")
-        if private and kind != "boolean" and not category_values(schema, column):
-            raise InvalidArgument(
-                f"group_by {column!r}",
-                "a boolean column or a category column whose values the dataset's schema "
-                "lists, under differential privacy",
-            )
+    check_labels((("group_by", column) for column in columns), schema)
     return columns
+
+
+def check_result_labels(group_columns: list[str], params: dict, schema: dict) -> None:
+    """Every column an algorithm keys its result by (``Algorithm.group_columns``) is a
+    public label, named by the parameter that chose it (``group_by``, ``column``, …)."""
+
+    def argument(column: str) -> str:
+        if column in (params.get("group_by") or []):
+            return "group_by"
+        return next((name for name, value in params.items() if value == column), "a label")
+
+    check_labels(((argument(column), column) for column in group_columns), schema)
 
 
 def category_values(schema: dict, column: str) -> list | None:

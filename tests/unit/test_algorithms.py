@@ -162,20 +162,28 @@ def test_bad_filters_are_refused_in_one_sentence(where, message):
     assert message in str(caught.value)
 
 
-def test_group_by_refuses_numeric_columns():
-    with pytest.raises(InvalidArgument, match="a category, text or boolean column"):
-        check_group_by(["age"], VITALS_SCHEMA)
-
-
-def test_under_differential_privacy_groups_must_be_public():
-    assert check_group_by(["sex", "smoker"], VITALS_SCHEMA, private=True) == ["sex", "smoker"]
-    with pytest.raises(InvalidArgument) as refused:  # its values come from the data
-        check_group_by(["diagnosis"], VITALS_SCHEMA, private=True)
+@pytest.mark.parametrize(
+    "column",
+    ["age", "patient_id", "diagnosis"],  # continuous, an identifier, values from the data
+)
+def test_groups_are_labelled_only_by_public_categories_in_every_mode(column):
+    assert check_group_by(["sex", "smoker"], VITALS_SCHEMA) == ["sex", "smoker"]
+    with pytest.raises(InvalidArgument) as refused:
+        check_group_by([column], VITALS_SCHEMA)
     assert str(refused.value) == (
-        "group_by 'diagnosis' must be a boolean column or a category column whose values "
-        "the dataset's schema lists, under differential privacy."
+        f"group_by {column!r} must be a boolean column or a category column whose values "
+        "the dataset's schema lists."
     )
-    assert check_group_by(["diagnosis"], VITALS_SCHEMA) == ["diagnosis"]
+
+
+def test_every_label_column_an_algorithm_names_is_checked_under_its_own_argument():
+    from flowblock.executor.algorithms.filters import check_result_labels
+
+    check_result_labels(["sex"], {"column": "sex"}, VITALS_SCHEMA)
+    with pytest.raises(InvalidArgument, match=r"^column 'patient_id' must be a boolean"):
+        check_result_labels(["patient_id"], {"column": "patient_id"}, VITALS_SCHEMA)
+    with pytest.raises(InvalidArgument, match=r"^rows 'age' must be a boolean"):
+        check_result_labels(["sex", "age"], {"columns": "sex", "rows": "age"}, VITALS_SCHEMA)
 
 
 def test_the_sandbox_gets_a_category_column_with_the_schema_s_values_all_of_them():
