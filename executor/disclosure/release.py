@@ -154,6 +154,9 @@ class Release:
         if binned:
             bins_of = _binner(column, np.asarray(edges, dtype=float))
             few = self._few_patients(keys, groups, cells, counts.shape, bins_of)
+        # Empty bins are withheld like small ones: else the pattern of empty and shown
+        # bins over many narrow bins gives every distinct value away.
+        few = (counts == 0) | (few if few is not None else False)
         released = self._cut(counts, few)
         out = [{**g, "counts": [_cell(released, (*cell, b)) for b in range(len(g["counts"]))]}
                for g, cell in zip(groups, cells, strict=True)]  # fmt: skip
