@@ -1,5 +1,5 @@
-"""Algorithms run in a confined child process: a user of its own, limits on CPU time,
-memory and processes, and nothing of its making outlives it.
+"""Algorithms run in a confined child process: a user and a network of its own, limits on
+CPU time, memory and processes, and nothing of its making outlives it.
 
 An algorithm is code a catalogue vouched for, not code we trust with the executor's
 keys or its memory: it runs in a process of its own, forked from a clean forkserver
@@ -17,6 +17,9 @@ How the child is confined, before any of the algorithm's code runs (``_confine``
   user per run rather than one shared ``nobody``: RLIMIT_NPROC counts a user's
   processes, so it is then exactly this run's limit, and runs cannot signal each other.
   No user needs creating: an id need not have a name.
+- **A network of its own.** Still root, it enters a network namespace of its own
+  (:mod:`.network_namespace`): no interface but a loopback that is down, so neither the
+  machine's services (S3, Redis, the gateway, the hub) nor anything beyond answer it.
 - **Limits.** RLIMIT_CPU, RLIMIT_AS and RLIMIT_NPROC (``Limits.processes``, threads
   included), and no core dumps, which would be the cohort's rows on disk.
 - **Killed whole.** It leads a session and process group of its own. When its result is
@@ -38,10 +41,8 @@ When the executor is not root (or its user namespace lacks the ids), runs keep i
 they get the limits on CPU and memory, the group kill, the private folder and the
 trimmed environment, but they can read what the executor can and no process limit
 applies (RLIMIT_NPROC would count all of its user's processes). The executor says so
-once, as a warning, when it first runs an algorithm.
-
-Out of scope here: the network. A run may open sockets to the machine's services; each
-must check credentials the run cannot read (S3 does; see docs/security.md).
+once, as a warning, when it first runs an algorithm. So does one whose runs cannot have
+a network namespace (no CAP_SYS_ADMIN, a seccomp filter): they keep every other limit.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ import numpy as np
 import pandas as pd
 
 from flowblock.executor.algorithms.base import Algorithm, AlgorithmError
+from flowblock.executor.network_namespace import enter_network_namespace, network_namespace_problem
 
 _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(["flowblock.executor.algorithms.preload"])
@@ -205,6 +207,15 @@ def _runs_get_own_user() -> bool:
     return problem is None
 
 
+@functools.cache
+def _runs_get_own_network() -> bool:
+    """Whether runs get a network of their own; said once per process when they do not."""
+    problem = network_namespace_problem(_CONTEXT)
+    if problem:
+        logging.getLogger(__name__).warning("The algorithms' sandbox is weaker here: %s.", problem)
+    return problem is None
+
+
 # -- the Python a run's user imports from ------------------------------------------------
 #
 # Python may be installed where a run's user cannot reach it (pyenv under /root, 0700).
@@ -325,13 +336,14 @@ def _close_inherited(keep: list[int]) -> None:
     tracker._fd = tracker._pid = None  # an algorithm that needs one starts its own
 
 
-def _confine(limits: Limits, home: str, own_user: bool, connection) -> None:
+def _confine(limits: Limits, home: str, own_user: bool, own_network: bool, connection) -> None:
     """Make this child a run of its own, before any of the algorithm's code runs.
 
     A session and process group of its own (killed whole), its limits, no core dumps
     (they would be the cohort's rows on disk), a private home and temporary folder, a
-    trimmed environment and a fresh authkey; then, as its own user with no groups and
-    no way back to privileges, a process limit, and death with the forkserver.
+    trimmed environment and a fresh authkey; a network of its own while still root; then,
+    as its own user with no groups and no way back to privileges, a process limit, and
+    death with the forkserver.
     """
     parent = os.getppid()
     os.setsid()
@@ -344,6 +356,8 @@ def _confine(limits: Limits, home: str, own_user: bool, connection) -> None:
     tempfile.tempdir = home
     os.chdir(home)
     multiprocessing.current_process().authkey = os.urandom(32)
+    if own_network:  # an error refuses the run: it was expected to be offline
+        enter_network_namespace()
     if own_user:
         run_id = RUN_ID_BASE + os.getpid()
         _link_python_paths()
@@ -381,10 +395,10 @@ def _plain(value: Any) -> Any:
 
 def _child(
     connection, algorithm: type[Algorithm], frame, params, limits: Limits, inputs: list,
-    home: str, own_user: bool,
+    home: str, own_user: bool, own_network: bool,
 ) -> None:  # fmt: skip
     try:
-        _confine(limits, home, own_user, connection)
+        _confine(limits, home, own_user, own_network, connection)
     except OSError as error:
         connection.send(("refused", f"the sandbox could not confine the algorithm's process "
                                     f"({error}), so none of the algorithm ran."))  # fmt: skip
@@ -521,12 +535,12 @@ def run_sandboxed(
     started is killed before this returns.
     """
     _ensure_forkserver()
-    own_user = _runs_get_own_user()
+    own_user, own_network = _runs_get_own_user(), _runs_get_own_network()
     home = tempfile.mkdtemp(prefix="flowblock-run-")
     receiver, sender = _CONTEXT.Pipe(duplex=False)
     child = _CONTEXT.Process(
         target=_child,
-        args=(sender, algorithm, frame, params, limits, inputs or [], home, own_user),
+        args=(sender, algorithm, frame, params, limits, inputs or [], home, own_user, own_network),
         daemon=True,
     )
     deadline = time.monotonic() + limits.wall_seconds

@@ -3,15 +3,17 @@
 Each declares itself a count table, as any algorithm declares its disclosure class;
 nothing they return has a count table's form, so the disclosure policy would release
 none of it. The prying ones do what an attacker's algorithm would (read the
-organisation's keys, fork without end, leave a process behind, send the executor a
-pickle that runs code) and report what they got, so a test can tell that they got
-nothing.
+organisation's keys, fork without end, leave a process behind, connect to the
+machine's services, send the executor a pickle that runs code) and report what they
+got, so a test can tell that they got nothing.
 """
 
 from __future__ import annotations
 
+import errno
 import gc
 import os
+import socket
 import time
 from multiprocessing.connection import Connection
 from typing import Any
@@ -157,3 +159,28 @@ class ImportsLazily(Algorithm):
         import wave
 
         return {"modules": [colorsys.__name__, wave.__name__]}
+
+
+class Connects(Algorithm):
+    """Opens a TCP connection to each ``params["addresses"]`` (``[host, port]``): what the
+    server said first, ``"connected"`` if it said nothing, or the error number's name that
+    stopped it (``ENETUNREACH``); and its network namespace, to compare with the executor's."""
+
+    name = "test-connects"
+    disclosure_class = "count_table"
+
+    def run(self, frame: pd.DataFrame, params: dict[str, Any]) -> Any:
+        found = {}
+        for host, port in params["addresses"]:
+            try:
+                connection = socket.create_connection((host, port), timeout=5)
+            except OSError as error:
+                found[f"{host}:{port}"] = errno.errorcode.get(error.errno or 0, repr(error))
+                continue
+            with connection:
+                connection.settimeout(1)
+                try:
+                    found[f"{host}:{port}"] = connection.recv(64).decode(errors="replace")
+                except OSError:  # it said nothing
+                    found[f"{host}:{port}"] = "connected"
+        return {"connections": found, "namespace": os.readlink("/proc/self/ns/net")}

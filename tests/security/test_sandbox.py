@@ -3,27 +3,34 @@
 An algorithm is code a catalogue vouched for, running on the data side: if it pries, it
 must get nothing. It cannot read the organisation's S3 credentials, a wallet's private
 key or the executor's environment; it cannot fork without end; nothing it starts
-outlives it; and what it sends back is read as data, never run as code. These start no
-server: the sandbox is a child process of this one.
+outlives it; it reaches no server on the machine or beyond; and what it sends back is
+read as data, never run as code. These start no server but a socket of their own: the
+sandbox is a child process of this one.
 """
 
 from __future__ import annotations
 
+import logging
+import multiprocessing
 import os
 import random
+import socket
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from flowblock.executor import network_namespace, sandbox
 from flowblock.executor.algorithms.base import AlgorithmError
 from flowblock.executor.sandbox import Limits, isolation_problem, run_sandboxed
 from flowblock.identity import wallet_path
 from flowblock.identity.s3 import credentials_path
 from flowblock.identity.wallet import KEY_FILE
 from flowblock.testing.algorithms import (
+    Connects,
     Forks,
     ImportsLazily,
     LeavesAGrandchild,
@@ -129,3 +136,81 @@ def test_a_result_is_read_as_data_never_run_as_code(tmp_path: Path):
     with pytest.raises(AlgorithmError, match="cannot leave the sandbox"):
         run_sandboxed(SendsCode, FRAME, {"path": str(target)}, Limits(cpu_seconds=30))
     assert not target.exists()
+
+
+GREETING = "a service of the executor's machine\n"
+
+
+@pytest.fixture
+def local_server() -> Iterator[tuple[str, int]]:
+    """A TCP server on 127.0.0.1, as the S3 server, Redis or the gateway are: it greets
+    whoever connects."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stopping = threading.Event()
+
+    def serve() -> None:
+        while not stopping.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with connection:
+                connection.sendall(GREETING.encode())
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    yield listener.getsockname()[:2]
+    stopping.set()
+    server.join()
+    listener.close()
+
+
+def _greeting(address: tuple[str, int]) -> str:
+    with socket.create_connection(address, timeout=5) as connection:
+        return connection.recv(64).decode()
+
+
+def test_an_algorithm_reaches_no_server_on_the_machine_and_the_executor_still_does(
+    local_server: tuple[str, int],
+):
+    host, port = local_server
+    assert _greeting(local_server) == GREETING  # there to be reached, by the executor
+    seen = run_sandboxed(Connects, FRAME, {"addresses": [[host, port]]}, Limits(cpu_seconds=30))
+    assert seen["connections"] == {f"{host}:{port}": "ENETUNREACH"}  # no interface is up
+    assert seen["namespace"] != os.readlink("/proc/self/ns/net")  # a network of its own
+    assert _greeting(local_server) == GREETING
+
+
+@pytest.fixture
+def network_decided_again():
+    sandbox._runs_get_own_network.cache_clear()
+    yield
+    sandbox._runs_get_own_network.cache_clear()
+
+
+def test_where_no_network_namespace_can_be_made_a_run_says_so_once_and_keeps_its_user(
+    monkeypatch, caplog, local_server: tuple[str, int], network_decided_again, data_dir: Path
+):
+    monkeypatch.setattr(sandbox, "network_namespace_problem", lambda _: "no network namespace here")
+    host, port = local_server
+    credentials = str(credentials_path(data_dir, "Hospital"))
+    with caplog.at_level(logging.WARNING, logger="flowblock.executor.sandbox"):
+        seen = run_sandboxed(Connects, FRAME, {"addresses": [[host, port]]}, Limits())
+        read = run_sandboxed(ReadsFiles, FRAME, {"paths": [credentials]}, Limits())
+    assert seen["connections"] == {f"{host}:{port}": GREETING}  # the gap the warning names
+    assert read == {credentials: "PermissionError"}
+    (warning,) = caplog.messages
+    assert warning == "The algorithms' sandbox is weaker here: no network namespace here."
+
+
+def test_whether_a_run_can_have_a_network_of_its_own_is_tried_for_real(monkeypatch):
+    assert network_namespace.network_namespace_problem(sandbox._CONTEXT) is None  # root here
+
+    def refused() -> None:
+        raise PermissionError(1, "unshare(CLONE_NEWNET): Operation not permitted")
+
+    monkeypatch.setattr(network_namespace, "enter_network_namespace", refused)
+    fork = multiprocessing.get_context("fork")  # its child keeps this test's refusal
+    problem = network_namespace.network_namespace_problem(fork)
+    assert problem is not None and "(unshare(CLONE_NEWNET): Operation not permitted)" in problem
