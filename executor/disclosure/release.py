@@ -248,6 +248,8 @@ class Release:
                     failed or ""
                 )
         kept = dict(group)
+        if rule is None:
+            self._spaced_quantiles(kept, fields, n)
         if rule is None and any(f"barn:{b}" in self.checks for b in sdc.EXTREME_BARNS):
             withheld = self._extremes(kept, fields, n)
             if withheld == len(fields):
@@ -255,6 +257,27 @@ class Release:
         if rule is not None:
             kept.update({f: None for f in fields}, suppressed=True)
         return rule, kept
+
+    def _spaced_quantiles(self, group: dict, fields: list[str], n: int) -> None:
+        """Withhold quantile levels that would pin few records: in a group under
+        ``extremes_min_records``, a level whose rank is within ``min_cohort`` records of
+        either end, and, in any group, one within ``min_cohort`` records of the level
+        released before it (many close levels would list the records' values)."""
+        gap = self.policy.min_cohort
+        small = n < self.policy.extremes_min_records
+        for name in fields:
+            if not isinstance(group[name], dict):
+                continue
+            quantiles, last = dict(group[name]), None
+            for q in sorted(quantiles, key=float):
+                rank = float(q) * n
+                near_an_end = small and min(rank, n - rank) < gap
+                if near_an_end or (last is not None and rank - last < gap):
+                    quantiles[q] = None
+                    group["suppressed"] = True
+                else:
+                    last = rank
+            group[name] = quantiles
 
     def _extremes(self, group: dict, fields: list[str], n: int) -> int:
         """Withhold the extreme statistics of a group with too few records; how many went."""

@@ -6,6 +6,7 @@ executor applies. A rule's test fails if the rule is switched off or weakened.
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -107,6 +108,17 @@ def test_a_histogram_bin_of_one_is_never_released():
     assert all(c is None or c >= 10 for c in counts)
     hidden = [i for i, c in enumerate(counts) if c is None]
     assert len(hidden) >= 2
+
+
+def test_many_close_quantile_levels_do_not_list_the_records_values():
+    levels = [round(0.05 * i, 2) for i in range(1, 20)]
+    for n in (20, 60):
+        rows = table(n)
+        released = protect(Quantiles, {"column": "systolic", "q": levels}, rows).value
+        shown = sorted(float(q) for q, v in released["groups"][0]["quantiles"].items() if v)
+        ranks = [q * n for q in shown]
+        assert shown and len(shown) <= n // 10  # one level per ten records at the most
+        assert all(b - a >= 10 for a, b in itertools.pairwise(ranks))
 
 
 def test_empty_and_small_bins_are_withheld_alike_so_narrow_bins_tell_no_values():
