@@ -47,7 +47,7 @@ from traitlets.config import Configurable
 
 from flowblock.canonical import canonical_json
 from flowblock.errors import DisclosureRefused
-from flowblock.executor.disclosure import classes, differencing, release, sdc, tables
+from flowblock.executor.disclosure import classes, differencing, models, release, sdc, tables
 from flowblock.executor.storage.objects import ObjectStore, sha256_hex
 
 
@@ -243,6 +243,6 @@ def _rules_hash() -> str:
     """The code of the rules, so a result's policy hash changes when the rules do."""
     from importlib.metadata import version
 
-    modules = (classes, differencing, release, sdc, tables, sys.modules[__name__])
+    modules = (classes, differencing, models, release, sdc, tables, sys.modules[__name__])
     sources = [inspect.getsource(module) for module in modules]
     return sha256_hex(canonical_json({"sources": sources, "acro": version("acro")}))

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from flowblock.errors import DisclosureRefused
-from flowblock.executor.disclosure import differencing, sdc, tables
+from flowblock.executor.disclosure import differencing, models, sdc, tables
 from flowblock.executor.disclosure.classes import CLASSES
 
 if TYPE_CHECKING:
@@ -101,7 +101,11 @@ class Release:
         if confusion is not None:  # a classifier's: a count table of actual by predicted
             cells = self._counts({"groups": confusion}, ["actual", "predicted"], "model")
             result = {**result, "confusion_matrix": cells["groups"]}
-        return result
+        if self.rows is not None and isinstance(result.get("coefficients"), dict):
+            predictors = [str(p) for p in self.params.get("predictors") or []]
+            threshold = self.policy.cell_threshold
+            result = models.withhold_rare_levels(result, self.rows, predictors, threshold)
+        return models.rounded_sizes(result, self.policy.rounding)
 
     def count_table(self, result: dict) -> dict:
         kind = self.algorithm.disclosure_class

@@ -264,6 +264,20 @@ def test_spreads_and_models_need_degrees_of_freedom():
     assert fitted["degrees_of_freedom"] == 10
 
 
+def test_a_model_withholds_the_coefficients_of_levels_few_patients_hold():
+    rows = table(60)  # diagnosis: 47 common, 10 uncommon, 3 rare; smokers: 3
+    params = {"outcome": "systolic", "predictors": ["age", "diagnosis", "smoker"]}
+    fitted = protect(LinearRegression, params, rows).value
+    coefficients = fitted["coefficients"]
+    # "common" is the baseline (the intercept's), held by many: shown, like the slope.
+    assert coefficients["intercept"]["estimate"] is not None
+    assert coefficients["age"]["estimate"] is not None
+    assert coefficients["diagnosis_uncommon"]["estimate"] is not None  # 10 patients
+    for rare in ("diagnosis_rare", "smoker"):  # 3 patients each: their own outcomes
+        assert coefficients[rare]["estimate"] is None and coefficients[rare]["withheld"]
+    assert (fitted["n"], fitted["degrees_of_freedom"]) == (60, 55)  # 60 and 56, rounded
+
+
 # -- the rules an algorithm gets are those of the class it declares ---------------------
 
 
