@@ -441,3 +441,17 @@ def test_a_request_grouped_by_a_column_no_schema_lists_values_for_is_refused(wor
     token = world.submit(world.alice, "Request", spec["name"], "", world.dataset,
                          json.dumps({"group_by": ["sex", "smoker"]}), "research", "[]")  # fmt: skip
     assert token["status"] == "PENDING"
+
+
+def test_a_flow_names_each_input_token_once(world):
+    world.setup(rules={"auto_approve": {"methods": [world.method], "purposes": ["research"],
+                                        "organisations": ["University"]}})  # fmt: skip
+    done = world.running(purpose="research")["token_id"]
+    world.submit(world.executor, "Complete", done, world.result())
+    world.refused(
+        400, "inputs must name each token once", world.alice, "Request", world.method, "",
+        world.dataset, json.dumps({"column": "age"}), "research", json.dumps([done, done]),
+    )  # fmt: skip
+    once = world.submit(world.alice, "Request", world.method, "", world.dataset,
+                        json.dumps({"column": "age"}), "research", json.dumps([done]))  # fmt: skip
+    assert once["inputs"] == [done]

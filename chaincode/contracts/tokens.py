@@ -451,6 +451,10 @@ class ComputationContract(FlowBlockContract):
     def _inputs(self, ctx: Context, inputs: list, requester: str, meta: dict) -> list[str]:
         if len(inputs) > MAX_INPUTS:
             raise Invalid(f"inputs must list at most {MAX_INPUTS} tokens")
+        if len({str(token_id) for token_id in inputs}) < len(inputs):
+            # Twice, its patients would weigh double: counts over inputs that differ by
+            # one patient would then give that patient's label away by their parity.
+            raise Invalid("inputs must name each token once")
         for token_id in inputs:
             earlier = get_token(ctx, name(str(token_id), "an input token"))
             if earlier["requester"] != requester:
