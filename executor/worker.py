@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 import logging
+import random
+import time
 from typing import Any
 
 import pandas as pd
@@ -58,6 +60,9 @@ OUTPUTS, MODELS, WRITES = "outputs", "models", "writes"
 #: written before the token is completed and removed once every receipt is recorded.
 RECEIPTS_DUE = "receipts-due"
 
+#: Commit codes of a transaction that lost a race, and the pauses before endorsing again.
+CONFLICTS = ("MVCC_READ_CONFLICT", "PHANTOM_READ_CONFLICT")
+CONFLICT_RETRY_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8)
 #: How many times a computation is re-run when patients revoke while it runs.
 MAX_RERUNS = 2
 
@@ -92,10 +97,24 @@ class Executor:
 
     def ledger(self, function: str, *args: Any, submit: bool = False, **options: Any) -> Any:
         """Evaluate (or ``submit``) a FlowBlock chaincode function; its JSON result.
-        ``options``: the Contract's (``transient``, ``endorsing_organisations``)."""
-        call = self.contract.submit if submit else self.contract.evaluate
-        payload = call(function, *args, **options)
-        return json.loads(payload) if payload else None
+        ``options``: the Contract's (``transient``, ``endorsing_organisations``).
+
+        A submit that lost a race at commit (another transaction changed what it read:
+        two results charging one budget, say) is endorsed again on the new state, a few
+        times, before it counts as failed."""
+        if not submit:
+            payload = self.contract.evaluate(function, *args, **options)
+            return json.loads(payload) if payload else None
+        delays = iter(CONFLICT_RETRY_DELAYS)
+        while True:
+            try:
+                payload = self.contract.submit(function, *args, **options)
+                return json.loads(payload) if payload else None
+            except CommitError as error:
+                delay = next(delays, None)
+                if error.code not in CONFLICTS or delay is None:
+                    raise
+                time.sleep(delay * (1 + random.random()))  # noqa: S311 - jitter, apart from its rival
 
     # -- one token ---------------------------------------------------------------------
 

@@ -219,3 +219,20 @@ def test_dp_results_are_within_opendp_accuracy_at_the_stated_confidence(demo):
     assert demo.alice.budget(demo.dataset)["spent"] == pytest.approx(1.5)
     with pytest.raises(ComputationFailed, match="bounds"):
         demo.ask("mean", {"column": "systolic"}, epsilon=0.5).wait(timeout=60)
+
+
+def test_six_concurrent_dp_requests_within_budget_all_complete(pool, s3_server, demo_world):
+    """Each result charges the one budget key: the ones that lose the race at commit are
+    endorsed again, never failed with the ledger's conflict."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    own = Study(pool, s3_server, demo_world, patients(30, seed=6), consenting=30, prefix="sdc")
+    own.admin.submit("budget:Grant", own.dataset, "alice@University", 0.6)
+    jobs = [own.alice.compute("count", own.dataset, {}, "research", epsilon=0.1)
+            for _ in range(6)]  # fmt: skip
+    assert {job.status for job in jobs} == {"APPROVED"}
+    with ThreadPoolExecutor(6) as threads:
+        outcomes = list(threads.map(own.executor.process, [job.token_id for job in jobs]))
+    assert outcomes == ["DONE"] * 6
+    budget = own.alice.budget(own.dataset)
+    assert budget["spent"] == pytest.approx(0.6) and budget["left"] == pytest.approx(0)
