@@ -306,6 +306,10 @@ class Records:
         return access
 
 
+#: How many times a request that lost a commit race is made again before giving up.
+REQUEST_ATTEMPTS = 4
+
+
 class Client:
     """One person's connection to FlowBlock."""
 
@@ -391,20 +395,26 @@ class Client:
         for argument, value in (("params", params), ("inputs", inputs)):
             if nested_deeper_than(value):  # json.dumps would recurse past Python's limit
                 raise too_deep(argument)
-        try:
-            submitted = self._contract.submit_async(
-                "Request", method, version, dataset, json.dumps(params), purpose,
-                json.dumps(inputs),
-                transient={REQUEST_KEY_FIELD: request_key} if request_key else None,
-            )  # fmt: skip
-        except EndorseError as error:
-            raise refusal(error) from None
-        status = submitted.status()
-        if not status.successful:
-            raise FlowBlockError(
-                f"the request was not committed ({status.code_name}); please ask again."
-            )
-        return Job(self, json.loads(submitted.result), since_block=status.block_number)
+        for attempt in range(REQUEST_ATTEMPTS):
+            try:
+                submitted = self._contract.submit_async(
+                    "Request", method, version, dataset, json.dumps(params), purpose,
+                    json.dumps(inputs),
+                    transient={REQUEST_KEY_FIELD: request_key} if request_key else None,
+                )  # fmt: skip
+            except EndorseError as error:
+                raise refusal(error) from None
+            status = submitted.status()
+            if status.successful:
+                return Job(self, json.loads(submitted.result), since_block=status.block_number)
+            # Lost a race for what it read (a budget being charged): it did not commit,
+            # so asking again on the new state makes no duplicate.
+            if status.code_name not in ("MVCC_READ_CONFLICT", "PHANTOM_READ_CONFLICT"):
+                break
+            time.sleep(0.05 * 2**attempt)
+        raise FlowBlockError(
+            f"the request was not committed ({status.code_name}); please ask again."
+        )
 
     def job(self, token_id: str) -> Job:
         return Job(self, self._evaluate("GetToken", token_id))

@@ -252,3 +252,28 @@ def test_a_request_asked_again_with_its_key_is_the_same_token(world, flowblock_d
         "", world.dataset, '{"column": "age"}', "research", "[]",
         transient={"request_key": b"k" * 201},
     )  # fmt: skip
+
+
+def test_a_request_that_lost_a_commit_race_is_asked_again_once(world, flowblock_devnet):
+    """A request reads the budget a result may be charging: one invalidated by that race
+    did not commit, so the client asks again on the new state, and there is one token."""
+    from fabric_protos.peer import transaction_pb2
+
+    from flowblock.ledger import Status
+
+    world.grant(world.patients[0], "org:University", "C", "research")
+    with Client(Gateway(flowblock_devnet.address, world.alice, timeout=30)) as alice:
+        real, calls = alice._contract.submit_async, []
+
+        class LostRace:
+            def status(self) -> Status:
+                return Status("lost", transaction_pb2.MVCC_READ_CONFLICT, 0)
+
+        def first_loses(*args, **kwargs):
+            calls.append(args[0])
+            return LostRace() if len(calls) == 1 else real(*args, **kwargs)
+
+        alice._contract.submit_async = first_loses
+        job = alice.compute(world.method, world.dataset, {"column": "age"})
+        mine = [j.token_id for j in alice.jobs() if j.token["dataset"] == world.dataset]
+    assert calls == ["Request", "Request"] and mine == [job.token_id]
