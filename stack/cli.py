@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import signal
 import sys
@@ -99,6 +100,9 @@ class UpApp(FlowBlockApp):
     def run(self) -> None:
         if read_stack_file(self.data_path) is not None and _running(self.data_path):
             raise ConfigError(f"FlowBlock is already running for {self.data_path}.")
+        # `kill -USR1 <pid>` prints every thread's stack to the output: what a stop that
+        # hangs, or a stack that stalls, is waiting for.
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
         stack = self._start_stack()
         pid_file = self.data_path / PID_FILE
         try:

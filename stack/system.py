@@ -15,6 +15,7 @@ import logging
 import signal
 import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import Protocol
 
@@ -29,6 +30,8 @@ from flowblock.network.organisations import ORDERER_ORGANISATION
 from flowblock.stackfile import identity_key
 
 log = logging.getLogger(__name__)
+#: Seconds a stop gives the executors' running computations, all executors together.
+EXECUTOR_STOP_GRACE = 20.0
 
 
 class Stack:
@@ -89,8 +92,13 @@ class Stack:
         return ExecutorService(executor, checkpoint, settings.workers).start()
 
     def stop(self) -> None:
+        """Stop every part, the executors first: their running computations get
+        ``EXECUTOR_STOP_GRACE`` seconds in all, and what they leave (queued tokens still
+        APPROVED, a long run still RUNNING) the next start takes up. Their gateways are
+        closed before the S3 server stops, so a run cut short fails no token."""
+        deadline = time.monotonic() + EXECUTOR_STOP_GRACE
         for service in self.executors:
-            service.stop()
+            service.stop(grace=max(0.0, deadline - time.monotonic()))
         for gateway in self._gateways:
             gateway.close()
         if self.s3_supervisor is not None:

@@ -201,11 +201,23 @@ def token_problems(contract: Contract, tokens: list[str] | None = None) -> list[
     return problems
 
 
+def unended(contract: Contract, tokens: list[str] | None = None) -> list[str]:
+    """The tokens (default: every one) not DONE or FAILED yet, from one paged listing."""
+    statuses = all_tokens(contract)
+    chosen = statuses if tokens is None else tokens
+    return [token for token in chosen if statuses.get(token) not in ENDED]
+
+
 def wait_for_tokens_to_end(
     contract: Contract, tokens: list[str] | None = None, timeout: float = 120.0
 ) -> list[str]:
-    """Wait up to ``timeout`` seconds for every token to end; the problems left then."""
+    """Wait up to ``timeout`` seconds for every token to end; the problems left then.
+
+    While it waits it only lists the tokens' statuses (a few calls a second): asking
+    every token's history each time would load the executor it is waiting for. The
+    full check of :func:`token_problems` runs once, at the end.
+    """
     deadline = time.monotonic() + timeout
-    while (problems := token_problems(contract, tokens)) and time.monotonic() < deadline:
+    while unended(contract, tokens) and time.monotonic() < deadline:
         time.sleep(1.0)
-    return problems
+    return token_problems(contract, tokens)

@@ -35,7 +35,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flowblock.ledger import Gateway
-from flowblock.testing.load import Load, all_tokens, lost_transactions, wait_for_tokens_to_end
+from flowblock.testing.load import (
+    Load,
+    all_tokens,
+    lost_transactions,
+    unended,
+    wait_for_tokens_to_end,
+)
 from flowblock.testing.stack_process import StackProcess, command_line
 
 MIB = 1024**2
@@ -196,7 +202,9 @@ def _judge(soak: Soak, stack: StackProcess, tally) -> bool:
     print("soak: load stopped; waiting for every computation to end", flush=True)
     with Gateway.connect(stack.gateway, stack.wallet("auditor", "Hospital"), timeout=60) as gate:
         auditor = gate.get_network(stack.channel).get_contract("flowblock")
+        backlog, waiting = len(unended(auditor)), time.monotonic()
         token_problems = wait_for_tokens_to_end(auditor, timeout=300)
+        waited = time.monotonic() - waiting
         statuses = list(all_tokens(auditor).values())
     stopped = stack.stop()
     lost = lost_transactions(stack.data_dir, tally, stack.channel)
@@ -218,6 +226,8 @@ def _judge(soak: Soak, stack: StackProcess, tally) -> bool:
     print(f"{len(tally.acknowledged)} transactions acknowledged, {len(lost)} of them lost; "
           f"{len(statuses)} computations: {done} done, {failed} failed, "
           f"{len(statuses) - done - failed} other; {tally.reads} reads")  # fmt: skip
+    print(f"computations not ended when the load stopped: {backlog}; waiting for them and "
+          f"checking every token's history took {waited:.0f} s")  # fmt: skip
     print(f"errors the clients saw (the stack down): {tally.errors.total()}")
     for error, count in tally.errors.most_common(6):
         print(f"  {count:5d}  {error}")
