@@ -330,7 +330,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         elif start.HasField("specified"):
             number = start.specified.number
         elif start.HasField("next_commit") or not start.WhichOneof("Type"):
-            number = self.ledger.height
+            number = self.ledger.committed_height
         else:
             self._abort(
                 context,
@@ -338,7 +338,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
                 "the start position must be a specified block or the next commit",
             )
         while context.is_active():
-            if number >= self.ledger.height:
+            if number >= self.ledger.committed_height:
                 self.ledger.wait_for_height(number + 1, EVENT_POLL_SECONDS)
                 continue
             events = [e for txnum, e in self.ledger.events(number, inner.chaincode_id)

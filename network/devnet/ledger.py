@@ -86,9 +86,17 @@ class ChannelLedger:
             found = self._committed.wait_for(lambda: self.state.transaction(tx_id), timeout)
         return found or None
 
+    @property
+    def committed_height(self) -> int:
+        """Blocks whose state is applied too: all that readers may be told of (an event
+        announced before its block's state would send a client to read what is not yet
+        there)."""
+        return self.state.height
+
     def wait_for_height(self, height: int, timeout: float) -> bool:
+        """Wait until ``height`` blocks are committed, state included."""
         with self._committed:
-            return self._committed.wait_for(lambda: self.height >= height, timeout)
+            return self._committed.wait_for(lambda: self.committed_height >= height, timeout)
 
     def events(
         self, number: int, chaincode: str

@@ -230,6 +230,32 @@ def test_live_events_are_delivered_as_blocks_commit(devnet, demo_world):
     assert {json.loads(e.payload)["id"] for e in received} - {"live1"} <= set(markers)
 
 
+def test_an_event_is_announced_only_once_its_state_can_be_read(devnet, demo_world):
+    """A client told of a new asset reads it at once: never "there is no asset" (the
+    executor's claims once got a 404 for a token it had just been told of)."""
+    network = devnet.gateway(demo_world.identity("alice")).get_network(CHANNEL)
+    contract = network.get_contract(CHAINCODE)
+    reads, count = [], 40
+
+    def listen(stream):
+        for event in stream:
+            asset = json.loads(event.payload)["id"]
+            try:
+                reads.append(json.loads(contract.evaluate("Read", asset))["id"] == asset)
+            except EndorseError:
+                reads.append(False)
+            if len(reads) == count:
+                return
+
+    with network.chaincode_events(CHAINCODE, start_block=0) as stream:
+        listener = threading.Thread(target=listen, args=(stream,))
+        listener.start()
+        for n in range(count):
+            contract.submit_async("Create", f"seen{n}", "alice", n)
+        listener.join(timeout=60)
+    assert reads == [True] * count
+
+
 def test_kill_9_under_load_loses_no_committed_transaction(devnet, demo_world, asset_chaincode):
     identity = demo_world.identity("alice")
     committed: list[str] = []
