@@ -266,11 +266,12 @@ def lean(rows: pd.DataFrame, schema: dict | None = None) -> pd.DataFrame:
     sandboxed child: a million rows, 0.7 s against 0.1 s.
     """
     columns = (schema or {}).get("columns", {})
+    dropped = [c for c in (RECORD_COLUMN, PATIENT_HASH_COLUMN) if c in rows.columns]
     categories = {
         name: pd.CategoricalDtype(category_values(schema, name)) for name, spec in columns.items()
         if isinstance(spec, dict) and spec.get("type") == "category" and name in rows.columns
+        and name not in dropped and name != PATIENT_COLUMN
     }  # fmt: skip
     codes = pd.factorize(rows[PATIENT_COLUMN].to_numpy())[0]
-    dropped = [c for c in (RECORD_COLUMN, PATIENT_HASH_COLUMN) if c in rows.columns]
     lean_rows = rows.drop(columns=dropped).assign(**{PATIENT_COLUMN: codes})
     return lean_rows.astype(categories) if categories else lean_rows

@@ -169,8 +169,14 @@ def infer_schema(frame: pd.DataFrame) -> dict:
         elif pd.api.types.is_float_dtype(series):
             columns[name] = "number"
         else:
+            # A category's values are public (the schema is on the ledger): never an
+            # identifier's, nor a column whose every row has a value of its own.
             values = sorted(str(v) for v in series.dropna().unique())
-            is_category = name != PATIENT_COLUMN and len(values) <= CATEGORY_LIMIT
+            is_category = (
+                name not in (PATIENT_COLUMN, RECORD_COLUMN)
+                and len(values) <= CATEGORY_LIMIT
+                and len(values) < series.notna().sum()
+            )
             columns[name] = {"type": "category", "values": values} if is_category else "string"
     return {"columns": columns}
 
