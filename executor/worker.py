@@ -148,7 +148,10 @@ class Executor:
                 return "FAILED"
             if not lost:
                 raise
-            return json.loads(self.contract.evaluate("GetToken", token_id))["status"]
+            token = self.ledger("GetToken", token_id)
+            if token["status"] == "RUNNING" and token["claimed_by"] == self.identity.key:
+                return self._run(token)  # our own claim had committed after all
+            return token["status"]
         return self._run(token)
 
     def publish_certificate(self) -> None:
