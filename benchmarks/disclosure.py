@@ -17,7 +17,13 @@ fewer than about 30 repeats leave the medians that far apart by chance):
 - the differencing check of the result's cohort against 10 earlier ones, from rows
   carrying their patients' hashes as the executor loads them (worked out once per part
   it decodes), beside the executor's own cohort bookkeeping (``CohortRows.patients``),
-  which it already pays.
+  which it already pays;
+- query auditing after 1,000 earlier releases on the dataset (by ten other
+  organisations: intervals of one to three cells of the sorted systolic column, as
+  range filters give), for a new interval's mean: the policy's record of it with
+  auditing against the same record without (differencing and the bookkeeping alike);
+  the first check, which reads the 1,000 releases from the bucket (as after a
+  restart), is shown on its own.
 
 The DP figures lean on two things the sandbox does: its forkserver warms OpenDP up once
 (``flowblock.executor.algorithms.preload``), and glibc backs the children's large
@@ -151,6 +157,52 @@ def main() -> None:
 
     repeats = max(3, args.repeats // 3)
     line("differencing", *timed(check, bookkeeping, repeats), "cohort bookkeeping")
+    audit(frame, repeats)
+
+
+def audit(frame: pd.DataFrame, repeats: int) -> None:
+    """Auditing's cost after 1,000 earlier releases (see the module's docstring)."""
+    import numpy as np
+
+    from flowblock.executor.disclosure import DisclosurePolicy, Protected
+    from flowblock.executor.disclosure.differencing import CohortHistory, patient_hashes
+    from flowblock.testing.study import MemoryStore
+
+    by_systolic = patient_hashes(frame["patient_id"].to_numpy())[np.argsort(frame["systolic"])]
+    cells = max(3, min(200, len(frame) // 50))
+    bounds = np.linspace(0, len(frame), cells + 1).astype(int)
+
+    def interval(n: int) -> np.ndarray:
+        start, width = (7 * n) % (cells - 2), 1 + n % 3
+        return np.sort(by_systolic[bounds[start] : bounds[start + width]])
+
+    store = MemoryStore()
+    for n in range(1_000):
+        earlier = CohortHistory(store, "audited", f"Org{n % 10}")
+        earlier.remember(f"earlier{n}", [interval(n * 13 + 5)], [True])
+    audited = DisclosurePolicy(auditing_seconds=600)
+    unaudited = DisclosurePolicy(auditing=False)
+    token = {"dataset": "audited", "requester": "alice@University"}
+    rounds = iter(range(10**9))
+
+    def release(policy: DisclosurePolicy, n: int) -> object:
+        cohort = interval(n)
+        protected = Protected({"groups": [{"mean": 0.0}]}, [lambda: [cohort]])
+        return policy.record({**token, "token_id": f"new{next(rounds)}"}, protected, store)
+
+    started = time.perf_counter()
+    release(audited, 0)
+    print(f"auditing, first check reading 1,000 releases: {time.perf_counter() - started:.2f} s")
+    same = iter(range(1, 10**9))
+    pairs = iter(range(1, 10**9))
+
+    def with_auditing() -> object:
+        return release(audited, next(same))
+
+    def without() -> object:  # the same interval the audited release just had
+        return release(unaudited, next(pairs))
+
+    line("auditing", *timed(with_auditing, without, repeats), "record without it")
 
 
 if __name__ == "__main__":

@@ -12,15 +12,20 @@ size, counted in patients added plus patients removed.
 Objects are written once, named by token, so executors racing on the same organisation
 never overwrite each other: a token's cohorts are written *before* it is checked, so of
 two conflicting tokens checked at once at least one sees the other and is refused (its
-record is then emptied, since nothing was released).
+record is then emptied, since nothing was released). The same records, read across
+every organisation's folder of a dataset, are what query auditing checks a release
+against (:mod:`~flowblock.executor.disclosure.auditing`); each notes which of its cohorts
+are exact releases (:class:`Record`).
 """
 
 from __future__ import annotations
 
 import io
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterable
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -37,7 +42,8 @@ HASH_KEY = "flowblock-cohort"
 PROBE = "flowblock"
 #: Decoded records kept in memory (they never change once written).
 CACHED = 2_000
-_cache: OrderedDict[str, list[np.ndarray]] = OrderedDict()
+#: Per bucket (its store object): the same key in another bucket is another record.
+_caches: weakref.WeakKeyDictionary[Any, OrderedDict[str, Record]] = weakref.WeakKeyDictionary()
 _cache_lock = threading.Lock()
 
 
@@ -68,72 +74,119 @@ def difference(a: np.ndarray, b: np.ndarray) -> int:
     return a.size + b.size - 2 * common
 
 
+class Record(NamedTuple):
+    """One token's released cohorts, and which of them are exact linear releases (the
+    cohorts whose sums or means it gives: each released group's, or the whole cohort's
+    when the result has no groups) for :mod:`~flowblock.executor.disclosure.auditing`."""
+
+    cohorts: list[np.ndarray]
+    linear: list[bool]
+
+
 class CohortHistory:
     """The cohorts an organisation's researchers were given on one dataset."""
 
     def __init__(self, store: ObjectStore, dataset: str, organisation: str) -> None:
         self.store = store
-        self.prefix = f"{PREFIX}/{_safe(dataset)}/{_safe(organisation)}/"
+        self.prefix = f"{dataset_prefix(dataset)}{safe_name(organisation)}/"
 
     def check_and_remember(self, token_id: str, cohorts: list[np.ndarray], minimum: int) -> None:
         """Remember ``cohorts`` for ``token_id``; refused (and forgotten) if one of them
         differs from an earlier cohort by fewer than ``minimum`` patients."""
-        key = f"{self.prefix}{token_id}.npz"
-        self.store.put(key, _encode(cohorts))
+        key = self.remember(token_id, cohorts)
         try:
-            for earlier_key, earlier in self._earlier(exclude=key):
-                for new in cohorts:
-                    for old in earlier:
-                        # Sizes apart by the minimum or more cannot be closer than that.
-                        if abs(new.size - old.size) >= minimum:
-                            continue
-                        if 0 < difference(new, old) < minimum:
-                            raise DisclosureRefused(
-                                "differencing",
-                                "the cohort differs from one of token "
-                                f"{_token_of(earlier_key)[:12]}…, released earlier to your "
-                                f"organisation, by fewer than {minimum} patients; a "
-                                "differentially private request (with an epsilon) may ask it.",
-                            )
+            self.check(key, cohorts, minimum)
         except BaseException:
-            self.store.put(key, b"")  # withdrawn: nothing of it was released
+            self.withdraw(key)
             raise
 
-    def _earlier(self, exclude: str):
-        keys = [k for k in self.store.list(self.prefix) if k != exclude]
+    def remember(
+        self, token_id: str, cohorts: list[np.ndarray], linear: list[bool] | None = None
+    ) -> str:
+        """Write a token's cohorts before they are checked (so a token checked at the same
+        time sees them); the record's key. ``linear``: which are exact linear releases
+        (all, if not said)."""
+        key = f"{self.prefix}{token_id}.npz"
+        self.store.put(key, _encode(cohorts, [True] * len(cohorts) if linear is None else linear))
+        return key
+
+    def withdraw(self, key: str) -> None:
+        """Empty a refused token's record: nothing of it was released."""
+        self.store.put(key, b"")
         with _cache_lock:
-            missing = [k for k in keys if k not in _cache]
-        fetched = self.store.get_many(missing) if missing else {}
-        for key in keys:
+            _cache_of(self.store).pop(key, None)
+
+    def check(self, key: str, cohorts: list[np.ndarray], minimum: int) -> None:
+        """Refuse if one of ``cohorts`` differs from one of the organisation's earlier
+        cohorts (all but the record ``key``) by fewer than ``minimum`` patients."""
+        earlier = [k for k in self.store.list(self.prefix) if k != key]
+        for earlier_key, record in read_records(self.store, earlier).items():
+            for new in cohorts:
+                for old in record.cohorts:
+                    # Sizes apart by the minimum or more cannot be closer than that.
+                    if abs(new.size - old.size) >= minimum:
+                        continue
+                    if 0 < difference(new, old) < minimum:
+                        raise DisclosureRefused(
+                            "differencing",
+                            "the cohort differs from one of token "
+                            f"{_token_of(earlier_key)[:12]}…, released earlier to your "
+                            f"organisation, by fewer than {minimum} patients; a "
+                            "differentially private request (with an epsilon) may ask it.",
+                        )
+
+
+def dataset_prefix(dataset: str) -> str:
+    """Where every organisation's records on ``dataset`` are kept (one folder each)."""
+    return f"{PREFIX}/{safe_name(dataset)}/"
+
+
+def read_records(store: ObjectStore, keys: list[str]) -> dict[str, Record]:
+    """The records ``keys`` name, in their order (a withdrawn one holds no cohort), read
+    once and then kept decoded in memory."""
+    with _cache_lock:
+        _cache = _cache_of(store)
+        missing = [k for k in keys if k not in _cache]
+    fetched = store.get_many(missing) if missing else {}
+    records = {}
+    for key in keys:
+        with _cache_lock:
+            record = _cache.get(key)
+        if record is None:
+            if key not in fetched:
+                continue
+            record = _decode(fetched[key])
             with _cache_lock:
-                cohorts = _cache.get(key)
-            if cohorts is None:
-                if key not in fetched:
-                    continue
-                cohorts = _decode(fetched[key])
-                with _cache_lock:
-                    _cache[key] = cohorts
-                    while len(_cache) > CACHED:
-                        _cache.popitem(last=False)
-            yield key, cohorts
+                _cache[key] = record
+                while len(_cache) > CACHED:
+                    _cache.popitem(last=False)
+        records[key] = record
+    return records
 
 
-def _encode(cohorts: list[np.ndarray]) -> bytes:
+def _cache_of(store: ObjectStore) -> OrderedDict[str, Record]:
+    return _caches.setdefault(store, OrderedDict())
+
+
+def _encode(cohorts: list[np.ndarray], linear: list[bool]) -> bytes:
     buffer = io.BytesIO()
-    np.savez(buffer, *cohorts, probe=cohort_hashes([PROBE]))
+    np.savez(buffer, *cohorts, probe=cohort_hashes([PROBE]), linear=np.array(linear, dtype=bool))
     return buffer.getvalue()
 
 
-def _decode(data: bytes) -> list[np.ndarray]:
+def _decode(data: bytes) -> Record:
     if not data:  # a withdrawn record
-        return []
+        return Record([], [])
     with np.load(io.BytesIO(data), allow_pickle=False) as archive:
         if not np.array_equal(archive["probe"], cohort_hashes([PROBE])):
             raise DisclosureRefused(
                 "differencing", "earlier cohorts were kept in a form this executor cannot read."
             )
-        names = [name for name in archive.files if name != "probe"]
-        return [archive[name] for name in sorted(names, key=lambda n: int(n[4:]))]
+        names = [name for name in archive.files if name.startswith("arr_")]
+        cohorts = [archive[name] for name in sorted(names, key=lambda n: int(n[4:]))]
+        # A record from before auditing names no linear releases: all are taken as such.
+        linear = archive["linear"].tolist() if "linear" in archive.files else [True] * len(cohorts)
+        return Record(cohorts, linear)
 
 
 def _token_of(key: str) -> str:
@@ -141,5 +194,6 @@ def _token_of(key: str) -> str:
     return key.rsplit("/", 1)[-1].removesuffix(".npz")
 
 
-def _safe(name: str) -> str:
+def safe_name(name: str) -> str:
+    """A dataset or organisation name as one folder of an object key."""
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)

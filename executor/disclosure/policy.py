@@ -20,7 +20,9 @@ leaves the data side:
 - a model's outputs are refused below ``min_degrees_of_freedom`` residual degrees of freedom;
 - per-record labels are kept data-side for a flow and never released;
 - the released cohorts must not differ from earlier ones by only a few patients
-  (:mod:`~flowblock.executor.disclosure.differencing`);
+  (:mod:`~flowblock.executor.disclosure.differencing`), nor, with every exact release
+  made to anyone on the dataset, determine a total over a few patients
+  (:mod:`~flowblock.executor.disclosure.auditing`);
 - in differential-privacy mode (a token with ε > 0) the result must come from the
   algorithm's OpenDP mode, and none of the exact rules above apply to it: the noise
   protects every patient, and the ε budget on the ledger bounds what all queries reveal.
@@ -47,7 +49,15 @@ from traitlets.config import Configurable
 
 from flowblock.canonical import canonical_json
 from flowblock.errors import DisclosureRefused
-from flowblock.executor.disclosure import classes, differencing, models, release, sdc, tables
+from flowblock.executor.disclosure import (
+    auditing,
+    classes,
+    differencing,
+    models,
+    release,
+    sdc,
+    tables,
+)
 from flowblock.executor.storage.objects import ObjectStore, sha256_hex
 
 
@@ -56,7 +66,8 @@ class Protected:
     """A result as it may be released, and the cohorts it reveals something about.
 
     The cohorts (arrays of patient ids) are worked out only when asked for, by
-    :meth:`DisclosurePolicy.record`, so the rules themselves cost little.
+    :meth:`DisclosurePolicy.record`, so the rules themselves cost little. The first
+    source is the whole cohort's, the others those of the released groups, cells or bins.
     """
 
     value: Any
@@ -64,6 +75,19 @@ class Protected:
 
     def cohorts(self) -> list[np.ndarray]:
         return [cohort for source in self.sources for cohort in source()]
+
+    def hashed(self) -> tuple[list[np.ndarray], list[bool]]:
+        """Each distinct cohort as sorted patient hashes, and whether it is an exact
+        linear release (a sum, mean or count over it is given): each released group's,
+        or the whole cohort's when the result has no groups. A grouped result gives the
+        whole cohort only as its rounded size."""
+        found: dict[bytes, list] = {}
+        grouped = len(self.sources) > 1
+        for n, source in enumerate(self.sources):
+            for cohort in map(differencing.cohort_hashes, source()):
+                entry = found.setdefault(cohort.tobytes(), [cohort, False])
+                entry[1] = entry[1] or n > 0 or not grouped
+        return [c for c, _ in found.values()], [linear for _, linear in found.values()]
 
 
 class DisclosurePolicy(Configurable):
@@ -110,6 +134,34 @@ class DisclosurePolicy(Configurable):
         help="Refuse a result whose cohort differs from one released earlier to the same "
         "organisation on the dataset by fewer than min_cohort patients.",
     ).tag(config=True)
+    auditing = Bool(
+        True,
+        help="Refuse a result whose exact releases, with every earlier one on the dataset "
+        "(to any organisation), determine a total over fewer than min_cohort patients "
+        "(query auditing against trackers; docs/disclosure-auditing.md).",
+    ).tag(config=True)
+    auditing_seconds = Float(
+        10.0,
+        help="Longest the auditing of one result may take; one not decided by then is "
+        "refused, pointing to differential privacy (what was read of the history by then "
+        "is kept: after a restart the next check goes on from there).",
+    ).tag(config=True)
+    auditing_max_refusals = Int(
+        20,
+        help="Refusals for what a result would reveal with earlier ones (differencing and "
+        "auditing) an organisation may get on a dataset; past them its exact results there "
+        "are all refused alike, so refusals stop telling anything (0: no limit).",
+    ).tag(config=True)
+    max_protect_seconds = Float(
+        10.0,
+        help="Longest the suppression of one count table may run; a table not protected "
+        "by then is refused (too many cells to protect) rather than holding the executor.",
+    ).tag(config=True)
+    max_table_cells = Int(
+        1_000_000,
+        help="Most cells a count table may have to be protected (the memory its "
+        "suppression takes grows with them); a larger one is refused before any work.",
+    ).tag(config=True)
     max_query_epsilon = Float(
         2.0, help="The most ε one differentially private query may spend."
     ).tag(config=True)
@@ -145,6 +197,8 @@ class DisclosurePolicy(Configurable):
             safe_nk_k=self.dominance_k,
             safe_pratio_p=self.p_ratio,
             zeros_are_disclosive=self.zeros_are_disclosive,
+            max_protect_seconds=self.max_protect_seconds,
+            max_table_cells=self.max_table_cells,
         )
 
     # -- before any data is read -----------------------------------------------------
@@ -204,13 +258,32 @@ class DisclosurePolicy(Configurable):
         return Protected(rules.apply(result), rules.sources)
 
     def record(self, token: dict, protected: Protected, store: ObjectStore) -> Any:
-        """Refuse the result if its cohorts difference earlier ones; else remember them."""
-        if self.differencing and protected.sources:
-            organisation = token["requester"].rsplit("@", 1)[1]
-            history = differencing.CohortHistory(store, token["dataset"], organisation)
-            hashed = map(differencing.cohort_hashes, protected.cohorts())
-            cohorts = {c.tobytes(): c for c in hashed}
-            history.check_and_remember(token["token_id"], list(cohorts.values()), self.min_cohort)
+        """Refuse the result if its cohorts difference earlier ones, or with every earlier
+        exact release on the dataset determine a few patients' total; else remember them.
+
+        The record is written before it is checked, so two tokens checked at once see
+        each other; a refused one is withdrawn (nothing of it was released)."""
+        if not (protected.sources and (self.differencing or self.auditing)):
+            return protected.value
+        dataset, organisation = token["dataset"], token["requester"].rsplit("@", 1)[1]
+        refusals = auditing.Refusals(store, dataset, organisation)
+        refusals.require_fewer_than(self.auditing_max_refusals)
+        cohorts, linear = protected.hashed()
+        history = differencing.CohortHistory(store, dataset, organisation)
+        key = history.remember(token["token_id"], cohorts, linear)
+        try:
+            if self.differencing:
+                history.check(key, cohorts, self.min_cohort)
+            if self.auditing:
+                exact = [c for c, is_linear in zip(cohorts, linear, strict=True) if is_linear]
+                auditor = auditing.Auditor(store, dataset)
+                auditor.check(key, exact, self.min_cohort, self.auditing_seconds)
+        except BaseException as error:
+            history.withdraw(key)
+            auditing.withdrawn(store, dataset, key)
+            if isinstance(error, DisclosureRefused) and not isinstance(error, auditing.Undecided):
+                refusals.note(token["token_id"])  # one bit told about the cohorts
+            raise
         return protected.value
 
     def published_cohort_size(self, token: dict, patients: list[str]) -> int | None:
@@ -243,6 +316,8 @@ def _rules_hash() -> str:
     """The code of the rules, so a result's policy hash changes when the rules do."""
     from importlib.metadata import version
 
-    modules = (classes, differencing, models, release, sdc, tables, sys.modules[__name__])
+    modules = (
+        auditing, classes, differencing, models, release, sdc, tables, sys.modules[__name__]
+    )  # fmt: skip
     sources = [inspect.getsource(module) for module in modules]
     return sha256_hex(canonical_json({"sources": sources, "acro": version("acro")}))

@@ -52,9 +52,15 @@ def _checker(appetite: tuple[tuple[str, Any], ...]) -> Any:
     return _acro().SDCChecks(dict(appetite))
 
 
+#: The appetite's limits on the work of protecting a table: FlowBlock's, not ACRO's.
+_LIMITS = ("max_protect_seconds", "max_table_cells")
+
+
 @dataclass(frozen=True)
 class RiskAppetite:
-    """The policy's thresholds, in ACRO's words (its ``default.yaml`` keys)."""
+    """The policy's thresholds, in ACRO's words (its ``default.yaml`` keys), and how much
+    work protecting one table may take before it is refused (not ACRO's: unbounded
+    suppression of a large table would hold the executor)."""
 
     safe_threshold: int
     safe_dof_threshold: int
@@ -62,10 +68,13 @@ class RiskAppetite:
     safe_nk_k: float
     safe_pratio_p: float
     zeros_are_disclosive: bool
+    max_protect_seconds: float = 10.0
+    max_table_cells: int = 1_000_000
 
     @property
     def checker(self) -> Any:
-        items = {**self.__dict__, "check_missing_values": False}
+        items = {k: v for k, v in self.__dict__.items() if k not in _LIMITS}
+        items["check_missing_values"] = False
         return _checker(tuple(sorted(items.items())))
 
 

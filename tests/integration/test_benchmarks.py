@@ -60,5 +60,17 @@ def test_disclosure_benchmark_runs_and_reports():
         capture_output=True, text=True, timeout=240, cwd=BENCHMARKS,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
-    for line in ("mean policy", "mean DP", "histogram policy", "histogram DP", "differencing"):
+    for line in ("mean policy", "mean DP", "histogram policy", "histogram DP", "differencing",
+                 "auditing, first check", "auditing "):  # fmt: skip
+        assert line in done.stdout
+
+
+def test_suppression_benchmark_runs_and_reports():
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "suppression.py"), "--patients", "20000",
+         "--repeats", "1"],
+        capture_output=True, text=True, timeout=240, cwd=BENCHMARKS,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    for line in ("suppression 100x100", "suppression 25x20x20", "vs threshold check"):
         assert line in done.stdout

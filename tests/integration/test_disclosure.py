@@ -236,3 +236,22 @@ def test_six_concurrent_dp_requests_within_budget_all_complete(pool, s3_server, 
     assert outcomes == ["DONE"] * 6
     budget = own.alice.budget(own.dataset)
     assert budget["spent"] == pytest.approx(0.6) and budget["left"] == pytest.approx(0)
+
+
+def test_three_overlapping_exact_means_the_third_is_refused(pool, s3_server, demo_world):
+    """A tracker: the means over ages 20 to 35, 35 to 49 and 20 to 49. Every two cohorts are at
+    least 14 patients apart, so differencing lets each through; together the three give
+    the value of the one patient aged 35, and auditing refuses the third."""
+    own = Study(pool, s3_server, demo_world, patients(60, seed=5), consenting=60, prefix="sdc")
+
+    def between(low: int, high: int) -> dict:
+        return {"column": "systolic", "where": [["age", ">=", low], ["age", "<", high]]}
+
+    first = own.ask("mean", between(20, 36)).wait(timeout=60).value["groups"][0]["mean"]
+    second = own.ask("mean", between(35, 50)).wait(timeout=60).value["groups"][0]["mean"]
+    third = refused(own.ask("mean", between(20, 50)))
+    assert third.rule == "auditing" and "epsilon" in str(third)
+    # What the refusal kept back: with the third mean, the patient's own value.
+    truth = own.cohort.set_index("age")["systolic"]
+    target = first * 16 + second * 15 - truth.loc[20:49].mean() * 30
+    assert target == pytest.approx(truth.loc[35])
