@@ -248,7 +248,7 @@ def test_dp_epsilon_goes_to_the_admin_and_a_denial_says_who_and_why(
 def test_an_interrupt_stops_the_wait_and_not_the_token(researcher_kernel, hospital_admin):
     done = researcher_kernel.run(
         "%flowblock compute long-running --dataset vitals -p seconds=1",
-        interrupt_after="waiting for approval by Hospital",
+        interrupt_after="waiting for approval by an admin of Hospital",
     )
     assert done.status == "error"
     message = done.stderr.strip()
@@ -325,7 +325,7 @@ def test_a_result_not_ready_says_where_its_token_is(researcher_kernel):
     token_id = token_of(researcher_kernel, "j")
     assert usage_error(researcher_kernel, f"%flowblock result {token_id}") == (
         f"%flowblock result: token {token_id[:12]} is PENDING (waiting for approval by "
-        f"Hospital); wait with %flowblock status {token_id[:12]}."
+        f"an admin of Hospital); wait with %flowblock status {token_id[:12]}."
     )
 
 
