@@ -61,3 +61,16 @@ def rate(threads: int, seconds: float, work: Callable[[int, int], object]) -> fl
 def percentiles(samples_ms: list[float]) -> tuple[float, float]:
     """p50 and p99 of a list of latencies."""
     return statistics.median(samples_ms), statistics.quantiles(samples_ms, n=100)[98]
+
+
+def timed(work: Callable[[], object], baseline: Callable[[], object], repeats: int):
+    """Median seconds of ``work()`` and of ``baseline()``, run in turns (after a warm-up
+    of each) so that the machine's noise falls on both alike."""
+    work(), baseline()
+    samples: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeats):
+        for runs, call in zip(samples, (work, baseline), strict=True):
+            started = time.perf_counter()
+            call()
+            runs.append(time.perf_counter() - started)
+    return statistics.median(samples[0]), statistics.median(samples[1])

@@ -34,10 +34,10 @@ first touches).
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+from common import timed
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -63,19 +63,6 @@ def table(records: int) -> pd.DataFrame:
             "systolic": rng.normal(128, 15, records).round(1),
         }
     )
-
-
-def timed(work: Callable[[], object], baseline: Callable[[], object], repeats: int):
-    """Median seconds of ``work()`` and of ``baseline()``, run in turns (after a warm-up
-    of each) so that the machine's noise falls on both alike."""
-    work(), baseline()
-    samples: tuple[list[float], list[float]] = ([], [])
-    for _ in range(repeats):
-        for runs, call in zip(samples, (work, baseline), strict=True):
-            started = time.perf_counter()
-            call()
-            runs.append(time.perf_counter() - started)
-    return statistics.median(samples[0]), statistics.median(samples[1])
 
 
 def line(label: str, measured: float, baseline: float, what: str = "algorithm alone") -> None:

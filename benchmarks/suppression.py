@@ -16,35 +16,10 @@ protection"); before, such a table was still being protected after 25 minutes.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 
-import numpy as np
+from common import timed
 
-
-def realistic(shape: tuple[int, ...], patients: int, seed: int = 0) -> np.ndarray:
-    """Counts of ``patients`` over categories of log-normal popularity: many small cells."""
-    rng = np.random.default_rng(seed)
-    share = np.ones(shape)
-    for dim, size in enumerate(shape):
-        weights = rng.lognormal(0, 1, size)
-        share = share * (weights / weights.sum()).reshape(
-            [size if d == dim else 1 for d in range(len(shape))]
-        )
-    return rng.poisson(share * patients).astype(float)
-
-
-def timed(work: Callable[[], object], baseline: Callable[[], object], repeats: int):
-    """Median seconds of ``work()`` and of ``baseline()``, run in turns after a warm-up."""
-    work(), baseline()
-    samples: tuple[list[float], list[float]] = ([], [])
-    for _ in range(repeats):
-        for runs, call in zip(samples, (work, baseline), strict=True):
-            started = time.perf_counter()
-            call()
-            runs.append(time.perf_counter() - started)
-    return statistics.median(samples[0]), statistics.median(samples[1])
+from flowblock.testing.count_tables import realistic_counts as realistic
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ from hypothesis.extra.numpy import arrays
 from flowblock.errors import DisclosureRefused
 from flowblock.executor.algorithms.statistics import Crosstab
 from flowblock.executor.disclosure import DisclosurePolicy, tables
+from flowblock.testing.count_tables import realistic_counts as realistic
 
 TOKEN = {"token_id": "t1", "data_org": "Hospital", "requester": "alice@University",
          "dataset": "vitals", "params": {}, "epsilon": 0}  # fmt: skip
@@ -90,19 +91,6 @@ def test_a_table_with_a_dimension_of_one_level_is_hidden_whole():
     assert tables.hypercube_suppress(counts, _primary(counts, 10), 10) is None
     assert tables.suppress(counts, DisclosurePolicy().appetite).all()
     assert not tables.suppress(np.array([[30.0, 40.0, 50.0]]), DisclosurePolicy().appetite).any()
-
-
-def realistic(shape: tuple[int, ...], patients: int, seed: int = 0) -> np.ndarray:
-    """Counts of ``patients`` over categories of skewed popularity (log-normal): many
-    small cells, as a grouped count over several columns gives."""
-    rng = np.random.default_rng(seed)
-    share = np.ones(shape)
-    for dim, size in enumerate(shape):
-        weights = rng.lognormal(0, 1, size)
-        share = share * (weights / weights.sum()).reshape(
-            [size if d == dim else 1 for d in range(len(shape))]
-        )
-    return rng.poisson(share * patients).astype(float)
 
 
 @pytest.mark.parametrize("shape", [(100, 100), (25, 20, 20)])
