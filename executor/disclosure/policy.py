@@ -72,6 +72,8 @@ class Protected:
 
     value: Any
     sources: list[Callable[[], list[np.ndarray]]] = field(default_factory=list)
+    #: Whether the values are exact statistics; rounded counts are no linear release.
+    exact: bool = True
 
     def cohorts(self) -> list[np.ndarray]:
         return [cohort for source in self.sources for cohort in source()]
@@ -86,7 +88,7 @@ class Protected:
         for n, source in enumerate(self.sources):
             for cohort in map(differencing.cohort_hashes, source()):
                 entry = found.setdefault(cohort.tobytes(), [cohort, False])
-                entry[1] = entry[1] or n > 0 or not grouped
+                entry[1] = self.exact and (entry[1] or n > 0 or not grouped)
         return [c for c, _ in found.values()], [linear for _, linear in found.values()]
 
 
@@ -255,7 +257,7 @@ class DisclosurePolicy(Configurable):
             return Protected(result)
         self._require_cohort(len(patients))
         rules = release.Release(self, token, algorithm, rows, patients)
-        return Protected(rules.apply(result), rules.sources)
+        return Protected(rules.apply(result), rules.sources, rules.exact)
 
     def record(self, token: dict, protected: Protected, store: ObjectStore) -> Any:
         """Refuse the result if its cohorts difference earlier ones, or with every earlier

@@ -54,6 +54,9 @@ class Release:
             self._whole if rows is not None and PATIENT_COLUMN in rows.columns
             else lambda: [_ids(patients, token["data_org"])]
         ]  # fmt: skip
+        #: Whether its values are exact (statistics), not counts rounded and suppressed:
+        #: only exact ones are linear releases for query auditing.
+        self.exact = True
 
     def rules(self) -> dict[str, Callable[[Any], Any]]:
         """The method applying each disclosure class's rules, by the class's name."""
@@ -118,6 +121,7 @@ class Release:
 
     def _counts(self, result: dict, keys: list[str], kind: str) -> dict:
         """A count table's groups, each ``count`` suppressed or rounded."""
+        self.exact = False
         groups = _groups(result, kind)
         _require_fields(groups, keys, ("count", "suppressed"), kind)
         if not all(g.get("count") is None or _is_count(g["count"]) for g in groups):
@@ -133,6 +137,7 @@ class Release:
         return {**result, "groups": out}
 
     def histogram(self, result: dict) -> dict:
+        self.exact = False
         groups = _groups(result, "histogram")
         column, edges = result.get("column"), result.get("edges", [])
         keys = self._keys(groups, "histogram", fields=("counts",))
@@ -169,6 +174,7 @@ class Release:
         return {**result, "groups": out}
 
     def crosstab(self, result: dict) -> dict:
+        self.exact = False
         rows, columns, table = result["rows"], result["columns"], result["counts"]
         if not (
             isinstance(rows, list) and isinstance(columns, list) and isinstance(table, list)

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from flowblock.errors import DisclosureRefused
-from flowblock.executor.algorithms.statistics import Count, Mean
+from flowblock.executor.algorithms.statistics import Count, Histogram, Mean
 from flowblock.executor.disclosure import DisclosurePolicy, Protected
 from flowblock.executor.disclosure.auditing import Auditor, Releases
 from flowblock.executor.disclosure.differencing import CohortHistory, cohort_hashes
@@ -114,13 +114,24 @@ def test_counts_by_sex_then_by_diagnosis_then_means_of_twenty_age_bands_are_all_
         mean = run(store, f"band{band}", Mean, {"column": "systolic"}, rows[rows["age"] == band])
         assert mean["groups"][0]["mean"] is not None
     run(store, "again", Count, {"group_by": ["sex"]}, rows)  # asked twice: nothing new
-    # Now the whole cohort's count would give the suppressed diagnoses' (whole - common),
-    # but that is 15 patients; the count of "uncommon" alone would give the 3 rare ones.
-    run(store, "whole", Count, {}, rows)
+    run(store, "whole", Count, {}, rows)  # rounded counts are no exact (linear) release
+    # Exact statistics are: the whole cohort's mean (the bands' too) less the common
+    # patients' gives the 15 others' total; then a mean of the 12 "uncommon" would give
+    # the 3 rare patients' total.
+    run(store, "common", Mean, {"column": "systolic"}, rows[rows["diagnosis"] == "common"])
     uncommon = rows[rows["diagnosis"] == "uncommon"]
     with pytest.raises(DisclosureRefused) as caught:
         run(store, "uncommon", Mean, {"column": "systolic"}, uncommon)
     assert caught.value.rule == "auditing"
+
+
+def test_rounded_counts_are_no_linear_release_for_auditing():
+    """A mean of everyone and a histogram of the same patients: the bins' counts are
+    rounded, so they give no total of the few patients outside the released bins."""
+    store, rows = MemoryStore(), vitals(30)
+    run(store, "mean", Mean, {"column": "systolic"}, rows)
+    bins = run(store, "bins", Histogram, {"column": "systolic", "bins": 3}, rows)
+    assert any(c is not None for c in bins["groups"][0]["counts"])
 
 
 def test_a_refused_release_is_withdrawn_and_the_history_survives_a_restart():
