@@ -32,11 +32,12 @@ import numpy as np
 import pandas as pd
 
 from flowblock.errors import FlowBlockError
-from flowblock.executor.algorithms.filters import apply_where, category_values
+from flowblock.executor.algorithms.filters import apply_where
 from flowblock.executor.disclosure.differencing import PATIENT_HASH_COLUMN, patient_hashes
 from flowblock.executor.images import HASH_COLUMN, OBJECT_COLUMN
 from flowblock.executor.ingest import PATIENT_COLUMN, RECORD_COLUMN, row_hashes
 from flowblock.executor.storage.objects import ObjectStore, RecordTampered, sha256_hex
+from flowblock.labels import category_values
 from flowblock.ledger import Contract, all_pages
 
 #: Consents in one page of consent:WhoMayCompute.

@@ -15,10 +15,18 @@ from collections.abc import Iterable
 
 from flowblock.errors import InvalidArgument
 
-__all__ = ["PUBLIC_LABEL", "check_labels", "is_public_label"]
+__all__ = ["PUBLIC_LABEL", "category_values", "check_labels", "is_public_label"]
 
 #: What a label column must be, in the words of a refusal.
 PUBLIC_LABEL = "a boolean column or a category column whose values the dataset's schema lists"
+
+
+def category_values(schema: dict, column: str) -> list | None:
+    """The values the schema lists for a category column; None if it lists none."""
+    spec = schema.get("columns", {}).get(column)
+    if isinstance(spec, dict) and spec.get("type") == "category" and spec.get("values"):
+        return list(spec["values"])
+    return None
 
 
 def is_public_label(schema: dict, column: str) -> bool:
@@ -26,7 +34,7 @@ def is_public_label(schema: dict, column: str) -> bool:
     spec = schema.get("columns", {}).get(column)
     if spec == "boolean" or (isinstance(spec, dict) and spec.get("type") == "boolean"):
         return True
-    return isinstance(spec, dict) and spec.get("type") == "category" and bool(spec.get("values"))
+    return category_values(schema, column) is not None
 
 
 def check_labels(labels: Iterable[tuple[str, str]], schema: dict) -> None:

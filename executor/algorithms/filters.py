@@ -98,14 +98,6 @@ def check_result_labels(group_columns: list[str], params: dict, schema: dict) ->
     check_labels(((argument(column), column) for column in group_columns), schema)
 
 
-def category_values(schema: dict, column: str) -> list | None:
-    """The values the schema lists for a category column; None if it lists none."""
-    spec = schema.get("columns", {}).get(column)
-    if isinstance(spec, dict) and spec.get("type") == "category" and spec.get("values"):
-        return list(spec["values"])
-    return None
-
-
 def apply_where(frame: pd.DataFrame, where: list[tuple[str, str, Any]]) -> pd.DataFrame:
     mask = pd.Series(True, index=frame.index)
     for column, op, value in where:
