@@ -9,8 +9,12 @@ remembered by its id, and every token a request created. After kills and restart
 hold as valid, and :func:`token_problems` the tokens that did not end, or ended twice.
 
 A call that fails (the stack is down) is counted by its kind of error, and the thread
-connects again before its next call. The randomness (which method, how long a pause)
-comes from one seeded generator per thread, so a run can be replayed.
+connects again before its next call. Requests are a closed loop: a researcher with
+:data:`OUTSTANDING` computations not yet ended asks for no more until one ends, so the
+load asks for computations no faster than the executor runs them on the machine at hand
+(an open loop on two shared cores queued hundreds, a backlog and not a leak). The
+randomness (which method, how long a pause) comes from one seeded generator per thread,
+so a run can be replayed.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ PATIENTS = ("patient1", "patient2", "patient3")
 RESEARCHERS = ("alice", "bob")
 #: How a token the demo's rules approved must end, whatever crashed meanwhile.
 ENDED = ("DONE", "FAILED")
+#: How many of a researcher's computations may be waiting to end before they ask again.
+OUTSTANDING = 4
 
 
 @dataclass
@@ -49,6 +55,7 @@ class Tally:
     acknowledged: dict[str, str] = field(default_factory=dict)  # tx id -> function
     tokens: dict[str, list[str]] = field(default_factory=dict)  # researcher -> token ids
     reads: int = 0
+    held_back: int = 0  # requests not made because the researcher's earlier ones ran
     errors: Counter[str] = field(default_factory=Counter)
 
 
@@ -127,6 +134,10 @@ class Load:
                           LOAD_PURPOSE, "", "")  # fmt: skip
 
     def _request(self, contract: Contract, name: str, rng: random.Random) -> None:
+        if self._running(contract, name) >= OUTSTANDING:
+            with self._lock:
+                self.tally.held_back += 1
+            return
         params = json.dumps({"column": rng.choice(COLUMNS)})
         result = self._acknowledge(
             contract, "Request", rng.choice(METHODS), "", DATASET, params, "research", "[]"
@@ -134,6 +145,13 @@ class Load:
         if result is not None:
             with self._lock:
                 self.tally.tokens.setdefault(name, []).append(json.loads(result)["token_id"])
+
+    def _running(self, contract: Contract, name: str) -> int:
+        """How many of ``name``'s last computations have not ended yet."""
+        with self._lock:
+            recent = list(self.tally.tokens.get(name, [])[-OUTSTANDING:])
+        statuses = (json.loads(contract.evaluate("GetToken", token))["status"] for token in recent)
+        return sum(status not in ENDED for status in statuses)
 
     def _read(self, contract: Contract, name: str, rng: random.Random) -> None:
         with self._lock:
@@ -182,6 +200,16 @@ def all_tokens(contract: Contract) -> dict[str, str]:
     found = all_pages(lambda mark: json.loads(contract.evaluate("ListTokens", "", 500, mark)),
                       "tokens")  # fmt: skip
     return {token["token_id"]: token["status"] for token in found}
+
+
+def failure_reasons(contract: Contract, tokens: list[str]) -> Counter[str]:
+    """Why the FAILED ones of ``tokens`` failed, counted by their sentence."""
+    reasons: Counter[str] = Counter()
+    for token_id in tokens:
+        token = json.loads(contract.evaluate("GetToken", token_id))
+        if token["status"] == "FAILED":
+            reasons[token.get("reason") or token.get("error") or "(no reason)"] += 1
+    return reasons
 
 
 def token_problems(contract: Contract, tokens: list[str] | None = None) -> list[str]:

@@ -7,11 +7,13 @@ stack with SIGKILL at jittered intervals and starts it again on the same directo
 samples the resident memory and open file handles of every FlowBlock process from /proc.
 At the end it stops the stack cleanly and prints a table and a verdict:
 
-- memory flat: for the stack's process and SeaweedFS, the median resident memory of the
-  last third of the steady samples (those taken at least ``--warmup`` seconds after a
-  start) is at most 1.2 times that of the first third, plus 32 MiB;
-- file handles flat: the most open in the last third is at most 16 above the most open
-  in the first third;
+- memory flat, judged for each start of the stack alone (a restarted process opens the
+  store the data has grown to, so starts differ; a leak grows within one): for the
+  stack's process and SeaweedFS, the median resident memory of the last third of a
+  start's steady samples (those taken at least ``--warmup`` seconds after it) is at most
+  1.2 times that of its first third, plus 32 MiB;
+- file handles flat: within each start, the most open in its last third is at most 16
+  above the most open in its first third;
 - nothing lost: every transaction a client was told committed is on the ledger as valid,
   every computation ended DONE or FAILED and none was completed twice, no process of the
   stack outlived a kill, and ``flowblock verify`` passes.
@@ -38,6 +40,7 @@ from flowblock.ledger import Gateway
 from flowblock.testing.load import (
     Load,
     all_tokens,
+    failure_reasons,
     lost_transactions,
     unended,
     wait_for_tokens_to_end,
@@ -164,20 +167,26 @@ def _print_row(row: Sample, header: bool) -> None:
 def flatness(samples: list[Sample]) -> list[str]:
     """What is not flat, by the criteria of this module's docstring ([] when all is)."""
     steady = [s for s in samples if s.steady]
-    third = len(steady) // 3
-    if third < 2:
-        return [f"too few steady samples to judge ({len(steady)}); run longer"]
-    early, late = steady[:third], steady[-third:]
+    cycles = sorted({s.cycle for s in steady})
+    judged = [[s for s in steady if s.cycle == cycle] for cycle in cycles]
+    judged = [start for start in judged if len(start) >= 6]
+    if not judged:
+        return [f"no start had six steady samples to judge ({len(steady)} in all); run longer"]
     problems = []
-    for kind in ("stack", "seaweedfs"):
-        before = statistics.median(s.rss[kind] for s in early)
-        after = statistics.median(s.rss[kind] for s in late)
-        if after > before * 1.2 + 32 * MIB:
-            problems.append(f"{kind} memory grew from {before / MIB:.0f} to {after / MIB:.0f} MiB")
-        most_before = max(s.fds[kind] for s in early)
-        most_after = max(s.fds[kind] for s in late)
-        if most_after > most_before + 16:
-            problems.append(f"{kind} file handles grew from {most_before} to {most_after}")
+    for start in judged:
+        third = len(start) // 3
+        early, late = start[:third], start[-third:]
+        for kind in ("stack", "seaweedfs"):
+            before = statistics.median(s.rss[kind] for s in early)
+            after = statistics.median(s.rss[kind] for s in late)
+            where = f"{kind} in start {start[0].cycle}"
+            if after > before * 1.2 + 32 * MIB:
+                problems.append(f"{where}: memory grew from {before / MIB:.0f} to "
+                                f"{after / MIB:.0f} MiB")  # fmt: skip
+            most_before = max(s.fds[kind] for s in early)
+            most_after = max(s.fds[kind] for s in late)
+            if most_after > most_before + 16:
+                problems.append(f"{where}: file handles grew from {most_before} to {most_after}")
     return problems
 
 
@@ -205,7 +214,10 @@ def _judge(soak: Soak, stack: StackProcess, tally) -> bool:
         backlog, waiting = len(unended(auditor)), time.monotonic()
         token_problems = wait_for_tokens_to_end(auditor, timeout=300)
         waited = time.monotonic() - waiting
-        statuses = list(all_tokens(auditor).values())
+        tokens = all_tokens(auditor)
+        statuses = list(tokens.values())
+        failed_ids = [token for token, status in tokens.items() if status == "FAILED"]
+        reasons = failure_reasons(auditor, failed_ids)
     stopped = stack.stop()
     lost = lost_transactions(stack.data_dir, tally, stack.channel)
     verify = subprocess.run(
@@ -227,7 +239,10 @@ def _judge(soak: Soak, stack: StackProcess, tally) -> bool:
           f"{len(statuses)} computations: {done} done, {failed} failed, "
           f"{len(statuses) - done - failed} other; {tally.reads} reads")  # fmt: skip
     print(f"computations not ended when the load stopped: {backlog}; waiting for them and "
-          f"checking every token's history took {waited:.0f} s")  # fmt: skip
+          f"checking every token's history took {waited:.0f} s; requests held back while "
+          f"a researcher's earlier ones ran: {tally.held_back}")  # fmt: skip
+    for reason, count in reasons.most_common(6):
+        print(f"  failed {count:4d}: {reason}")
     print(f"errors the clients saw (the stack down): {tally.errors.total()}")
     for error, count in tally.errors.most_common(6):
         print(f"  {count:5d}  {error}")
