@@ -144,9 +144,7 @@ def main() -> None:
 
         def consent(patient: str) -> None:
             with Gateway(stack["gateway"], hospital.issue(patient, "patient")) as gateway:
-                gateway.get_network("flowblock").get_contract("flowblock", "consent").submit(
-                    "Grant", "big", "org:University", "C", "research", "", ""
-                )
+                Client(gateway).consent.grant("big", "org:University", "C", "research")
 
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(consent, sorted(set(frame["patient_id"]))))

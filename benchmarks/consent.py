@@ -13,7 +13,7 @@ On a devnet serving FlowBlock's chaincode (each in its own process):
 Each figure is printed beside a baseline from the same run: latencies against the
 orderer's batch timeout, rates against the protocol's floor (``floor.py``: the same gRPC
 round trips with empty messages and no work; a Grant has a submit's shape, one read and
-one write batch on each of 2 peers; a listing page, an evaluation's).
+one write batch on the patient's organisation's peer; a listing page, an evaluation's).
 Targets (issue 5): grant p50 ≤ 50 ms, ≥ 200 grants/s, 100,000 records in ≤ 60 s, the
 100,000-patient listing in ≤ 5 s.
 """
@@ -21,42 +21,65 @@ Targets (issue 5): grant p50 ≤ 50 ms, ≥ 200 grants/s, 100,000 records in ≤
 from __future__ import annotations
 
 import argparse
+import hashlib
+import hmac
 import json
 import sqlite3
 import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 from common import percentiles, rate, start_chaincode
 from floor import EVALUATION, SUBMIT, Floor
 
 from flowblock.canonical import canonical_json
-from flowblock.chaincode import create_composite_key
 from flowblock.identity import CertificateAuthority
 from flowblock.ledger import all_pages
 from flowblock.testing import make_demo_world
 from flowblock.testing.flowblock_ledger import VITALS_SCHEMA, GatewayDriver, records_for
 from flowblock.testing.ledger import DevnetProcess
+from flowblock.vocabulary import CONSENT_FIELD, RECORDS_FIELD, SECRET_FIELD
+
+#: The Hospital collection's secret in this benchmark (set up with it, so that the
+#: seeded consents are where the chaincode looks for them).
+SECRET = b"the consent benchmark's secret!!"
 
 BATCH = 500  # records per registration transaction, about 150 KB
 
 
 def seed_consents(data_dir: Path, dataset: str, patients: int) -> None:
-    """Write the consent entries ``patients`` Grant transactions would leave in the state."""
-    entry = canonical_json(
-        {"grantee": "org:University", "purpose": "research", "record_id": "", "rights": "C",
-         "until": ""}
-    )  # fmt: skip
-    rows = [
-        ("flowblock",
-         create_composite_key("consent", [dataset, f"seed{n:06d}@Hospital", f"{n:064x}"]).encode(),
-         entry, 0, 0)
-        for n in range(patients)
-    ]  # fmt: skip
+    """Write the private consent entries ``patients`` Grant transactions would leave in
+    the Hospital's collection (keys hidden with its secret, :data:`SECRET`)."""
+    collection = "_implicit_org_HospitalMSP"
+    hide = partial(hmac.new, SECRET, digestmod=hashlib.sha256)
+    values, hashes = [], []
+    for n in range(patients):
+        patient = f"seed{n:06d}@Hospital"
+        key = f"consents|{dataset}|{hide(patient.encode()).hexdigest()[:40]}".encode()
+        entry = {"patient": patient, "grantee": "org:University", "purpose": "research",
+                 "record_id": "", "rights": "C", "until": ""}  # fmt: skip
+        value = canonical_json({"grants": {f"{n:064x}": entry}})
+        key_hash, value_hash = hashlib.sha256(key).digest(), hashlib.sha256(value).digest()
+        values.append(("HospitalMSP", "flowblock", collection, key, key_hash, value, 0, 0))
+        hashes.append(("flowblock", collection, key_hash, value_hash, 0, 0))
     with sqlite3.connect(data_dir / "devnet" / "flowblock" / "state.sqlite") as db:
-        db.executemany("INSERT OR REPLACE INTO state VALUES (?,?,?,?,?)", rows)
+        db.executemany("INSERT OR REPLACE INTO private_values VALUES (?,?,?,?,?,?,?,?)", values)
+        db.executemany("INSERT OR REPLACE INTO private_hashes VALUES (?,?,?,?,?,?)", hashes)
+
+
+def grant(driver, patient, dataset: str) -> dict:
+    """A patient's grant, as ``client.consent.grant`` sends it."""
+    spec = {"dataset": dataset, "to": "org:University", "rights": "C", "purpose": "research",
+            "until": "", "record_id": ""}  # fmt: skip
+    return driver.submit(patient, "consent:Grant", transient={CONSENT_FIELD: json.dumps(spec)},
+                         endorsing_organisations=["HospitalMSP"])  # fmt: skip
+
+
+def revoke(driver, patient, grant_id: str) -> None:
+    driver.submit(patient, "consent:RevokeGrant", grant_id, endorsing_organisations=["HospitalMSP"])
 
 
 def main() -> None:
@@ -77,6 +100,8 @@ def main() -> None:
     devnet = DevnetProcess(data_dir, {"flowblock": address}).start()
     driver = GatewayDriver(devnet.address)
     try:
+        driver.submit(executor, "consent:SetUpCollection", transient={SECRET_FIELD: SECRET},
+                      endorsing_organisations=["HospitalMSP"])  # fmt: skip
         for dataset in ("vitals", "listed"):
             driver.submit(steward, "records:RegisterDataset", dataset, "tabular",
                           json.dumps(VITALS_SCHEMA))  # fmt: skip
@@ -87,10 +112,9 @@ def main() -> None:
         quiet_revoke: list[float] = []
         for _ in range(args.latency_samples):
             started = time.perf_counter()
-            grant = driver.submit(alone, "consent:Grant", "vitals", "org:University", "C",
-                                  "research", "", "")  # fmt: skip
+            granted_now = grant(driver, alone, "vitals")
             granted = time.perf_counter()
-            driver.submit(alone, "consent:RevokeGrant", grant["grant_id"])
+            revoke(driver, alone, granted_now["grant_id"])
             quiet_grant.append((granted - started) * 1000)
             quiet_revoke.append((time.perf_counter() - granted) * 1000)
         patients = [
@@ -102,10 +126,9 @@ def main() -> None:
 
         def grant_and_revoke(thread: int, n: int) -> None:
             started = time.perf_counter()
-            grant = driver.submit(patients[thread], "consent:Grant", "vitals", "org:University",
-                                  "C", "research", "", "")  # fmt: skip
+            granted_now = grant(driver, patients[thread], "vitals")
             granted = time.perf_counter()
-            driver.submit(patients[thread], "consent:RevokeGrant", grant["grant_id"])
+            revoke(driver, patients[thread], granted_now["grant_id"])
             with lock:
                 grant_ms.append((granted - started) * 1000)
                 revoke_ms.append((time.perf_counter() - granted) * 1000)
@@ -120,8 +143,10 @@ def main() -> None:
         started = time.perf_counter()
         with ThreadPoolExecutor(4) as pool:
             done = list(pool.map(
-                lambda batch: driver.submit(steward, "records:RegisterRecords", "vitals",
-                                            json.dumps(batch)), batches))  # fmt: skip
+                lambda batch: driver.submit(
+                    steward, "records:RegisterRecords", "vitals",
+                    transient={RECORDS_FIELD: json.dumps(batch)},
+                    endorsing_organisations=["HospitalMSP"]), batches))  # fmt: skip
         registration_s = time.perf_counter() - started
         registered = sum(result["registered"] for result in done)
 

@@ -83,9 +83,7 @@ def import_dataset(data_dir: Path, stack: dict, records: int, patients: int) -> 
 
     def consent(patient: str) -> None:
         with Gateway(stack["gateway"], hospital.issue(patient, "patient")) as gateway:
-            gateway.get_network("flowblock").get_contract("flowblock", "consent").submit(
-                "Grant", DATASET, "org:University", "C", "research", "", ""
-            )
+            Client(gateway).consent.grant(DATASET, "org:University", "C", "research")
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(consent, sorted(set(frame["patient_id"]))))

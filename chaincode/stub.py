@@ -155,14 +155,25 @@ class ChaincodeStub:
 
     def get_states(self, keys: list[str]) -> list[bytes | None]:
         """Several keys' values (None where absent), in one request when the peer allows."""
+        return self._get_multiple("", keys)
+
+    def get_private_data_multiple(self, collection: str, keys: list[str]) -> list[bytes | None]:
+        """Several keys' values in ``collection`` (None where absent), as :meth:`get_states`."""
+        return self._get_multiple(_collection(collection), keys)
+
+    def _get_multiple(self, collection: str, keys: list[str]) -> list[bytes | None]:
         size = self.offer.get_multiple
         if not size:
+            if collection:
+                return [self.get_private_data(collection, key) for key in keys]
             return [self.get_state(key) for key in keys]
         values: list[bytes | None] = []
         for start in range(0, len(keys), size):
             reply = self._call(
                 Message.GET_STATE_MULTIPLE,
-                chaincode_shim_pb2.GetStateMultiple(keys=keys[start : start + size]),
+                chaincode_shim_pb2.GetStateMultiple(
+                    keys=keys[start : start + size], collection=collection
+                ),
             )
             found = chaincode_shim_pb2.GetStateMultipleResult.FromString(reply.payload).values
             values.extend(value or None for value in found)

@@ -35,7 +35,8 @@ from flowblock.canonical import canonical_json
 from flowblock.errors import EndorseError, FlowBlockError, InvalidArgument
 from flowblock.executor.storage.objects import ObjectStore, sha256_hex
 from flowblock.ledger import Contract, all_pages
-from flowblock.vocabulary import ChaincodeStatus
+from flowblock.ledger.collections import set_up_private_collection
+from flowblock.vocabulary import RECORDS_FIELD, ChaincodeStatus
 
 PART_ROWS = 5_000
 REGISTER_BATCH = 500
@@ -331,13 +332,19 @@ def check_records(records: Contract, dataset: str, parts: list[Part]) -> list[li
     """What registering each part's records would do, asked of the ledger without writing
     (an evaluate runs the transaction and orders nothing): a record it refuses (another
     patient's, a bad id) is refused here, before anything is stored. The counts of each
-    batch of each part."""
+    batch of each part.
+
+    Records name patients: they go to this organisation's private collection, which
+    the first import may have to set up (its executor may not have started yet)."""
+    set_up_private_collection(records)
     checked, row = [], 0
     for part in parts:
         counts = []
         for batch in part.batches():
             try:
-                said = records.evaluate("RegisterRecords", dataset, json.dumps(batch))
+                said = records.evaluate(
+                    "RegisterRecords", dataset, transient={RECORDS_FIELD: json.dumps(batch)}
+                )
             except EndorseError as error:
                 raise _refusal(error, dataset, row) from None
             counts.append(json.loads(said))
@@ -424,11 +431,17 @@ def register(
     checked: list[dict] | None = None,
 ) -> None:
     """Register batches of record entries, counting what was new, changed and unchanged; a
-    batch the ledger said would change nothing (``checked``) is not submitted again."""
+    batch the ledger said would change nothing (``checked``) is not submitted again.
+
+    Records name patients, so they go to this organisation's private collection: as
+    transient data, to its own peers alone (see chaincode.contracts.records)."""
     for index, batch in enumerate(batches):
         counts = checked[index] if checked is not None else None
         if counts is None or counts["registered"] or counts["updated"]:
-            said = records.submit("RegisterRecords", dataset, json.dumps(batch))
+            said = records.submit(
+                "RegisterRecords", dataset, transient={RECORDS_FIELD: json.dumps(batch)},
+                endorsing_organisations=[records.network.gateway.identity.msp_id],
+            )  # fmt: skip
             counts = json.loads(said)
         report.registered += counts["registered"]
         report.updated += counts["updated"]

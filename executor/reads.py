@@ -19,8 +19,15 @@ from flowblock.errors import CommitError, EndorseError, FlowBlockError
 from flowblock.executor.algorithms.base import plain_records
 from flowblock.executor.images import HASH_COLUMN, OBJECT_COLUMN
 from flowblock.executor.worker import Executor
+from flowblock.identity.certificates import msp_id
 from flowblock.sealing import digest, seal
-from flowblock.vocabulary import MAX_SEALED_BYTES, ChaincodeStatus, Failure, FailureKind
+from flowblock.vocabulary import (
+    ACCESS_FIELD,
+    MAX_SEALED_BYTES,
+    ChaincodeStatus,
+    Failure,
+    FailureKind,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +42,7 @@ def serve(executor: Executor, kind: str, access_id: str, work: Callable[[dict], 
     the work is the same each time, and the ledger completes a request once.
     """
     try:
-        access = executor.ledger(f"access:Claim{kind}", access_id, submit=True)
+        access = executor.private(f"access:Claim{kind}", access_id)
     except (EndorseError, CommitError) as error:
         status = getattr(error, "chaincode_status", None)
         if status == ChaincodeStatus.FORBIDDEN:  # the consent was revoked since the request
@@ -44,7 +51,7 @@ def serve(executor: Executor, kind: str, access_id: str, work: Callable[[dict], 
             return _fail(executor, kind, access_id, failure)
         if not (isinstance(error, CommitError) or status == ChaincodeStatus.CONFLICT):
             raise
-        access = executor.ledger("access:GetAccess", access_id)
+        access = executor.access(access_id)
         if access["status"] != "RUNNING" or access["claimed_by"] != executor.identity.key:
             return access["status"]
     try:
@@ -64,7 +71,11 @@ def serve(executor: Executor, kind: str, access_id: str, work: Callable[[dict], 
 
 
 def _fail(executor: Executor, kind: str, access_id: str, failure: Failure) -> str:
-    return executor.fail_unless_ended(f"access:Fail{kind}", "access:GetAccess", access_id, failure)
+    own = [msp_id(executor.organisation)]
+    return executor.fail_unless_ended(
+        f"access:Fail{kind}", lambda: executor.access(access_id)["status"], access_id, failure,
+        endorsing_organisations=own,
+    )  # fmt: skip
 
 
 def process_read(executor: Executor, access_id: str) -> str:
@@ -94,15 +105,5 @@ def _serve(executor: Executor, access: dict) -> None:
             f"the patient's records are {len(sealed) / 2**20:.1f} MiB sealed, more than one "
             f"read carries ({MAX_SEALED_BYTES / 2**20:.0f} MiB); ask for a single record."
         )
-    executor.ledger(
-        "access:CompleteRead",
-        access_id,
-        json.dumps(
-            {
-                "encrypted": sealed,
-                "result_hash": digest(plaintext),
-                "records": len(records),
-            }
-        ),
-        submit=True,
-    )
+    result = {"encrypted": sealed, "result_hash": digest(plaintext), "records": len(records)}
+    executor.private("access:CompleteRead", access_id, transient={ACCESS_FIELD: json.dumps(result)})

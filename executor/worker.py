@@ -21,6 +21,7 @@ import json
 import logging
 import random
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -48,6 +49,7 @@ from flowblock.executor.storage.objects import ObjectStore, sha256_hex
 from flowblock.identity import Identity
 from flowblock.identity.certificates import msp_id
 from flowblock.ledger import Contract
+from flowblock.ledger.collections import set_up_private_collection
 from flowblock.schema import validate
 from flowblock.sealing import digest, seal
 from flowblock.vocabulary import ChaincodeStatus, Failure, FailureKind
@@ -155,8 +157,10 @@ class Executor:
         return self._run(token)
 
     def publish_certificate(self) -> None:
-        """Let writers seal rows to this executor: its certificate, on the ledger."""
+        """Let writers seal rows to this executor: its certificate, on the ledger; and give
+        the organisation's private collection its secret, the first time."""
         self.ledger("access:PublishExecutorCertificate", submit=True)
+        set_up_private_collection(self.contract)
 
     @property
     def identity(self) -> Identity:
@@ -180,23 +184,41 @@ class Executor:
                 FailureKind.COMPUTATION_FAILED,
                 "the computation failed on the data side; the data organisation has the details.",
             )
-        status = self.fail_unless_ended("Fail", "GetToken", token_id, failure)
+        status = self.fail_unless_ended(
+            "Fail", lambda: self.ledger("GetToken", token_id)["status"], token_id, failure
+        )
         if status == "FAILED":  # nothing of it was released: no receipts are due
             self.store.delete(f"{RECEIPTS_DUE}/{token_id}")
         return status
 
-    def fail_unless_ended(self, fail: str, get: str, object_id: str, failure: Failure) -> str:
+    def fail_unless_ended(
+        self, fail: str, status_of: Callable[[], str], object_id: str, failure: Failure,
+        **options: Any,
+    ) -> str:  # fmt: skip
         """Fail a token or request (``fail``) with a typed failure, unless another run of it
         (its task delivered again while this one ran) ended it first; the status the ledger
-        keeps, read with ``get``."""
+        keeps, from ``status_of``. ``options`` as :meth:`ledger`'s."""
         try:
-            self.ledger(fail, object_id, failure.to_json(), submit=True)
+            self.ledger(fail, object_id, failure.to_json(), submit=True, **options)
         except (EndorseError, CommitError):
-            status = self.ledger(get, object_id)["status"]
+            status = status_of()
             if status in ("DONE", "FAILED"):
                 return status
             raise
         return "FAILED"
+
+    def private(self, function: str, *args: Any, transient: dict | None = None) -> Any:
+        """Submit a function that keeps what it writes in this organisation's private
+        collection: endorsed by this organisation's peers alone (the collection's policy),
+        the only ones that hold it."""
+        return self.ledger(
+            function, *args, submit=True, transient=transient,
+            endorsing_organisations=[msp_id(self.organisation)],
+        )  # fmt: skip
+
+    def access(self, access_id: str) -> dict:
+        """A read or write request this organisation holds."""
+        return self.ledger("access:GetAccess", self.organisation, access_id)
 
     def _complete(self, token: dict) -> None:
         algorithm = self._algorithm(token)
@@ -259,15 +281,8 @@ class Executor:
         """Record the cohort, part by part, in this organisation's private collection: each
         part travels as transient data to this organisation's peer alone, which alone
         endorses (the collection's policy), so no other organisation ever holds it."""
-        own = [msp_id(self.organisation)]
         for part in cohort_parts(token_id, salt, patients):
-            self.ledger(
-                "consent:RecordUsage",
-                token_id,
-                submit=True,
-                transient={TRANSIENT_FIELD: part},
-                endorsing_organisations=own,
-            )
+            self.private("consent:RecordUsage", token_id, transient={TRANSIENT_FIELD: part})
         self.store.delete(f"{RECEIPTS_DUE}/{token_id}")
 
     def _compute(self, token: dict, algorithm: type[Algorithm]) -> tuple[Any, list[str]]:

@@ -21,12 +21,15 @@ from flowblock.executor.ingest import PATIENT_COLUMN, RECORD_COLUMN, part_bytes,
 from flowblock.executor.reads import serve
 from flowblock.executor.worker import WRITES, Executor
 from flowblock.sealing import open_sealed, write_context
-from flowblock.vocabulary import MAX_WRITE_RECORDS
+from flowblock.vocabulary import ACCESS_FIELD, MAX_WRITE_RECORDS
 
 
 def process_write(executor: Executor, access_id: str) -> str:
     """Claim a write request, store its rows, register them; DONE or FAILED."""
-    return serve(executor, "Write", access_id, lambda access: _store(executor, access))
+    status = serve(executor, "Write", access_id, lambda access: _store(executor, access))
+    if status == "DONE":  # by this run, or by one a crash stopped before this step
+        register_part(executor, executor.access(access_id))
+    return status
 
 
 def _store(executor: Executor, access: dict) -> None:
@@ -54,15 +57,28 @@ def _store(executor: Executor, access: dict) -> None:
     ]
     stored = {"object_key": object_key, "sha256": sha256, "records": records}
     try:
-        executor.ledger(
-            "access:CompleteWrite", access["access_id"], json.dumps(stored), submit=True
+        executor.private(
+            "access:CompleteWrite",
+            access["access_id"],
+            transient={ACCESS_FIELD: json.dumps(stored)},
         )
     except EndorseError:
         # Refused: unless another run of this request completed it (with the same part),
         # these rows are nobody's record and do not stay in the bucket.
-        if executor.ledger("access:GetAccess", access["access_id"])["status"] != "DONE":
+        if executor.access(access["access_id"])["status"] != "DONE":
             executor.store.delete(object_key)
         raise
+
+
+def register_part(executor: Executor, access: dict) -> None:
+    """Register a completed write's part, in public (its hash names nobody), after the
+    records it holds were registered privately: the data side reads only registered
+    parts, so until now its rows were read by nobody. Again is harmless."""
+    part = access["result"]["part"]
+    executor.ledger(
+        "records:RegisterPartition", access["dataset"], part["object_key"], part["sha256"],
+        part["rows"], submit=True,
+    )  # fmt: skip
 
 
 def _current_records(executor: Executor, dataset: str, patient: str, rows: Any) -> dict:

@@ -20,6 +20,7 @@ from traitlets.config import Configurable
 
 from flowblock.canonical import nested_deeper_than, too_deep
 from flowblock.config import config_from_environment
+from flowblock.consent import Consent
 from flowblock.errors import (
     AccessDenied,
     BudgetExhausted,
@@ -32,10 +33,11 @@ from flowblock.errors import (
     InvalidArgument,
     RequestRefused,
 )
-from flowblock.identity import Identity
+from flowblock.identity import Identity, msp_id
 from flowblock.ledger import Gateway, all_pages
 from flowblock.sealing import digest, open_sealed
 from flowblock.vocabulary import (
+    ACCESS_FIELD,
     MAX_WRITE_RECORDS,
     REQUEST_KEY_FIELD,
     ChaincodeStatus,
@@ -248,8 +250,9 @@ class Records:
         self, patient: str, dataset: str, purpose: str = "care", timeout: float = 60.0
     ) -> list[dict]:
         """The patient's rows in ``dataset``, if their read consent covers you; logged."""
-        access = self.client._submit("access:RequestRead", dataset, patient, purpose)
-        access = self._settled(access, timeout)
+        organisation = self.client._evaluate("records:GetDataset", dataset)["organisation"]
+        spec = {"dataset": dataset, "patient": patient, "purpose": purpose}
+        access = self._settled(self._request("access:RequestRead", organisation, spec), timeout)
         access_id = access["access_id"]
         plaintext = open_sealed(access["result"]["encrypted"], self.client.identity, access_id)
         if digest(plaintext) != access["result"]["result_hash"]:
@@ -287,8 +290,17 @@ class Records:
              "rows": rows}
         )  # fmt: skip
         sealed = seal(payload, certificate.public_key(), write_context(dataset, patient_key))
-        access = self.client._submit("access:RequestWrite", dataset, patient_key, purpose, sealed)
+        spec = {"dataset": dataset, "patient": patient_key, "purpose": purpose, "sealed": sealed}
+        access = self._request("access:RequestWrite", organisation, spec)
         return self._settled(access, timeout)["result"]
+
+    def _request(self, function: str, organisation: str, spec: dict) -> dict:
+        """A read or write request, made on the data organisation's peers alone: it names
+        the patient, so it is kept in that organisation's private collection."""
+        return self.client._submit(
+            function, transient={ACCESS_FIELD: json.dumps(spec)},
+            endorsing_organisations=[msp_id(organisation)],
+        )  # fmt: skip
 
     def _settled(self, access: dict, timeout: float) -> dict:
         """A read or write request once the executor has served or refused it."""
@@ -300,7 +312,10 @@ class Records:
                     f"the {access['kind']} {access_id[:12]}… is still {access['status']}."
                 )
             time.sleep(0.2)
-            access = self.client._evaluate("access:GetAccess", access_id)
+            access = self.client._evaluate(
+                "access:GetAccess", access["data_org"], access_id,
+                target_organisations=[msp_id(access["data_org"])],
+            )  # fmt: skip
         if access["status"] == "FAILED":
             raise failed(access_id, access)
         return access
@@ -319,6 +334,7 @@ class Client:
         self.identity: Identity = gateway.identity
         self._contract = gateway.get_network(channel).get_contract(CHAINCODE)
         self.records = Records(self)
+        self.consent = Consent(self)
 
     @classmethod
     def connect(
@@ -341,20 +357,21 @@ class Client:
             )
         return cls.connect(settings.wallet, settings.gateway, tls_ca=settings.tls_ca or None)
 
-    def _call(self, submit: bool, function: str, *args: Any) -> Any:
-        """A chaincode function's JSON result; its refusal as a FlowBlock error."""
+    def _call(self, submit: bool, function: str, *args: Any, **options: Any) -> Any:
+        """A chaincode function's JSON result; its refusal as a FlowBlock error.
+        ``options``: the Contract's (transient data, which organisations' peers)."""
         call = self._contract.submit if submit else self._contract.evaluate
         try:
-            payload = call(function, *args)
+            payload = call(function, *args, **options)
         except EndorseError as error:
             raise refusal(error) from None
         return json.loads(payload) if payload else None
 
-    def _evaluate(self, function: str, *args: Any) -> Any:
-        return self._call(False, function, *args)
+    def _evaluate(self, function: str, *args: Any, **options: Any) -> Any:
+        return self._call(False, function, *args, **options)
 
-    def _submit(self, function: str, *args: Any) -> Any:
-        return self._call(True, function, *args)
+    def _submit(self, function: str, *args: Any, **options: Any) -> Any:
+        return self._call(True, function, *args, **options)
 
     def whoami(self) -> dict:
         return {

@@ -76,6 +76,13 @@ DISCLOSURE_CLASSES = (
 #: The transient field of a Request that makes asking again safe (``Client.compute``'s
 #: ``request_key``), and its longest value.
 REQUEST_KEY_FIELD, MAX_REQUEST_KEY_BYTES = "request_key", 200
+#: Transient fields: what names a patient travels here, never among a proposal's
+#: arguments (which go into the block). A grant's or revocation's fields; a read's or
+#: write's request; the secret of an organisation's private collection (its executor's,
+#: given once).
+CONSENT_FIELD, ACCESS_FIELD, SECRET_FIELD = "consent", "access", "secret"
+#: A batch of records to register, or one to delete (a steward's).
+RECORDS_FIELD = "records"
 #: The most records one write may add or correct.
 MAX_WRITE_RECORDS = 1_000
 #: A patient's rows, or an X-ray or two, sealed; inside one proposal, with room to spare.

@@ -206,6 +206,7 @@ def _grant_budgets(data_dir: Path, gateways: GatewayPool) -> str:
 
 
 def _record_consents(data_dir: Path, gateways: GatewayPool) -> str:
+    from flowblock.client import Client
     from flowblock.identity import wallet_path
 
     executor = gateways(_wallet(data_dir, "executor"), "consent")
@@ -222,11 +223,9 @@ def _record_consents(data_dir: Path, gateways: GatewayPool) -> str:
         identity = (
             _wallet(data_dir, patient) if own.exists() else hospital.issue(patient, "patient")
         )
-        consent = gateways(identity, "consent")
+        consent = Client(gateways.gateway(identity)).consent  # the gateway stays the pool's
         for dataset in (VITALS,) * (patient in consenting) + (XRAY,) * (patient in with_xray):
-            consent.submit(
-                "Grant", dataset, f"org:{RESEARCH_ORGANISATION}", "C", DEMO_PURPOSE, "", ""
-            )
+            consent.grant(dataset, f"org:{RESEARCH_ORGANISATION}", "C", DEMO_PURPOSE)
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(grant, sorted(consenting | with_xray)))

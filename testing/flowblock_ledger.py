@@ -23,6 +23,7 @@ from flowblock.errors import EndorseError
 from flowblock.identity import CertificateAuthority, Identity
 from flowblock.ledger import Gateway
 from flowblock.testing.chaincode import ChaincodeRefused, LocalLedger
+from flowblock.vocabulary import ACCESS_FIELD, CONSENT_FIELD, RECORDS_FIELD, SECRET_FIELD
 
 
 class Refusal(Exception):
@@ -52,8 +53,18 @@ class LocalDriver:
         self.ledger = LocalLedger(flowblock_chaincode(), directory, name=CHAINCODE_NAME)
 
     def _run(self, submit: bool, who: Identity, function: str, args: tuple, options) -> Any:
-        # In-process there is one peer, the caller's own: whom to endorse is moot.
-        options.pop("endorsing_organisations", None)
+        # In-process one peer runs the call: the caller's own, or the first organisation
+        # asked for; no endorsement policy is checked.
+        chosen = options.pop("endorsing_organisations", None) or options.pop(
+            "target_organisations", None
+        )
+        if chosen:
+            options["peer_organisation"] = chosen[0]
+        if options.get("transient"):  # as the Gateway client sends it: bytes
+            options["transient"] = {
+                name: value.encode() if isinstance(value, str) else value
+                for name, value in options["transient"].items()
+            }
         try:
             return _decode(self.ledger.invoke(who, function, *args, submit=submit, **options))
         except ChaincodeRefused as refused:
@@ -201,15 +212,13 @@ class World:
         return caught.value
 
     def setup(self, *, consent: bool = True, rules: dict | None = None) -> World:
+        self.set_up_collection()
         self.submit(
             self.steward, "records:RegisterDataset", self.dataset, "tabular",
             json.dumps(VITALS_SCHEMA),
         )  # fmt: skip
         names = [p.name for p in self.patients]
-        self.submit(
-            self.steward, "records:RegisterRecords", self.dataset,
-            json.dumps(records_for(names, self.dataset)),
-        )  # fmt: skip
+        self.register_records(records_for(names, self.dataset))
         self.submit(self.hospital_admin, "catalogue:Publish", json.dumps(method_spec(self.method)))
         if consent:
             for patient in self.patients[:2]:
@@ -218,10 +227,64 @@ class World:
             self.submit(self.hospital_admin, "SetRules", json.dumps(rules))
         return self
 
-    def grant(self, patient, to, rights, purpose, until="", record_id=""):
+    def register_records(self, records: list[dict], who=None):
+        """A steward's batch of records, as an import sends it: transient, to the
+        Hospital's peers alone."""
         return self.submit(
-            patient, "consent:Grant", self.dataset, to, rights, purpose, until, record_id
-        )
+            who or self.steward, "records:RegisterRecords", self.dataset,
+            transient={RECORDS_FIELD: json.dumps(records)},
+            endorsing_organisations=["HospitalMSP"],
+        )  # fmt: skip
+
+    def delete_record(self, record_id: str, reason: str = "entered in error"):
+        return self.submit(
+            self.steward, "records:DeleteRecord", self.dataset,
+            transient={RECORDS_FIELD: json.dumps({"record_id": record_id, "reason": reason})},
+            endorsing_organisations=["HospitalMSP"],
+        )  # fmt: skip
+
+    def set_up_collection(self) -> None:
+        """Give the Hospital's private collection its secret, as its executor does at
+        start (once: it may be set up already)."""
+        try:
+            self.submit(
+                self.executor, "consent:SetUpCollection",
+                transient={SECRET_FIELD: b"a collection secret of 32 bytes!"},
+                endorsing_organisations=["HospitalMSP"],
+            )  # fmt: skip
+        except Refusal as refusal:
+            if refusal.status != 409:
+                raise
+
+    def grant(self, patient, to, rights, purpose, until="", record_id="", dataset=None):
+        """A patient's grant, as ``client.consent.grant`` makes it."""
+        spec = {"dataset": dataset or self.dataset, "to": to, "rights": rights,
+                "purpose": purpose, "until": until, "record_id": record_id}  # fmt: skip
+        return self.consent(patient, "consent:Grant", spec)
+
+    def revoke(self, patient, to, rights, record_id="", dataset=None):
+        spec = {"dataset": dataset or self.dataset, "to": to, "rights": rights,
+                "record_id": record_id}  # fmt: skip
+        return self.consent(patient, "consent:Revoke", spec)
+
+    def private(self, who, function: str, *args, **options):
+        """A call that keeps what it writes in the caller's organisation's private
+        collection: endorsed by that organisation's peers alone."""
+        return self.submit(who, function, *args, endorsing_organisations=[who.msp_id], **options)
+
+    def consent(self, patient, function: str, spec: dict):
+        """A consent call: its fields transient, on the patient's own peers alone."""
+        return self.submit(
+            patient, function, transient={CONSENT_FIELD: json.dumps(spec)},
+            endorsing_organisations=[patient.msp_id],
+        )  # fmt: skip
+
+    def access(self, who, function: str, spec: dict):
+        """A read or write request, its fields transient, on the Hospital's peers alone."""
+        return self.submit(
+            who, function, transient={ACCESS_FIELD: json.dumps(spec)},
+            endorsing_organisations=["HospitalMSP"],
+        )  # fmt: skip
 
     def request(self, who=None, params=None, purpose="hypertension study", inputs="[]"):
         return self.submit(

@@ -26,10 +26,11 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flowblock.ledger import Contract, Gateway, all_pages
 from flowblock.ledger.validation import transaction_id_of
+from flowblock.vocabulary import CONSENT_FIELD
 
 if TYPE_CHECKING:
     from flowblock.testing.stack_process import StackProcess
@@ -120,9 +121,11 @@ class Load:
         if gateway is not None:
             gateway.close()
 
-    def _acknowledge(self, contract: Contract, function: str, *args: str) -> bytes | None:
+    def _acknowledge(
+        self, contract: Contract, function: str, *args: str, **options: Any
+    ) -> bytes | None:
         """Submit; the result if the ledger says the transaction committed valid."""
-        submitted = contract.submit_async(function, *args)
+        submitted = contract.submit_async(function, *args, **options)
         if not submitted.status().successful:
             return None
         with self._lock:
@@ -130,8 +133,12 @@ class Load:
         return submitted.result
 
     def _grant(self, contract: Contract, name: str, rng: random.Random) -> None:
-        self._acknowledge(contract, "consent:Grant", DATASET, "org:University", "C",
-                          LOAD_PURPOSE, "", "")  # fmt: skip
+        spec = {"dataset": DATASET, "to": "org:University", "rights": "C",
+                "purpose": LOAD_PURPOSE, "until": "", "record_id": ""}  # fmt: skip
+        self._acknowledge(
+            contract, "consent:Grant", transient={CONSENT_FIELD: json.dumps(spec)},
+            endorsing_organisations=["HospitalMSP"],
+        )  # fmt: skip
 
     def _request(self, contract: Contract, name: str, rng: random.Random) -> None:
         if self._running(contract, name) >= OUTSTANDING:

@@ -111,9 +111,7 @@ class Study:
 
         def grant(patient: str) -> None:  # each patient's own gateway, closed when done
             with Gateway(pool.address, self.patients[patient], timeout=60) as gate:
-                gate.get_network(pool.channel).get_contract("flowblock", "consent").submit(
-                    "Grant", self.dataset, "org:University", "C", "research", "", ""
-                )
+                Client(gate).consent.grant(self.dataset, "org:University", "C", "research")
 
         with ThreadPoolExecutor(8) as threads:
             list(threads.map(grant, self.consenting))
@@ -130,6 +128,13 @@ class Study:
     def cohort(self) -> pd.DataFrame:
         """The consenting patients' rows: what every computation sees."""
         return self.frame[self.frame["patient_id"].isin(self.consenting)]
+
+    def consent(self, patient) -> Any:  # flowblock.consent.Consent
+        """A patient's (their id or identity) ``client.consent``, on the study's pool."""
+        from flowblock.client import Client
+
+        identity = self.patients[patient] if isinstance(patient, str) else patient
+        return Client(self.pool.gateway(identity)).consent
 
     def current_rows(self) -> pd.DataFrame:
         """Every patient's rows as the data side reads them now: each record's current

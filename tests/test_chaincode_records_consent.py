@@ -15,8 +15,8 @@ import json
 import pytest
 
 from flowblock.identity import CertificateAuthority
-from flowblock.testing.flowblock_ledger import VITALS_SCHEMA, method_spec, records_for
-from flowblock.vocabulary import Failure, FailureKind
+from flowblock.testing.flowblock_ledger import VITALS_SCHEMA, Refusal, method_spec, records_for
+from flowblock.vocabulary import ACCESS_FIELD, CONSENT_FIELD, RECORDS_FIELD, Failure, FailureKind
 
 # -- records ----------------------------------------------------------------------------
 
@@ -24,24 +24,18 @@ from flowblock.vocabulary import Failure, FailureKind
 def test_records_register_once_update_with_history_and_tombstone(world):
     world.setup(consent=False)
     names = [p.name for p in world.patients]
-    again = world.submit(
-        world.steward, "records:RegisterRecords", world.dataset,
-        json.dumps(records_for(names, world.dataset)),
-    )  # fmt: skip
+    again = world.register_records(records_for(names, world.dataset))
     assert again == {"registered": 0, "updated": 0, "unchanged": 3, "deleted": 0}
     changed = records_for(names[:1], world.dataset)
     changed[0]["sha256"] = "f" * 64
-    update = world.submit(
-        world.steward, "records:RegisterRecords", world.dataset, json.dumps(changed)
-    )
-    assert update["updated"] == 1
+    assert world.register_records(changed)["updated"] == 1
     record_id = changed[0]["record_id"]
     record = world.evaluate(world.patients[0], "records:GetRecord", world.dataset, record_id)
     assert (record["version"], record["sha256"]) == (2, "f" * 64)
-    deleted = world.submit(world.steward, "records:DeleteRecord", world.dataset, record_id, "error")
+    deleted = world.delete_record(record_id, "error")
     assert deleted["deleted"] is True
     history = world.evaluate(world.steward, "records:RecordHistory", world.dataset, record_id)
-    assert [h["record"]["version"] for h in history] == [3, 2, 1]
+    assert [h["record"]["version"] for h in history] == [1, 2, 3]  # oldest first
     mine = world.evaluate(world.patients[0], "records:MyRecords", 100, "")
     assert record_id in [r["record_id"] for r in mine["records"]]
     # The data side is told which records to leave out; nobody else is.
@@ -50,15 +44,13 @@ def test_records_register_once_update_with_history_and_tombstone(world):
     world.refused(403, "needs the role", world.bob, "records:DeletedRecords", world.dataset, 100,
                   "", submit=False)  # fmt: skip
     # An import run again does not bring a deleted record back, nor give its id to another.
-    rerun = world.submit(
-        world.steward, "records:RegisterRecords", world.dataset, json.dumps(changed)
-    )
-    assert rerun["deleted"] == 1
+    assert world.register_records(changed)["deleted"] == 1
     assert world.evaluate(world.steward, "records:GetRecord", world.dataset, record_id)["deleted"]
     moved = records_for(names[1:2], world.dataset)
     moved[0]["record_id"] = record_id
-    world.refused(409, "to another patient", world.steward, "records:RegisterRecords",
-                  world.dataset, json.dumps(moved))  # fmt: skip
+    with pytest.raises(Refusal, match="to another patient") as caught:
+        world.register_records(moved)
+    assert caught.value.status == 409
 
 
 def test_records_refusals(world):
@@ -68,90 +60,35 @@ def test_records_refusals(world):
         403, "needs the role steward", world.alice, "records:RegisterDataset", "x1", "tabular", "{}"
     )
     world.refused(
-        409,
-        "already exists",
-        world.steward,
-        "records:RegisterDataset",
-        world.dataset,
-        "tabular",
-        json.dumps(VITALS_SCHEMA),
-    )
-    world.refused(
-        403,
-        "needs the role steward; mallory@Hospital is a patient",
-        world.hospital_ca.issue("mallory", "patient"),
-        "records:RegisterRecords",
-        world.dataset,
-        json.dumps(good),
-    )
+        409, "already exists", world.steward, "records:RegisterDataset", world.dataset,
+        "tabular", json.dumps(VITALS_SCHEMA),
+    )  # fmt: skip
+
+    def refused(status, match, records, who=None):
+        raw = records if isinstance(records, str) else json.dumps(records)
+        world.refused(
+            status, match, who or world.steward, "records:RegisterRecords", world.dataset,
+            transient={RECORDS_FIELD: raw}, endorsing_organisations=["HospitalMSP"],
+        )  # fmt: skip
+
+    refused(403, "needs the role steward; mallory@Hospital is a patient", good,
+            world.hospital_ca.issue("mallory", "patient"))  # fmt: skip
     other_steward = CertificateAuthority.load(world.people.data_dir, "University").issue(
         "ustew", "steward"
     )
-    world.refused(
-        403,
-        "not ustew@University",
-        other_steward,
-        "records:RegisterRecords",
-        world.dataset,
-        json.dumps(good),
-    )
-    world.refused(
-        400,
-        "records must be valid JSON",
-        world.steward,
-        "records:RegisterRecords",
-        world.dataset,
-        "[{oops",
-    )
-    bad_hash = [{**good[0], "sha256": "xyz"}]
-    world.refused(
-        400,
-        "records[0].sha256 must be a SHA-256 digest",
-        world.steward,
-        "records:RegisterRecords",
-        world.dataset,
-        json.dumps(bad_hash),
-    )
-    world.refused(
-        400,
-        "appears twice",
-        world.steward,
-        "records:RegisterRecords",
-        world.dataset,
-        json.dumps(good + good),
-    )
-    huge = json.dumps([good[0]] * 6000)
-    world.refused(
-        400, "larger than 512 KiB", world.steward, "records:RegisterRecords", world.dataset, huge
-    )
-    moved = [{**records_for(["patient1"], world.dataset)[0], "patient": "patient2"}]
-    world.refused(
-        409,
-        "another patient",
-        world.steward,
-        "records:RegisterRecords",
-        world.dataset,
-        json.dumps(moved),
-    )
+    refused(403, "not ustew@University", good, other_steward)
+    refused(400, "records must be valid JSON", "[{oops")
+    refused(400, "records[0].sha256 must be a SHA-256 digest", [{**good[0], "sha256": "xyz"}])
+    refused(400, "appears twice", good + good)
+    refused(400, "larger than 512 KiB", [good[0]] * 6000)
+    refused(409, "another patient",
+            [{**records_for(["patient1"], world.dataset)[0], "patient": "patient2"}])  # fmt: skip
+    world.refused(400, "given in the transient field 'records'", world.steward,
+                  "records:RegisterRecords", world.dataset)  # fmt: skip
     record_id = records_for(["patient1"], world.dataset)[0]["record_id"]
-    world.refused(
-        403,
-        "may not see the records",
-        world.alice,
-        "records:GetRecord",
-        world.dataset,
-        record_id,
-        submit=False,
-    )
-    world.refused(
-        403,
-        "may not see the records",
-        world.patients[1],
-        "records:GetRecord",
-        world.dataset,
-        record_id,
-        submit=False,
-    )
+    for other in (world.alice, world.patients[1]):
+        world.refused(403, "may not see the records", other, "records:GetRecord", world.dataset,
+                      record_id, submit=False)  # fmt: skip
     assert (
         world.evaluate(world.patients[0], "records:GetRecord", world.dataset, record_id)["version"]
         == 1
@@ -178,16 +115,20 @@ def test_grant_list_revoke_and_history(world):
     assert cohort(world, purpose="cancer study") == ["patient1@Hospital"]
     assert cohort(world, requester="bob@University") == ["patient1@Hospital", "patient3@Hospital"]
 
-    revoked = world.submit(p1, "consent:Revoke", world.dataset, "org:University", "C", "")
+    revoked = world.revoke(p1, "org:University", "C")
     assert [g["rights"] for g in revoked] == ["R"]
     assert cohort(world) == ["patient2@Hospital"]
     mine = world.evaluate(p1, "consent:MyGrants", 100, "")
     # The devnet is shared by the session: patient1 has grants on other tests' datasets.
     ours = [g for g in mine["grants"] if g["dataset"] == world.dataset]
     assert [(g["rights"], g["status"]) for g in ours] == [("R", "ACTIVE")]
-    world.submit(p1, "consent:RevokeGrant", grant["grant_id"])
+    world.private(p1, "consent:RevokeGrant", grant["grant_id"])
     history = world.evaluate(p1, "consent:GrantHistory", grant["grant_id"])
-    assert [h["grant"]["status"] for h in history] == ["REVOKED", "ACTIVE", "ACTIVE"]
+    assert [h["grant"]["status"] for h in history] == [
+        "ACTIVE",
+        "ACTIVE",
+        "REVOKED",
+    ]  # oldest first
     allowed = world.evaluate(
         world.executor,
         "consent:MayAccess",
@@ -214,73 +155,31 @@ def test_consent_refusals(world):
     world.setup(consent=False)
     p1, p2, _ = world.patients
     grant = world.grant(p1, "org:University", "C", "research")
-    world.refused(
-        403,
-        "needs the role patient",
-        world.alice,
-        "consent:Grant",
-        world.dataset,
-        "org:University",
-        "C",
-        "research",
-        "",
-        "",
-    )
-    world.refused(
-        400,
-        "rights must be some of R",
-        p1,
-        "consent:Grant",
-        world.dataset,
-        "org:University",
-        "X",
-        "research",
-        "",
-        "",
-    )
-    world.refused(
-        400,
-        "grantee must be",
-        p1,
-        "consent:Grant",
-        world.dataset,
-        "University",
-        "C",
-        "research",
-        "",
-        "",
-    )
-    world.refused(
-        400,
-        "until must be in the future",
-        p1,
-        "consent:Grant",
-        world.dataset,
-        "org:University",
-        "C",
-        "research",
-        "2001-01-01",
-        "",
-    )
+
+    def refused_grant(status, match, who, **fields):
+        spec = {"dataset": world.dataset, "to": "org:University", "rights": "C",
+                "purpose": "research", "until": "", "record_id": "", **fields}  # fmt: skip
+        world.refused(
+            status, match, who, "consent:Grant",
+            transient={CONSENT_FIELD: json.dumps(spec)}, endorsing_organisations=["HospitalMSP"],
+        )  # fmt: skip
+
+    refused_grant(403, "needs the role patient", world.alice)
+    refused_grant(400, "rights must be some of R", p1, rights="X")
+    refused_grant(400, "grantee must be", p1, to="University")
+    refused_grant(400, "until must be in the future", p1, until="2001-01-01")
     other_record = records_for(["patient2"], world.dataset, start=1)[0]["record_id"]
+    refused_grant(404, "has no record", p1, record_id=other_record)
+    world.refused(400, "never as arguments", p1, "consent:Grant")
     world.refused(
-        404,
-        "has no record",
-        p1,
-        "consent:Grant",
-        world.dataset,
-        "org:University",
-        "C",
-        "research",
-        "",
-        other_record,
-    )
+        400, "must give dataset, to, rights, purpose, until, record_id", p1, "consent:Grant",
+        transient={CONSENT_FIELD: json.dumps({"dataset": world.dataset})},
+    )  # fmt: skip
     world.refused(
         403, "only the patient who granted it", p2, "consent:RevokeGrant", grant["grant_id"]
     )
-    world.refused(
-        404, "no active grant", p2, "consent:Revoke", world.dataset, "org:University", "C", ""
-    )
+    with pytest.raises(Refusal, match="no active grant"):
+        world.revoke(p2, "org:University", "C")
     world.refused(
         403,
         "needs the role steward or executor",
@@ -293,14 +192,9 @@ def test_consent_refusals(world):
         "",
         submit=False,
     )
-    world.refused(
-        403,
-        "may not see this grant",
-        world.alice,
-        "consent:GetGrant",
-        grant["grant_id"],
-        submit=False,
-    )
+    # Another organisation holds no grant of the Hospital's patients: not even its id.
+    world.refused(404, "there is no grant", world.alice, "consent:GetGrant", grant["grant_id"],
+                  submit=False)  # fmt: skip
     assert cohort(world) == ["patient1@Hospital"]
 
 
@@ -309,17 +203,12 @@ def test_consent_expires_at_its_end(local):
     world, ledger = local
     world.setup(consent=False)
     start = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+    spec = {"dataset": world.dataset, "to": "org:University", "rights": "C",
+            "purpose": "research", "until": "2030-01-31", "record_id": ""}  # fmt: skip
     ledger.invoke(
-        world.patients[0],
-        "consent:Grant",
-        world.dataset,
-        "org:University",
-        "C",
-        "research",
-        "2030-01-31",
-        "",
-        timestamp=start,
-    )
+        world.patients[0], "consent:Grant", timestamp=start,
+        transient={CONSENT_FIELD: json.dumps(spec).encode()},
+    )  # fmt: skip
 
     def cohort_at(moment):
         page = json.loads(
@@ -414,48 +303,44 @@ def test_writes_need_write_consent_and_register_only_the_patients_records(world)
     published = world.evaluate(world.bob, "access:GetExecutorCertificate", "Hospital")
     assert published["executor"] == "executor@Hospital"
     assert "BEGIN CERTIFICATE" in published["certificate"]
-    world.refused(
-        403, "no write consent", world.bob, "access:RequestWrite", world.dataset, patient.name,
-        "care", sealed,
-    )  # fmt: skip
+    write = {"dataset": world.dataset, "patient": patient.name, "purpose": "care",
+             "sealed": sealed}  # fmt: skip
+    with pytest.raises(Refusal, match="no write consent"):
+        world.access(world.bob, "access:RequestWrite", write)
     world.grant(patient, "user:bob@University", "R", "care")  # reading is not writing
-    world.refused(
-        403, "no write consent", world.bob, "access:RequestWrite", world.dataset, patient.name,
-        "care", sealed,
-    )  # fmt: skip
+    with pytest.raises(Refusal, match="no write consent"):
+        world.access(world.bob, "access:RequestWrite", write)
     world.grant(patient, "user:bob@University", "W", "care")
-    access = world.submit(
-        world.bob, "access:RequestWrite", world.dataset, patient.name, "care", sealed
-    )
+    access = world.access(world.bob, "access:RequestWrite", write)
     assert access["status"] == "APPROVED" and "sealed" not in access
     access_id = access["access_id"]
-    world.refused(403, "needs the role executor", world.bob, "access:ClaimWrite", access_id)
-    world.submit(world.executor, "access:ClaimWrite", access_id)
+    world.refused(403, "needs the role executor", world.bob, "access:ClaimWrite", access_id,
+                  endorsing_organisations=["HospitalMSP"])  # fmt: skip
+    world.private(world.executor, "access:ClaimWrite", access_id)
 
-    def stored(records: list[dict]) -> str:
+    def stored(records: list[dict]) -> dict:
         for record in records:
             record["object_key"] = "writes/part.parquet"
-        return json.dumps({"object_key": "writes/part.parquet", "sha256": "a" * 64,
-                           "records": records})  # fmt: skip
+        spec = {"object_key": "writes/part.parquet", "sha256": "a" * 64, "records": records}
+        return {"transient": {ACCESS_FIELD: json.dumps(spec)}}
 
     theirs = records_for([other.name], world.dataset, start=60)
-    world.refused(
-        403, "is not a record of", world.executor, "access:CompleteWrite", access_id,
-        stored(theirs),
-    )  # fmt: skip
+    with pytest.raises(Refusal, match="is not a record of"):
+        world.private(world.executor, "access:CompleteWrite", access_id, **stored(theirs))
     moved = records_for([patient.name], world.dataset, start=1)  # the other patient's record
-    world.refused(
-        409, "to another patient", world.executor, "access:CompleteWrite", access_id,
-        stored(moved),
-    )  # fmt: skip
+    with pytest.raises(Refusal, match="to another patient"):
+        world.private(world.executor, "access:CompleteWrite", access_id, **stored(moved))
     mine = records_for([patient.name], world.dataset, start=50)
-    done = world.submit(world.executor, "access:CompleteWrite", access_id, stored(mine))
+    done = world.private(world.executor, "access:CompleteWrite", access_id, **stored(mine))
     assert (done["status"], done["result"]["registered"]) == ("DONE", 1)
+    assert done["result"]["part"] == {"object_key": "writes/part.parquet", "sha256": "a" * 64,
+                                      "rows": 1}  # fmt: skip
     record = world.evaluate(patient, "records:GetRecord", world.dataset, mine[0]["record_id"])
     assert record["registered_by"] == "bob@University"
     log = world.evaluate(patient, "access:MyAccessLog", 10, "")
     assert [e["kind"] for e in log["reads"] if e["dataset"] == world.dataset] == ["write"]
-    world.refused(409, "is DONE", world.executor, "access:FailWrite", access_id, "late")
+    with pytest.raises(Refusal, match="is DONE"):
+        world.private(world.executor, "access:FailWrite", access_id, "late")
 
 
 def test_reads_are_served_as_consent_stands_when_claimed_and_when_released(world):
@@ -463,28 +348,30 @@ def test_reads_are_served_as_consent_stands_when_claimed_and_when_released(world
     patient = world.patients[0]
     (first,) = records_for([patient.name], world.dataset)
     wide = world.grant(patient, "user:bob@University", "R", "care")
-    access = world.submit(world.bob, "access:RequestRead", world.dataset, patient.name, "care")
+    read = {"dataset": world.dataset, "patient": patient.name, "purpose": "care"}
+    access = world.access(world.bob, "access:RequestRead", read)
     assert access["record_id"] == ""
     # The patient narrows the consent to one record before the executor takes the request:
     # the request is served for that record only.
-    world.submit(patient, "consent:RevokeGrant", wide["grant_id"])
+    world.private(patient, "consent:RevokeGrant", wide["grant_id"])
     narrow = world.grant(patient, "user:bob@University", "R", "care", record_id=first["record_id"])
-    claimed = world.submit(world.executor, "access:ClaimRead", access["access_id"])
+    claimed = world.private(world.executor, "access:ClaimRead", access["access_id"])
     assert (claimed["record_id"], claimed["grant_id"]) == (first["record_id"], narrow["grant_id"])
     # Then withdraws it while the rows are sealed: nothing is released.
-    world.submit(patient, "consent:RevokeGrant", narrow["grant_id"])
+    world.private(patient, "consent:RevokeGrant", narrow["grant_id"])
     sealed = json.dumps({"encrypted": "c2VhbGVk", "result_hash": "1" * 64, "records": 1})
-    world.refused(
-        403, "revoked or narrowed while it was served", world.executor, "access:CompleteRead",
-        access["access_id"], sealed,
-    )  # fmt: skip
-    assert world.evaluate(world.bob, "access:GetAccess", access["access_id"])["result"] is None
+    with pytest.raises(Refusal, match="revoked or narrowed while it was served"):
+        world.private(world.executor, "access:CompleteRead", access["access_id"],
+                      transient={ACCESS_FIELD: sealed})  # fmt: skip
+    asked = world.evaluate(world.bob, "access:GetAccess", "Hospital", access["access_id"],
+                           target_organisations=["HospitalMSP"])  # fmt: skip
+    assert asked["result"] is None
     # Until it ends, the request is open for its organisation's data side, and only theirs.
     opened = world.evaluate(world.executor, "access:ListOpen", 100, "")["requests"]
     assert [(r["access_id"], r["status"]) for r in opened] == [(access["access_id"], "RUNNING")]
     world.refused(403, "needs the role", world.bob, "access:ListOpen", 100, "", submit=False)
     withdrawn = Failure(FailureKind.CONSENT_REVOKED, "consent withdrawn", status=403)
-    failed = world.submit(
+    failed = world.private(
         world.executor, "access:FailRead", access["access_id"], withdrawn.to_json()
     )
     assert (failed["status"], failed["failure"]["kind"]) == ("FAILED", "consent_revoked")
@@ -497,18 +384,17 @@ def test_every_change_to_a_request_or_a_consent_is_one_event(local):
     patient = world.patients[0]
     for purpose in ("care", "audit"):
         world.grant(patient, "user:bob@University", "R", purpose)
-    access = world.submit(world.bob, "access:RequestRead", world.dataset, patient.name, "care")
+    read = {"dataset": world.dataset, "patient": patient.name, "purpose": "care"}
+    access = world.access(world.bob, "access:RequestRead", read)
     world.submit(world.executor, "access:PublishExecutorCertificate")
-    world.submit(world.executor, "access:ClaimRead", access["access_id"])
-    revoked = world.submit(patient, "consent:Revoke", world.dataset, "user:bob@University", "R", "")
+    world.private(world.executor, "access:ClaimRead", access["access_id"])
+    revoked = world.revoke(patient, "user:bob@University", "R")
     names = [event.event_name for event in ledger.events[-4:]]
     assert names == ["ReadRequested", "ExecutorCertificatePublished", "ReadClaimed",
                      "ConsentRevoked"]  # fmt: skip
     # A transaction has one event: revoking two grants names both in it.
     payload = json.loads(ledger.events[-1].payload)
-    assert sorted(g["grant_id"] for g in payload["grants"]) == sorted(
-        g["grant_id"] for g in revoked
-    )
+    assert sorted(payload["grants"]) == sorted(g["grant_id"] for g in revoked)
     assert len(payload["grants"]) == 2
 
 

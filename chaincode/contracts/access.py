@@ -15,11 +15,16 @@ checked to be the patient's, with the ledger keeping every earlier version.
 
 A request the executor cannot serve ends FAILED with a typed failure, as a token does
 (flowblock.vocabulary.Failure): a consent revoked before it was served, say.
+
+A request names a patient, so it lives in the data organisation's private collection
+(:mod:`.private`): its fields travel in the transient field ``access``, the data
+organisation's peer alone endorses and answers, and the shared blocks and events carry
+only the request's id, its organisation and its state.
 """
 
 from __future__ import annotations
 
-from flowblock.chaincode import Context, split_composite_key, transaction
+from flowblock.chaincode import Context, transaction
 from flowblock.chaincode.contracts.base import (
     Conflict,
     FlowBlockContract,
@@ -33,34 +38,35 @@ from flowblock.chaincode.contracts.base import (
     key,
     name,
     now,
-    paged,
     read,
     require,
     sha256_hex,
     text,
     timestamp,
+    transient_argument,
     write,
 )
 from flowblock.chaincode.contracts.consent import find_grant
+from flowblock.chaincode.contracts.private import SEPARATOR, PrivateState
 from flowblock.chaincode.contracts.records import (
     DATA_SIDE,
     get_dataset,
     parse_records,
-    register_partition,
     register_records,
 )
-from flowblock.vocabulary import MAX_SEALED_BYTES, MAX_WRITE_RECORDS, Event
+from flowblock.vocabulary import ACCESS_FIELD, MAX_SEALED_BYTES, MAX_WRITE_RECORDS, Event
 
-ACCESS, PATIENT_ACCESS = "access", "patient~access"
+ACCESS, PATIENT_ACCESS = "access", "patient-access"
 #: Requests their data organisation has still to serve, so that none is forgotten.
-OPEN_ACCESS = "open~access"
+OPEN_ACCESS = "open-access"
 CLAIMED = {"read": Event.READ_CLAIMED, "write": Event.WRITE_CLAIMED}
 EXECUTOR_CERTIFICATE = "executor-certificate"
 
 
-def _get(ctx: Context, access_id: str, kind: str | None = None) -> dict:
-    """A read or write request (only of ``kind``, when given)."""
-    found = read(ctx, key(ACCESS, access_id))
+def _get(ctx: Context, organisation: str, access_id: str, kind: str | None = None) -> dict:
+    """A read or write request held by ``organisation`` (only of ``kind``, when given)."""
+    state = PrivateState(ctx, name(organisation, "organisation"))
+    found = state.read(state.key(ACCESS, name(access_id, "access_id")))
     if found is None or kind not in (None, found["kind"]):
         raise NotFound(f"there is no {kind or 'access'} request {access_id[:80]!r}")
     return found
@@ -74,9 +80,11 @@ class AccessContract(FlowBlockContract):
     name = "access"
 
     @transaction
-    def RequestRead(self, ctx: Context, dataset: str, patient: str, purpose: str) -> dict:  # noqa: N802
-        """Ask for a patient's records; refused unless their read consent covers the caller."""
-        access = _request(ctx, "read", get_dataset(ctx, dataset), patient, purpose)
+    def RequestRead(self, ctx: Context) -> dict:  # noqa: N802
+        """Ask for a patient's records (the transient field ``access`` gives dataset,
+        patient, purpose); refused unless their read consent covers the caller."""
+        spec = transient_argument(ctx, ACCESS_FIELD, ("dataset", "patient", "purpose"))
+        access = _request(ctx, "read", spec)
         access["reader_certificate"] = ctx.client_identity.certificate_pem
         _record(ctx, access, Event.READ_REQUESTED)
         return access
@@ -87,9 +95,12 @@ class AccessContract(FlowBlockContract):
         return _claim(ctx, access_id, "read")
 
     @transaction
-    def CompleteRead(self, ctx: Context, access_id: str, result: str) -> dict:  # noqa: N802
+    def CompleteRead(self, ctx: Context, access_id: str) -> dict:  # noqa: N802
+        """The executor completes a read with the sealed rows, in the transient field
+        ``access`` (the rows' count and hash say what a patient has)."""
         access, _ = _running(ctx, access_id, "read")
-        spec = json_argument(result, "result", limit=MAX_SEALED_BYTES + 4096)
+        raw = ctx.stub.transient.get(ACCESS_FIELD, b"").decode("utf-8", "replace")
+        spec = json_argument(raw, "the transient field 'access'", limit=MAX_SEALED_BYTES + 4096)
         encrypted = spec.get("encrypted", "")
         if not isinstance(encrypted, str) or not encrypted or len(encrypted) > MAX_SEALED_BYTES:
             raise Invalid(
@@ -114,8 +125,10 @@ class AccessContract(FlowBlockContract):
         return _fail(ctx, access_id, "read", failure)
 
     @transaction(submit=False)
-    def GetAccess(self, ctx: Context, access_id: str) -> dict:  # noqa: N802
-        access = _get(ctx, access_id)
+    def GetAccess(self, ctx: Context, organisation: str, access_id: str) -> dict:  # noqa: N802
+        """A request, for its reader, its patient and its data organisation; asked of
+        ``organisation``'s peer, which alone holds it."""
+        access = _get(ctx, organisation, access_id)
         who = caller(ctx)
         if who.key in (access["reader"], access["patient"]):
             return access
@@ -128,7 +141,8 @@ class AccessContract(FlowBlockContract):
         """A page of the reads and writes the caller's organisation has still to serve."""
         who = require(ctx, *DATA_SIDE)
         fields = ("access_id", "kind", "status", "claimed_by")
-        requests, following = _listed(ctx, OPEN_ACCESS, who.organisation, size, bookmark, fields)
+        state = PrivateState(ctx, who.organisation)
+        requests, following = _listed(state, state.key(OPEN_ACCESS), size, bookmark, fields)
         return {"requests": requests, "bookmark": following}
 
     @transaction(submit=False)
@@ -136,7 +150,9 @@ class AccessContract(FlowBlockContract):
         """Every read of, and write to, the calling patient's records: who, when, why."""
         patient = require(ctx, "patient")
         fields = ("kind", "access_id", "reader", "dataset", "purpose", "status", "requested_at")
-        reads, following = _listed(ctx, PATIENT_ACCESS, patient.key, size, bookmark, fields)
+        state = PrivateState(ctx, patient.organisation)
+        index = state.key(PATIENT_ACCESS, state.hide(patient.key))
+        reads, following = _listed(state, index, size, bookmark, fields)
         return {"reads": reads, "bookmark": following}
 
     # -- writes -------------------------------------------------------------------------
@@ -161,16 +177,18 @@ class AccessContract(FlowBlockContract):
         return found
 
     @transaction
-    def RequestWrite(  # noqa: N802
-        self, ctx: Context, dataset: str, patient: str, purpose: str, sealed: str
-    ) -> dict:
-        """Add or correct a patient's records, sealed to the executor; needs write consent."""
-        meta = get_dataset(ctx, dataset)
-        if meta["kind"] != "tabular":
-            raise Invalid(f"records are written to tabular datasets; {dataset!r} is not one")
-        if not isinstance(sealed, str) or not sealed or len(sealed) > MAX_SEALED_BYTES:
+    def RequestWrite(self, ctx: Context) -> dict:  # noqa: N802
+        """Add or correct a patient's records, sealed to the executor; needs write consent.
+        The transient field ``access`` gives dataset, patient, purpose and the sealed rows."""
+        spec = transient_argument(ctx, ACCESS_FIELD, ("dataset", "patient", "purpose", "sealed"))
+        sealed = spec["sealed"]
+        if get_dataset(ctx, spec["dataset"])["kind"] != "tabular":
+            raise Invalid(
+                f"records are written to tabular datasets; {spec['dataset']!r} is not one"
+            )
+        if not sealed or len(sealed) > MAX_SEALED_BYTES:
             raise Invalid(f"sealed must be the sealed rows, at most {MAX_SEALED_BYTES // 1024} KiB")
-        access = _request(ctx, "write", meta, patient, purpose)
+        access = _request(ctx, "write", spec)
         access["sealed"] = sealed
         _record(ctx, access, Event.WRITE_REQUESTED)
         return {k: v for k, v in access.items() if k != "sealed"}
@@ -181,10 +199,13 @@ class AccessContract(FlowBlockContract):
         return _claim(ctx, access_id, "write")
 
     @transaction
-    def CompleteWrite(self, ctx: Context, access_id: str, stored: str) -> dict:  # noqa: N802
-        """Register the stored rows of a write: its part and every record, the patient's."""
-        access, executor = _running(ctx, access_id, "write")
-        spec = json_argument(stored, "stored")
+    def CompleteWrite(self, ctx: Context, access_id: str) -> dict:  # noqa: N802
+        """Register the stored rows of a write, every record the patient's (the transient
+        field ``access`` lists them). Their part is registered after, in public (its
+        hash names nobody): the data side reads no part before it is registered."""
+        access, _ = _running(ctx, access_id, "write")
+        raw = ctx.stub.transient.get(ACCESS_FIELD, b"").decode("utf-8", "replace")
+        spec = json_argument(raw, "the transient field 'access'")
         batch = spec.get("records")
         if not isinstance(batch, list) or not 1 <= len(batch) <= MAX_WRITE_RECORDS:
             raise Invalid(f"stored.records must list 1 to {MAX_WRITE_RECORDS} records")
@@ -196,16 +217,18 @@ class AccessContract(FlowBlockContract):
                 raise Refused(f"the write consent covers only record {access['record_id']!r}")
             if entry["object_key"] != spec.get("object_key"):
                 raise Invalid(f"stored.records[{index}] must be in stored.object_key")
-        register_partition(
-            ctx, access["dataset"], str(spec.get("object_key", "")), spec.get("sha256", ""),
-            len(entries), executor.key,
-        )  # fmt: skip
+        part = {
+            "object_key": entries[0]["object_key"],
+            "sha256": sha256_hex(spec.get("sha256", ""), "stored.sha256"),
+            "rows": len(entries),
+        }
         counts = register_records(ctx, access["dataset"], entries, access["reader"])
         access.update(
             status="DONE",
             completed_at=timestamp(now(ctx)),
-            result={**counts, "record_ids": [entry["record_id"] for entry in entries]},
-        )
+            result={**counts, "record_ids": [entry["record_id"] for entry in entries],
+                    "part": part},
+        )  # fmt: skip
         _settle(ctx, access)
         emit(ctx, Event.WRITE_COMPLETED, _event(access))
         return access
@@ -217,16 +240,20 @@ class AccessContract(FlowBlockContract):
 
 
 def _listed(
-    ctx: Context, index: str, owner: str, size: int, bookmark: str, fields: tuple[str, ...]
+    state: PrivateState, index: str, size: int, bookmark: str, fields: tuple[str, ...]
 ) -> tuple[list[dict], str]:
-    """A page of the requests an index lists under ``owner``, each as ``fields``."""
-    page, following = paged(ctx, index, [owner], size, bookmark)
-    requests = [_get(ctx, split_composite_key(kv.key)[1][1]) for kv in page]
-    return [{k: access[k] for k in fields} for access in requests], following
+    """A page of the requests an index of ``state`` lists, each as ``fields``."""
+    page, following = state.page(index, size, bookmark)
+    requests = [
+        state.read(state.key(ACCESS, entry_key.rsplit(SEPARATOR, 1)[1])) for entry_key, _ in page
+    ]
+    return [{k: access[k] for k in fields} for access in requests if access], following
 
 
 def _event(access: dict) -> dict:
-    return {k: access[k] for k in ("access_id", "data_org", "dataset", "reader", "status")}
+    """What everyone may know of a request: that it exists, whose data side serves it,
+    its state (its reader signed it; whose records it is about stays private)."""
+    return {k: access[k] for k in ("access_id", "data_org", "status")}
 
 
 #: The consent right each kind of request needs, and the event of its failure.
@@ -236,8 +263,8 @@ FAILED = {"read": Event.READ_FAILED, "write": Event.WRITE_FAILED}
 
 def _claim(ctx: Context, access_id: str, kind: str) -> dict:
     """The executor takes a request once, if the consent behind it still holds."""
-    access = _get(ctx, access_id, kind)
-    executor = require(ctx, "executor", organisation=access["data_org"])
+    executor = require(ctx, "executor")
+    access = _get(ctx, executor.organisation, access_id, kind)
     if access["status"] != "APPROVED":
         raise Conflict(f"{kind} request {access_id} is {access['status']}, not APPROVED")
     grant = _current_grant(ctx, access)
@@ -251,7 +278,7 @@ def _claim(ctx: Context, access_id: str, kind: str) -> dict:
         grant_id=grant["grant_id"],
         record_id=grant["record_id"],
     )
-    write(ctx, key(ACCESS, access_id), access)
+    _store(ctx, access)
     emit(ctx, CLAIMED[kind], _event(access))
     return access
 
@@ -259,8 +286,8 @@ def _claim(ctx: Context, access_id: str, kind: str) -> dict:
 def _running(ctx: Context, access_id: str, kind: str):
     """A request the calling executor claimed and may still complete, and that executor:
     the consent it was claimed under must still cover all it was claimed for."""
-    access = _get(ctx, access_id, kind)
-    executor = require(ctx, "executor", organisation=access["data_org"])
+    executor = require(ctx, "executor")
+    access = _get(ctx, executor.organisation, access_id, kind)
     if access["status"] != "RUNNING" or access["claimed_by"] != executor.key:
         raise Conflict(f"{kind} request {access_id} is not running under {executor.key}")
     grant = _current_grant(ctx, access)
@@ -277,8 +304,7 @@ def _current_grant(ctx: Context, access: dict) -> dict | None:
 
 
 def _fail(ctx: Context, access_id: str, kind: str, failure: str) -> dict:
-    access = _get(ctx, access_id, kind)
-    require(ctx, "executor", organisation=access["data_org"])
+    access = _get(ctx, require(ctx, "executor").organisation, access_id, kind)
     if access["status"] not in ("APPROVED", "RUNNING"):
         raise Conflict(f"{kind} request {access_id} is {access['status']}")
     failed = failure_argument(failure)
@@ -288,19 +314,26 @@ def _fail(ctx: Context, access_id: str, kind: str, failure: str) -> dict:
     return access
 
 
+def _store(ctx: Context, access: dict) -> None:
+    state = PrivateState(ctx, access["data_org"])
+    state.write(state.key(ACCESS, access["access_id"]), access)
+
+
 def _settle(ctx: Context, access: dict) -> None:
     """Store a request that has ended (DONE or FAILED): it is no longer open."""
-    write(ctx, key(ACCESS, access["access_id"]), access)
-    ctx.stub.del_state(key(OPEN_ACCESS, access["data_org"], access["access_id"]))
+    _store(ctx, access)
+    state = PrivateState(ctx, access["data_org"])
+    state.delete(state.key(OPEN_ACCESS, access["access_id"]))
 
 
-def _request(ctx: Context, kind: str, meta: dict, patient: str, purpose: str) -> dict:
-    """A new read or write request of the caller's on the dataset ``meta`` describes, if
-    the patient's consent covers it."""
+def _request(ctx: Context, kind: str, spec: dict) -> dict:
+    """A new read or write request of the caller's, if the patient's consent covers it."""
     who = caller(ctx)
+    meta = get_dataset(ctx, spec["dataset"])
     dataset = meta["name"]
-    patient = _patient(patient, meta)
-    grant = find_grant(ctx, dataset, patient, who.key, RIGHT[kind], text(purpose, "purpose", 200))
+    patient = _patient(spec["patient"], meta)
+    purpose = text(spec["purpose"], "purpose", 200)
+    grant = find_grant(ctx, dataset, patient, who.key, RIGHT[kind], purpose)
     if grant is None:
         raise Refused(
             f"no {kind} consent of {patient} on {dataset!r} covers {who.key} for {purpose!r}"
@@ -325,8 +358,9 @@ def _request(ctx: Context, kind: str, meta: dict, patient: str, purpose: str) ->
 
 
 def _record(ctx: Context, access: dict, event: Event) -> None:
-    """Store a new request where its patient's access log finds it, and announce it."""
-    write(ctx, key(ACCESS, access["access_id"]), access)
-    ctx.stub.put_state(key(PATIENT_ACCESS, access["patient"], access["access_id"]), b"\x00")
-    ctx.stub.put_state(key(OPEN_ACCESS, access["data_org"], access["access_id"]), b"\x00")
+    """Store a new request where its patient's access log and its executor find it."""
+    _store(ctx, access)
+    state = PrivateState(ctx, access["data_org"])
+    state.write(state.key(PATIENT_ACCESS, state.hide(access["patient"]), access["access_id"]), {})
+    state.write(state.key(OPEN_ACCESS, access["access_id"]), {})
     emit(ctx, event, _event(access))

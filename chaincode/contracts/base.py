@@ -184,6 +184,19 @@ def json_argument(
     return decoded
 
 
+def transient_argument(ctx: Context, field: str, fields: tuple[str, ...]) -> dict:
+    """The JSON object given in the transient field ``field`` (what names a patient never
+    travels among a proposal's arguments, which the block keeps), with exactly ``fields``
+    as text."""
+    raw = ctx.stub.transient.get(field)
+    if raw is None:
+        raise Invalid(f"this is given in the transient field {field!r}, never as arguments")
+    spec = json_argument(raw.decode("utf-8", "replace"), f"the transient field {field!r}")
+    if set(spec) != set(fields) or not all(isinstance(spec[f], str) for f in fields):
+        raise Invalid(f"the transient field {field!r} must give {', '.join(fields)}, as text")
+    return spec
+
+
 def failure_argument(value: str) -> dict:
     """A failure as the data side reports it (flowblock.vocabulary.Failure), checked: a
     known kind, a rule for a disclosure refusal, the status of a refusal or 0, a message.

@@ -6,17 +6,21 @@ grantee (``org:University`` or ``user:alice@University``), rights (any of R, W, 
 purpose and an optional end. Without a grant nothing is allowed. Purposes: a grant
 for ``any`` covers every request, one for ``research`` covers every research request
 (all computations are research), any other must equal the request's purpose.
-The executor asks who may compute right now, page by page, and records which patients
-each computation used, so every patient can see their receipts.
+
+Whose consent says what names patients, so it lives in the data organisation's private
+collection (:mod:`.private`), never on the shared ledger: a grant's fields travel in the
+transient field ``consent``, the organisation's peer alone endorses (its collection's
+endorsement policy), and the block holds hashes nobody can test a guess against. The
+executor asks who may compute right now, page by page, on its own peer, and records
+which patients each computation used, so every patient can see their receipts.
 """
 
 from __future__ import annotations
 
-import json
 import re
 
-from flowblock.chaincode import Context, split_composite_key, transaction
-from flowblock.chaincode.contracts import cohorts
+from flowblock.chaincode import Context, transaction
+from flowblock.chaincode.contracts import cohorts, private
 from flowblock.chaincode.contracts.base import (
     Conflict,
     FlowBlockContract,
@@ -25,23 +29,25 @@ from flowblock.chaincode.contracts.base import (
     Refused,
     caller,
     emit,
-    key,
     name,
     now,
     page_size,
-    paged,
     parse_time,
-    read,
     require,
     text,
     timestamp,
-    write,
+    transient_argument,
 )
-from flowblock.chaincode.contracts.records import DATA_SIDE, RECORD, get_dataset
+from flowblock.chaincode.contracts.private import SEPARATOR, PrivateState
+from flowblock.chaincode.contracts.records import DATA_SIDE, get_dataset, record_owner
 from flowblock.chaincode.contracts.tokens import get_token
-from flowblock.vocabulary import Event
+from flowblock.vocabulary import CONSENT_FIELD, Event
 
-GRANT, CONSENT, PATIENT_GRANT = "grant", "consent", "patient~grant"
+GRANT, CONSENTS, PATIENT_GRANT = "grant", "consents", "patient-grant"
+GRANT_FIELDS = ("dataset", "to", "rights", "purpose", "until", "record_id")
+REVOKE_FIELDS = ("dataset", "to", "rights", "record_id")
+#: What a change of a grant may change, kept in its history.
+CHANGING = ("rights", "status", "revoked_at")
 RIGHTS = "RWC"
 BROAD_PURPOSES = ("any", "research")
 _GRANTEE = re.compile(
@@ -80,17 +86,23 @@ def grant_applies(entry: dict, requester: str, right: str, purpose: str, moment:
     )
 
 
+def consents_key(state: PrivateState, dataset: str, patient: str) -> str:
+    """Where a patient's active grants on a dataset are, one entry per grant."""
+    return state.key(CONSENTS, dataset, state.hide(patient))
+
+
 def find_grant(
     ctx: Context, dataset: str, patient: str, requester: str, right: str, purpose: str
 ) -> dict | None:
     """The grant (id and record restriction) that lets ``requester`` use ``right`` now:
     one on the whole dataset if there is one, else the first on a single record."""
+    state = PrivateState(ctx, get_dataset(ctx, dataset)["organisation"])
     moment = timestamp(now(ctx))
     found = None
-    for kv in ctx.stub.get_state_by_partial_composite_key(CONSENT, [dataset, patient]):
-        entry = json.loads(kv.value)
+    active = (state.read(consents_key(state, dataset, patient)) or {}).get("grants", {})
+    for grant_id, entry in sorted(active.items()):
         if grant_applies(entry, requester, right, purpose, moment):
-            grant = {"grant_id": split_composite_key(kv.key)[1][2], "record_id": entry["record_id"]}
+            grant = {"grant_id": grant_id, "record_id": entry["record_id"]}
             if not grant["record_id"]:
                 return grant
             found = found or grant
@@ -101,14 +113,22 @@ class ConsentContract(FlowBlockContract):
     name = "consent"
 
     @transaction
-    def Grant(  # noqa: N802
-        self, ctx: Context, dataset: str, to: str, rights: str, purpose: str, until: str,
-        record_id: str,
-    ) -> dict:  # fmt: skip
-        """A patient grants rights on their data in ``dataset`` (or one record of it).
-        Granting exactly what an active grant says returns that grant: a retry, or a
-        client run again after a crash, adds no second one."""
+    def SetUpCollection(self, ctx: Context) -> dict:  # noqa: N802
+        """Give the caller's organisation's private collection its secret (the transient
+        field ``secret``), once: its executor does when it starts; again is a conflict."""
+        who = require(ctx, "admin", "steward", "executor")
+        private.set_up(ctx, who.organisation)
+        return {"organisation": who.organisation}
+
+    @transaction
+    def Grant(self, ctx: Context) -> dict:  # noqa: N802
+        """A patient grants rights on their data in a dataset (or one record of it); the
+        fields come in the transient field ``consent``. Granting exactly what an active
+        grant says returns that grant: a retry, or a client run again after a crash, adds
+        no second one."""
         patient = require(ctx, "patient")
+        spec = transient_argument(ctx, CONSENT_FIELD, GRANT_FIELDS)
+        dataset, record_id = spec["dataset"], spec["record_id"]
         meta = get_dataset(ctx, dataset)
         if patient.organisation != meta["organisation"]:
             raise Refused(
@@ -116,107 +136,111 @@ class ConsentContract(FlowBlockContract):
             )
         moment = now(ctx)
         ends = ""
-        if until:
-            ends_at = parse_time(until, "until")
+        if spec["until"]:
+            ends_at = parse_time(spec["until"], "until")
             if ends_at <= moment:
                 raise Invalid("until must be in the future")
             ends = timestamp(ends_at)
-        if record_id:
-            record = read(ctx, key(RECORD, dataset, name(record_id, "record_id")))
-            if record is None or record["patient"] != patient.key:
-                raise NotFound(f"{patient.key} has no record {record_id!r} in {dataset!r}")
+        if record_id and record_owner(ctx, meta, name(record_id, "record_id")) != patient.key:
+            raise NotFound(f"{patient.key} has no record {record_id!r} in {dataset!r}")
         grant = {
             "grant_id": ctx.stub.tx_id,
             "patient": patient.key,
             "dataset": dataset,
             "record_id": record_id,
-            "grantee": grantee(to),
-            "rights": normalise_rights(rights),
-            "purpose": text(purpose, "purpose", 200),
+            "grantee": grantee(spec["to"]),
+            "rights": normalise_rights(spec["rights"]),
+            "purpose": text(spec["purpose"], "purpose", 200),
             "until": ends,
             "status": "ACTIVE",
             "granted_at": timestamp(moment),
             "revoked_at": "",
         }
-        same = self._same_grant(ctx, dataset, patient.key, _entry(grant))
-        if same is not None:  # granted again (a client that retried): nothing new
-            return same
+        state = PrivateState(ctx, meta["organisation"])
+        where = consents_key(state, dataset, patient.key)
+        active = (state.read(where) or {}).get("grants", {})
+        for grant_id, entry in sorted(active.items()):
+            if entry == _entry(grant):  # granted again (a client that retried): nothing new
+                # ... but something written: a transaction that writes nothing private
+                # would need every organisation's endorsement, which no other can give.
+                state.write(where, {"grants": active})
+                return _grant(state, grant_id)
         grant_id = grant["grant_id"]
-        write(ctx, key(GRANT, grant_id), grant)
-        write(ctx, key(CONSENT, dataset, patient.key, grant_id), _entry(grant))
-        ctx.stub.put_state(key(PATIENT_GRANT, patient.key, grant_id), b"\x00")
-        emit(ctx, Event.CONSENT_GRANTED, _event(grant))
+        state.write(where, {"grants": {**active, grant_id: _entry(grant)}})
+        _store(state, grant, ctx.stub.tx_id)
+        state.write(state.key(PATIENT_GRANT, state.hide(patient.key), grant_id), {})
+        emit(ctx, Event.CONSENT_GRANTED, {"grant_id": grant_id})
         return grant
 
-    def _same_grant(self, ctx: Context, dataset: str, patient: str, entry: dict) -> dict | None:
-        """The patient's active grant on ``dataset`` that says exactly ``entry``, if any."""
-        for kv in ctx.stub.get_state_by_partial_composite_key(CONSENT, [dataset, patient]):
-            if json.loads(kv.value) == entry:
-                return self._grant(ctx, split_composite_key(kv.key)[1][2])
-        return None
-
     @transaction
-    def Revoke(self, ctx: Context, dataset: str, to: str, rights: str, record_id: str) -> list:  # noqa: N802
-        """Take ``rights`` back from every active grant of the caller to ``to`` on ``dataset``."""
+    def Revoke(self, ctx: Context) -> list:  # noqa: N802
+        """Take rights back from every active grant of the caller to a grantee on a
+        dataset (the transient field ``consent`` gives dataset, to, rights, record_id)."""
         patient = require(ctx, "patient")
-        taken = normalise_rights(rights)
-        grantee(to)
-        changed = []
-        for kv in ctx.stub.get_state_by_partial_composite_key(CONSENT, [dataset, patient.key]):
-            entry = json.loads(kv.value)
-            matches = entry["grantee"] == to and entry["record_id"] == record_id
-            if matches and set(taken) & set(entry["rights"]):
-                changed.append(self._take(ctx, split_composite_key(kv.key)[1][2], taken))
-        if not changed:
+        spec = transient_argument(ctx, CONSENT_FIELD, REVOKE_FIELDS)
+        dataset, to = spec["dataset"], grantee(spec["to"])
+        taken = normalise_rights(spec["rights"])
+        state = PrivateState(ctx, get_dataset(ctx, dataset)["organisation"])
+        where = consents_key(state, dataset, patient.key)
+        active = (state.read(where) or {}).get("grants", {})
+        chosen = [
+            grant_id for grant_id, entry in sorted(active.items())
+            if entry["grantee"] == to and entry["record_id"] == spec["record_id"]
+            and set(taken) & set(entry["rights"])
+        ]  # fmt: skip
+        if not chosen:
             raise NotFound(f"{patient.key} has no active grant of {taken} to {to} on {dataset!r}")
-        emit(ctx, Event.CONSENT_REVOKED, {"grants": [_event(grant) for grant in changed]})
+        changed = [_take(ctx, state, active, grant_id, taken) for grant_id in chosen]
+        state.write(where, {"grants": active})
+        emit(ctx, Event.CONSENT_REVOKED, {"grants": [grant["grant_id"] for grant in changed]})
         return changed
 
     @transaction
     def RevokeGrant(self, ctx: Context, grant_id: str) -> dict:  # noqa: N802
         """Revoke one grant entirely."""
-        grant = self._grant(ctx, grant_id)
-        if caller(ctx).key != grant["patient"] or caller(ctx).role != "patient":
+        patient = require(ctx, "patient")
+        state = PrivateState(ctx, patient.organisation)
+        grant = _grant(state, grant_id)
+        if patient.key != grant["patient"]:
             raise Refused("only the patient who granted it may revoke a grant")
         if grant["status"] != "ACTIVE":
             raise Conflict(f"grant {grant_id} is already {grant['status'].lower()}")
-        taken = self._take(ctx, grant_id, grant["rights"])
-        emit(ctx, Event.CONSENT_REVOKED, {"grants": [_event(taken)]})
+        where = consents_key(state, grant["dataset"], patient.key)
+        active = (state.read(where) or {}).get("grants", {})
+        taken = _take(ctx, state, active, grant_id, grant["rights"])
+        state.write(where, {"grants": active})
+        emit(ctx, Event.CONSENT_REVOKED, {"grants": [grant_id]})
         return taken
-
-    def _take(self, ctx: Context, grant_id: str, rights: str) -> dict:
-        grant = self._grant(ctx, grant_id)
-        left = "".join(letter for letter in grant["rights"] if letter not in rights)
-        consent_key = key(CONSENT, grant["dataset"], grant["patient"], grant_id)
-        grant["rights"] = left
-        if left:
-            write(ctx, consent_key, _entry(grant))
-        else:
-            grant.update(status="REVOKED", revoked_at=timestamp(now(ctx)))
-            ctx.stub.del_state(consent_key)
-        write(ctx, key(GRANT, grant_id), grant)
-        return grant  # the caller emits one event for all it revoked (one per transaction)
 
     @transaction(submit=False)
     def MyGrants(self, ctx: Context, size: int, bookmark: str) -> dict:  # noqa: N802
+        """The calling patient's grants, read on their organisation's peer."""
         patient = require(ctx, "patient")
-        page, following = paged(ctx, PATIENT_GRANT, [patient.key], size, bookmark)
-        grants = [self._grant(ctx, split_composite_key(kv.key)[1][1]) for kv in page]
+        state = PrivateState(ctx, patient.organisation)
+        page, following = state.page(
+            state.key(PATIENT_GRANT, state.hide(patient.key)), size, bookmark
+        )
+        grants = [_grant(state, entry_key.rsplit(SEPARATOR, 1)[1]) for entry_key, _ in page]
         return {"grants": grants, "bookmark": following}
 
     @transaction(submit=False)
     def GetGrant(self, ctx: Context, grant_id: str) -> dict:  # noqa: N802
-        grant = self._grant(ctx, grant_id)
+        """A grant, for its patient and its data organisation, read on their own peer."""
+        grant = _grant(PrivateState(ctx, caller(ctx).organisation), grant_id)
         self._may_see(ctx, grant)
         return grant
 
     @transaction(submit=False)
     def GrantHistory(self, ctx: Context, grant_id: str) -> list:  # noqa: N802
-        self._may_see(ctx, self._grant(ctx, grant_id))
+        """Every change of a grant: a private value has no history of its own in Fabric,
+        so each grant keeps its changes."""
+        grant = _grant(PrivateState(ctx, caller(ctx).organisation), grant_id, history=True)
+        self._may_see(ctx, grant)
+        changes = grant.pop("history")
         return [
-            {"tx_id": change.tx_id, "time": timestamp(change.timestamp),
-             "grant": json.loads(change.value)}
-            for change in ctx.stub.get_history_for_key(key(GRANT, grant_id))
+            {"tx_id": change["tx_id"], "time": change["time"],
+             "grant": {**grant, **{k: change[k] for k in CHANGING}}}
+            for change in changes
         ]  # fmt: skip
 
     @transaction(submit=False)
@@ -225,22 +249,25 @@ class ConsentContract(FlowBlockContract):
     ) -> dict:
         """A page of the patients whose consent lets ``requester`` compute now, for ``purpose``.
 
-        Only the data organisation's side may ask: a cohort's members are never shown to
-        the researcher. ``records`` is None where the grant covers the whole dataset.
+        Only the data organisation's side may ask, on its own peer: a cohort's members
+        are never shown to the researcher. ``records`` is None where the grant covers
+        the whole dataset.
         """
-        require(ctx, *DATA_SIDE, organisation=get_dataset(ctx, dataset)["organisation"])
+        organisation = get_dataset(ctx, dataset)["organisation"]
+        require(ctx, *DATA_SIDE, organisation=organisation)
+        state = PrivateState(ctx, organisation)
         moment = timestamp(now(ctx))
-        page, following = paged(ctx, CONSENT, [dataset], size, bookmark)
+        page, following = state.page(state.key(CONSENTS, dataset), size, bookmark)
         cohort: dict[str, list[str] | None] = {}
-        for kv in page:
-            entry = json.loads(kv.value)
-            if not grant_applies(entry, requester, "C", purpose, moment):
-                continue
-            patient = split_composite_key(kv.key)[1][1]
-            if not entry["record_id"]:
-                cohort[patient] = None
-            elif cohort.get(patient, []) is not None:
-                cohort.setdefault(patient, []).append(entry["record_id"])
+        for _, consents in page:
+            for entry in consents["grants"].values():
+                if not grant_applies(entry, requester, "C", purpose, moment):
+                    continue
+                patient = entry["patient"]
+                if not entry["record_id"]:
+                    cohort[patient] = None
+                elif cohort.get(patient, []) is not None:
+                    cohort.setdefault(patient, []).append(entry["record_id"])
         return {
             "patients": [{"patient": p, "records": r} for p, r in cohort.items()],
             "bookmark": following,
@@ -289,13 +316,6 @@ class ConsentContract(FlowBlockContract):
         return cohorts.opening(ctx, token)
 
     @staticmethod
-    def _grant(ctx: Context, grant_id: str) -> dict:
-        grant = read(ctx, key(GRANT, grant_id))
-        if grant is None:
-            raise NotFound(f"there is no grant {grant_id[:80]!r}")
-        return grant
-
-    @staticmethod
     def _may_see(ctx: Context, grant: dict) -> None:
         who = caller(ctx)
         if who.key == grant["patient"] and who.role == "patient":
@@ -309,9 +329,41 @@ class ConsentContract(FlowBlockContract):
 
 
 def _entry(grant: dict) -> dict:
-    """What the consent index keeps of a grant, enough to decide without reading it."""
-    return {field: grant[field] for field in ("grantee", "rights", "purpose", "until", "record_id")}
+    """What a patient's consents keep of a grant, enough to decide without reading it."""
+    fields = ("patient", "grantee", "rights", "purpose", "until", "record_id")
+    return {field: grant[field] for field in fields}
 
 
-def _event(grant: dict) -> dict:
-    return {field: grant[field] for field in ("grant_id", "dataset", "grantee", "rights", "status")}
+def _grant(state: PrivateState, grant_id: str, history: bool = False) -> dict:
+    """A grant as its patient and the data organisation see it (with its changes if
+    ``history``)."""
+    grant = state.read(state.key(GRANT, name(grant_id, "grant_id")))
+    if grant is None:
+        raise NotFound(f"there is no grant {grant_id[:80]!r}")
+    if not history:
+        grant.pop("history")
+    return grant
+
+
+def _store(state: PrivateState, grant: dict, tx_id: str) -> None:
+    """Write a grant as it is now, its changes so far kept with it."""
+    stored = state.read(state.key(GRANT, grant["grant_id"]))
+    changes = stored["history"] if stored else []
+    change = {"tx_id": tx_id, "time": grant["revoked_at"] or grant["granted_at"],
+              **{k: grant[k] for k in CHANGING}}  # fmt: skip
+    state.write(state.key(GRANT, grant["grant_id"]), {**grant, "history": [*changes, change]})
+
+
+def _take(ctx: Context, state: PrivateState, active: dict, grant_id: str, rights: str) -> dict:
+    """Take ``rights`` from an active grant; ``active`` (the patient's consents on its
+    dataset) is changed in place, for the caller to write once."""
+    grant = _grant(state, grant_id)
+    left = "".join(letter for letter in grant["rights"] if letter not in rights)
+    grant["rights"] = left
+    if left:
+        active[grant_id] = _entry(grant)
+    else:
+        grant.update(status="REVOKED", revoked_at=timestamp(now(ctx)))
+        active.pop(grant_id, None)
+    _store(state, grant, ctx.stub.tx_id)
+    return grant

@@ -4,15 +4,21 @@ Only metadata lives on the ledger: each record's patient, object key in S3 and t
 SHA-256 of the object, so the data side can prove it computed on exactly the
 registered bytes. A steward of the organisation that holds a dataset registers its
 records in batches; re-registering an identical record changes nothing (imports are
-resumable), a changed one gets a new version (the ledger keeps the history), and a
+resumable), a changed one gets a new version (the record keeps its history), and a
 deletion is a recorded tombstone.
+
+Whose a record is names a patient (and a row's hash could be tested against a guessed
+row), so records live in the organisation's private collection (:mod:`.private`): a
+batch travels in the transient field ``records``, the organisation's peers alone
+endorse, and the block holds hashes nobody can test. Datasets and their parts (an
+object's key and its bytes' hash, naming nobody) are public.
 """
 
 from __future__ import annotations
 
 import json
 
-from flowblock.chaincode import Context, split_composite_key, transaction
+from flowblock.chaincode import Context, transaction
 from flowblock.chaincode.contracts.base import (
     Conflict,
     FlowBlockContract,
@@ -31,13 +37,17 @@ from flowblock.chaincode.contracts.base import (
     sha256_hex,
     text,
     timestamp,
+    transient_argument,
     write,
 )
-from flowblock.vocabulary import Event
+from flowblock.chaincode.contracts.private import PrivateState
+from flowblock.vocabulary import RECORDS_FIELD, Event
 
-DATASET, RECORD, PATIENT_RECORD, PARTITION = "dataset", "record", "patient~record", "partition"
-#: An index of a dataset's deleted records, for the data side to leave out.
-DELETED_RECORD = "deleted~record"
+DATASET, PARTITION = "dataset", "partition"
+#: Private: a record; a patient's records; a dataset's deleted records (for the data side
+#: to leave out).
+RECORD, PATIENT_RECORD, DELETED_RECORD = "record", "patient-record", "deleted-record"
+UNCHANGED_BATCH = "unchanged-batch"
 #: The most records one CurrentParts call looks up.
 MAX_RECORDS_ASKED = 1_000
 KINDS = ("tabular", "images")
@@ -51,6 +61,26 @@ def get_dataset(ctx: Context, dataset: str) -> dict:
     if found is None:
         raise NotFound(f"there is no dataset {dataset!r}")
     return found
+
+
+def record_key(state: PrivateState, dataset: str, record_id: str) -> str:
+    return state.key(RECORD, dataset, state.hide(record_id))
+
+
+def get_record(ctx: Context, meta: dict, record_id: str) -> dict | None:
+    """A record of the dataset ``meta`` describes, as it stands (None: no such record)."""
+    state = PrivateState(ctx, meta["organisation"])
+    record = state.read(record_key(state, meta["name"], record_id))
+    if record is not None:
+        record.pop("history")
+    return record
+
+
+def record_owner(ctx: Context, meta: dict, record_id: str) -> str | None:
+    """The patient (``name@Organisation``) a record of the dataset ``meta`` belongs to,
+    or None if there is no such record."""
+    record = get_record(ctx, meta, record_id)
+    return None if record is None else record["patient"]
 
 
 def patient_key(patient: str, organisation: str) -> str:
@@ -111,34 +141,44 @@ class RecordsContract(FlowBlockContract):
         ]
 
     @transaction
-    def RegisterRecords(self, ctx: Context, dataset: str, records: str) -> dict:  # noqa: N802
-        """Register a batch of records' hashes; identical re-registrations change nothing."""
+    def RegisterRecords(self, ctx: Context, dataset: str) -> dict:  # noqa: N802
+        """Register a batch of records' hashes (a JSON list in the transient field
+        ``records``); identical re-registrations change nothing."""
         meta = get_dataset(ctx, dataset)
         steward = require(ctx, "steward", organisation=meta["organisation"])
-        batch = json_argument(records, "records", list)
+        raw = ctx.stub.transient.get(RECORDS_FIELD)
+        if raw is None:
+            raise Invalid(f"records are given in the transient field {RECORDS_FIELD!r}")
+        batch = json_argument(raw.decode("utf-8", "replace"), "records", list)
         if not batch:
             raise Invalid("records must not be empty")
         return register_records(ctx, dataset, parse_records(batch, meta["organisation"]),
                                 steward.key)  # fmt: skip
 
     @transaction
-    def DeleteRecord(self, ctx: Context, dataset: str, record_id: str, reason: str) -> dict:  # noqa: N802
-        """Tombstone a record: it stays on the ledger, marked deleted, with its history."""
+    def DeleteRecord(self, ctx: Context, dataset: str) -> dict:  # noqa: N802
+        """Tombstone a record (the transient field ``records`` gives record_id and reason):
+        it stays, marked deleted, with its history."""
         meta = get_dataset(ctx, dataset)
         steward = require(ctx, "steward", organisation=meta["organisation"])
-        record = self._record(ctx, dataset, record_id)
+        spec = transient_argument(ctx, RECORDS_FIELD, ("record_id", "reason"))
+        record_id = name(spec["record_id"], "record_id")
+        state = PrivateState(ctx, meta["organisation"])
+        record = _record(state, dataset, record_id, history=True)
         if record["deleted"]:
             raise Conflict(f"the record {record_id!r} is already deleted")
         record.update(
             deleted=True,
             deleted_by=steward.key,
             deleted_at=timestamp(now(ctx)),
-            reason=text(reason, "reason"),
+            reason=text(spec["reason"], "reason"),
             version=record["version"] + 1,
         )
-        write(ctx, key(RECORD, dataset, record_id), record)
-        ctx.stub.put_state(key(DELETED_RECORD, dataset, record_id), b"\x00")
-        emit(ctx, Event.RECORD_DELETED, {"dataset": dataset, "record_id": record_id})
+        _store_record(ctx, state, record)
+        state.write(state.key(DELETED_RECORD, dataset, state.hide(record_id)),
+                    {"record_id": record_id})  # fmt: skip
+        emit(ctx, Event.RECORD_DELETED, {"dataset": dataset})
+        record.pop("history")
         return record
 
     @transaction(submit=False)
@@ -150,47 +190,46 @@ class RecordsContract(FlowBlockContract):
         if len(wanted) > MAX_RECORDS_ASKED:
             raise Invalid(f"record_ids must list at most {MAX_RECORDS_ASKED}")
         names = [name(str(record_id), "a record id") for record_id in wanted]
-        found = ctx.stub.get_states([key(RECORD, dataset, record_id) for record_id in names])
+        state = PrivateState(ctx, get_dataset(ctx, dataset)["organisation"])
+        found = state.read_many([record_key(state, dataset, record_id) for record_id in names])
         return {
-            record_id: json.loads(value)["object_key"]
+            record_id: value["object_key"]
             for record_id, value in zip(names, found, strict=True)
             if value
         }
 
     @transaction(submit=False)
     def GetRecord(self, ctx: Context, dataset: str, record_id: str) -> dict:  # noqa: N802
-        record = self._record(ctx, dataset, record_id)
-        self._may_see(ctx, get_dataset(ctx, dataset), record["patient"])
-        return record
+        return self._visible(ctx, dataset, record_id, history=False)
 
     @transaction(submit=False)
     def RecordHistory(self, ctx: Context, dataset: str, record_id: str) -> list:  # noqa: N802
-        record = self._record(ctx, dataset, record_id)
-        self._may_see(ctx, get_dataset(ctx, dataset), record["patient"])
-        return [
-            {"tx_id": change.tx_id, "time": timestamp(change.timestamp),
-             "record": json.loads(change.value) if change.value else None}
-            for change in ctx.stub.get_history_for_key(key(RECORD, dataset, record_id))
-        ]  # fmt: skip
+        """Every version of a record, oldest first (a private value has no history of
+        its own in Fabric, so each record keeps its versions)."""
+        return self._visible(ctx, dataset, record_id, history=True)["history"]
 
     @transaction(submit=False)
     def ListRecords(self, ctx: Context, dataset: str, size: int, bookmark: str) -> dict:  # noqa: N802
         """A page of a dataset's records, for its organisation's data side."""
-        require(ctx, *DATA_SIDE, organisation=get_dataset(ctx, dataset)["organisation"])
-        page, following = paged(ctx, RECORD, [dataset], size, bookmark)
-        return {"records": [json.loads(kv.value) for kv in page], "bookmark": following}
+        organisation = get_dataset(ctx, dataset)["organisation"]
+        require(ctx, *DATA_SIDE, organisation=organisation)
+        state = PrivateState(ctx, organisation)
+        page, following = state.page(state.key(RECORD, dataset), size, bookmark)
+        records = [{k: v for k, v in record.items() if k != "history"} for _, record in page]
+        return {"records": records, "bookmark": following}
 
     @transaction
     def RegisterPartition(  # noqa: N802
         self, ctx: Context, dataset: str, object_key: str, sha256: str, rows: int
     ) -> dict:
-        """A steward registers one stored object that holds many records (a Parquet part).
+        """A steward registers one stored object that holds many records (a Parquet part);
+        so does the executor, for the part a write stored.
 
         Each record in it keeps its own row hash (``RegisterRecords``); the partition's
         hash covers its bytes, so the data side verifies a whole part with one check.
         """
         meta = get_dataset(ctx, dataset)
-        steward = require(ctx, "steward", organisation=meta["organisation"])
+        steward = require(ctx, "steward", "executor", organisation=meta["organisation"])
         return register_partition(ctx, dataset, object_key, sha256, rows, steward.key)
 
     @transaction(submit=False)
@@ -203,52 +242,45 @@ class RecordsContract(FlowBlockContract):
     @transaction(submit=False)
     def DeletedRecords(self, ctx: Context, dataset: str, size: int, bookmark: str) -> dict:  # noqa: N802
         """A page of a dataset's deleted record ids: the data side never uses their rows."""
-        require(ctx, *DATA_SIDE, organisation=get_dataset(ctx, dataset)["organisation"])
-        page, following = paged(ctx, DELETED_RECORD, [dataset], size, bookmark)
-        return {
-            "record_ids": [split_composite_key(kv.key)[1][1] for kv in page],
-            "bookmark": following,
-        }
+        organisation = get_dataset(ctx, dataset)["organisation"]
+        require(ctx, *DATA_SIDE, organisation=organisation)
+        state = PrivateState(ctx, organisation)
+        page, following = state.page(state.key(DELETED_RECORD, dataset), size, bookmark)
+        return {"record_ids": [entry["record_id"] for _, entry in page], "bookmark": following}
 
     @transaction(submit=False)
     def MyRecords(self, ctx: Context, size: int, bookmark: str) -> dict:  # noqa: N802
         """A patient's own records, across datasets."""
         patient = require(ctx, "patient")
-        page, following = paged(ctx, PATIENT_RECORD, [patient.key], size, bookmark)
-        records = []
-        for kv in page:
-            _, (_, dataset, record_id) = split_composite_key(kv.key)
-            records.append(read(ctx, key(RECORD, dataset, record_id)))
+        state = PrivateState(ctx, patient.organisation)
+        index = state.key(PATIENT_RECORD, state.hide(patient.key))
+        page, following = state.page(index, size, bookmark)
+        records = [_record(state, entry["dataset"], entry["record_id"]) for _, entry in page]
         return {"records": records, "bookmark": following}
 
     @staticmethod
-    def _record(ctx: Context, dataset: str, record_id: str) -> dict:
-        record = read(ctx, key(RECORD, dataset, record_id))
-        if record is None:
-            raise NotFound(f"there is no record {record_id!r} in {dataset!r}")
-        return record
-
-    @staticmethod
-    def _may_see(ctx: Context, meta: dict, patient: str) -> None:
+    def _visible(ctx: Context, dataset: str, record_id: str, history: bool) -> dict:
+        """A record, for its patient and its organisation's data side: anyone else is
+        refused before anything private is read (their peer holds none of it)."""
+        meta = get_dataset(ctx, dataset)
         who = caller(ctx)
-        if who.role == "patient" and who.key == patient:
-            return
-        if who.role in DATA_SIDE and who.organisation == meta["organisation"]:
-            return
-        raise Refused(f"{who.key} may not see the records of {meta['name']!r}")
+        if who.organisation != meta["organisation"] or who.role not in ("patient", *DATA_SIDE):
+            raise Refused(f"{who.key} may not see the records of {meta['name']!r}")
+        record = _record(PrivateState(ctx, meta["organisation"]), dataset, record_id, history)
+        if who.role == "patient" and who.key != record["patient"]:
+            raise Refused(f"{who.key} may not see the records of {meta['name']!r}")
+        return record
 
 
 def register_records(ctx: Context, dataset: str, entries: list[dict], by: str) -> dict:
     """Register checked record entries: new, updated (a new version) or unchanged; a
     deleted record stays deleted (an import run again does not bring it back)."""
-    keys = [key(RECORD, dataset, entry["record_id"]) for entry in entries]
+    state = PrivateState(ctx, get_dataset(ctx, dataset)["organisation"])
+    keys = [record_key(state, dataset, entry["record_id"]) for entry in entries]
     counts = {"registered": 0, "updated": 0, "unchanged": 0, "deleted": 0}
     moment = timestamp(now(ctx))
     ctx.stub.start_write_batch()
-    for index, (entry, state_key, found) in enumerate(
-        zip(entries, keys, ctx.stub.get_states(keys), strict=True)
-    ):
-        existing = json.loads(found) if found else None
+    for index, (entry, existing) in enumerate(zip(entries, state.read_many(keys), strict=True)):
         if existing and existing["patient"] != entry["patient"]:
             raise Conflict(
                 f"records[{index}] would move record {entry['record_id']!r} to another patient"
@@ -268,14 +300,40 @@ def register_records(ctx: Context, dataset: str, entries: list[dict], by: str) -
             "deleted": False,
             "registered_by": by,
             "registered_at": moment,
+            "history": existing["history"] if existing else [],
         }
-        write(ctx, state_key, record)
+        _store_record(ctx, state, record)
         if existing is None:
-            marker = key(PATIENT_RECORD, entry["patient"], dataset, entry["record_id"])
-            ctx.stub.put_state(marker, b"\x00")
+            marker = state.key(PATIENT_RECORD, state.hide(entry["patient"]), dataset,
+                               state.hide(entry["record_id"]))  # fmt: skip
+            state.write(marker, {"dataset": dataset, "record_id": entry["record_id"]})
         counts["updated" if existing else "registered"] += 1
+    if not (counts["registered"] or counts["updated"]):
+        # A batch registered again writes this, blindly (no read, so no conflict): a
+        # transaction that wrote nothing private would need every organisation's
+        # endorsement, which none but this one can give.
+        state.write(state.key(UNCHANGED_BATCH, dataset), {})
     emit(ctx, Event.RECORDS_REGISTERED, {"dataset": dataset, **counts})
     return counts
+
+
+def _record(state: PrivateState, dataset: str, record_id: str, history: bool = False) -> dict:
+    record = state.read(record_key(state, dataset, record_id))
+    if record is None:
+        raise NotFound(f"there is no record {record_id!r} in {dataset!r}")
+    if not history:
+        record.pop("history")
+    return record
+
+
+def _store_record(ctx: Context, state: PrivateState, record: dict) -> None:
+    """Write a record as it now stands, this version added to its history."""
+    version = {k: v for k, v in record.items() if k != "history"}
+    change = {"tx_id": ctx.stub.tx_id, "time": timestamp(now(ctx)), "record": version}
+    state.write(
+        record_key(state, record["dataset"], record["record_id"]),
+        {**record, "history": [*record.get("history", []), change]},
+    )
 
 
 def register_partition(

@@ -56,3 +56,31 @@ def endorsement_refusal(
                 f"{required} of {len(organisations)} organisations required"
             )
     return None
+
+
+def set_up_private_collection(contract) -> bool:  # contract: flowblock.ledger.Contract
+    """Give the caller's organisation's implicit collection the secret FlowBlock's
+    chaincode hides and salts its private keys and values with (random, sent as
+    transient data to the organisation's own peers); False if it had one already.
+
+    The caller is an admin, steward or executor of the organisation; whichever of
+    them writes first (the executor at start, a steward's first import) sets it up.
+    """
+    import secrets
+
+    from flowblock.errors import EndorseError
+    from flowblock.vocabulary import SECRET_FIELD, ChaincodeStatus
+
+    own = [contract.network.gateway.identity.msp_id]
+    whole = contract.network.get_contract(getattr(contract, "chaincode", "flowblock"))
+    try:
+        whole.submit(
+            "consent:SetUpCollection",
+            transient={SECRET_FIELD: secrets.token_bytes(32)},
+            endorsing_organisations=own,
+        )
+    except EndorseError as error:
+        if error.chaincode_status != ChaincodeStatus.CONFLICT:
+            raise
+        return False
+    return True

@@ -16,6 +16,7 @@ from flowblock.executor.xray import write_xray_dataset
 from flowblock.identity.s3 import load_credentials
 from flowblock.ledger import Gateway
 from flowblock.stackfile import read_stack_file
+from flowblock.vocabulary import CONSENT_FIELD
 
 
 def flowblock(*arguments, data_dir) -> subprocess.CompletedProcess:
@@ -88,8 +89,13 @@ def test_demo_serves_the_ledger_writes_stack_json_and_stops_cleanly(tmp_path):
             status = flowblock("status", data_dir=data_dir)
             assert "ledger   Fabric Gateway" in status.stdout
             assert status.stdout.count(": answers") == 2
+            spec = {"dataset": "vitals", "to": "org:University", "rights": "C",
+                    "purpose": "x", "until": "", "record_id": ""}  # fmt: skip
             with pytest.raises(EndorseError) as refused:
-                contract.submit("consent:Grant", "vitals", "org:University", "C", "x", "", "")
+                contract.submit(
+                    "consent:Grant", transient={CONSENT_FIELD: json.dumps(spec)},
+                    endorsing_organisations=["HospitalMSP"],
+                )  # fmt: skip
             assert refused.value.chaincode_status == 403
         down = flowblock("down", data_dir=data_dir)
         assert down.returncode == 0, down.stderr

@@ -18,6 +18,7 @@ from flowblock.sealing import SealError, open_sealed
 from flowblock.testing.access import served as serve_request
 from flowblock.testing.study import Study, publish_and_allow
 from flowblock.testing.waiting import wait_until
+from flowblock.vocabulary import ACCESS_FIELD, RECORDS_FIELD
 
 PURPOSE = "blood pressure study"
 
@@ -136,9 +137,7 @@ def test_a_result_is_shown_only_when_the_data_organisations_peer_endorses_it(
 def test_a_revocation_while_queued_is_honoured(study):
     job = study.alice.compute("mean", study.dataset, {"column": "systolic"}, purpose=PURPOSE)
     leaver = study.consenting[0]
-    study.pool(study.patients[leaver], "consent").submit(
-        "Revoke", study.dataset, "org:University", "C", ""
-    )
+    study.consent(leaver).revoke(study.dataset, "org:University", "C")
     study.run(job.token_id)
     result = job.wait(timeout=30)
     assert len(study.executor.load_output(job.token_id)["patients"]) == 29
@@ -158,9 +157,7 @@ def test_a_revocation_while_running_is_honoured(study, demo_world):
         what="the computation to be under way",
     )
     leaver = study.consenting[0]
-    study.pool(study.patients[leaver], "consent").submit(
-        "Revoke", study.dataset, "org:University", "C", ""
-    )
+    study.consent(leaver).revoke(study.dataset, "org:University", "C")
     running.join(timeout=60)
     assert job.wait(timeout=30).cohort_size == 30  # released rounded
     # Computed again without the patient who left.
@@ -234,7 +231,10 @@ def test_a_deleted_record_is_never_computed_on_again(ledger, s3_server, demo_wor
     gone = study.consenting[0]
     (record_id,) = frame.loc[frame[PATIENT_COLUMN] == gone, RECORD_COLUMN]
     steward = study.pool(demo_world.identity("steward"), "records")
-    steward.submit("DeleteRecord", study.dataset, record_id, "entered in error")
+    steward.submit(
+        "DeleteRecord", study.dataset, endorsing_organisations=["HospitalMSP"],
+        transient={RECORDS_FIELD: json.dumps({"record_id": record_id, "reason": "in error"})},
+    )  # fmt: skip
     job = study.alice.compute("mean", study.dataset, {"column": "systolic"}, purpose=PURPOSE)
     assert study.executor.process(job.token_id) == "DONE"
     (group,) = job.wait(timeout=30).value["groups"]
@@ -258,9 +258,12 @@ def test_of_several_versions_of_a_record_the_ledgers_current_one_is_used(
         digest = study.store.put(object_key, part_bytes(part))
         steward.submit("RegisterPartition", study.dataset, object_key, digest, 1)
         (row_hash,) = row_hashes(part)
-        steward.submit("RegisterRecords", study.dataset, json.dumps([
-            {"record_id": record_id, "patient": study.consenting[0], "object_key": object_key,
-             "sha256": row_hash}]))  # fmt: skip
+        entry = {"record_id": record_id, "patient": study.consenting[0],
+                 "object_key": object_key, "sha256": row_hash}  # fmt: skip
+        steward.submit(
+            "RegisterRecords", study.dataset, endorsing_organisations=["HospitalMSP"],
+            transient={RECORDS_FIELD: json.dumps([entry])},
+        )  # fmt: skip
 
     # Two corrections registered in the opposite order to their parts' names (two writes
     # finishing out of order): the ledger's latest is the one computed on.
@@ -358,9 +361,7 @@ def test_reads_need_read_consent_and_are_logged_for_the_patient(study, demo_worl
 
     patient_id = study.consenting[0]
     patient = study.patients[patient_id]
-    study.pool(patient, "consent").submit(
-        "Grant", study.dataset, "user:bob@University", "R", "care", "", ""
-    )
+    study.consent(patient).grant(study.dataset, "user:bob@University", "R", "care")
     bob = Client(study.pool.gateway(demo_world.identity("bob")))
     access, rows = served(study, patient, lambda: bob.records.read(patient_id, study.dataset))
     expected = study.frame[study.frame["patient_id"] == patient_id]
@@ -370,7 +371,7 @@ def test_reads_need_read_consent_and_are_logged_for_the_patient(study, demo_worl
     with pytest.raises(AccessDenied, match="no read consent"):
         study.alice.records.read(patient_id, study.dataset)
     # Once revoked, the read consent no longer serves.
-    study.pool(patient, "consent").submit("Revoke", study.dataset, "user:bob@University", "R", "")
+    study.consent(patient).revoke(study.dataset, "user:bob@University", "R")
     with pytest.raises(AccessDenied):
         bob.records.read(patient_id, study.dataset, timeout=5)
 
@@ -381,13 +382,11 @@ def test_a_read_claimed_before_a_stop_is_served_when_it_comes_again(ledger, s3_s
     study = Study(ledger, s3_server, demo_world, vitals(), consenting=30, prefix="bp")
     patient_id = study.consenting[0]
     patient = study.patients[patient_id]
-    study.pool(patient, "consent").submit(
-        "Grant", study.dataset, "user:bob@University", "R", "care", "", ""
-    )
+    study.consent(patient).grant(study.dataset, "user:bob@University", "R", "care")
     outcomes = []
 
     def claimed_then_stopped_then_delivered_again(entry: dict) -> None:
-        study.executor.ledger("access:ClaimRead", entry["access_id"], submit=True)
+        study.executor.private("access:ClaimRead", entry["access_id"])
         outcomes.append(process_read(study.executor, entry["access_id"]))
         outcomes.append(process_read(study.executor, entry["access_id"]))  # and once more
 
@@ -409,11 +408,13 @@ def test_a_read_the_service_had_not_served_when_it_stopped_is_served_when_it_sta
 
     study = Study(ledger, s3_server, demo_world, vitals(), consenting=30, prefix="bp")
     patient = study.patients[study.consenting[0]]
-    study.pool(patient, "consent").submit(
-        "Grant", study.dataset, "user:bob@University", "R", "care", "", ""
-    )
+    study.consent(patient).grant(study.dataset, "user:bob@University", "R", "care")
     bob = study.pool(demo_world.identity("bob"), "access")
-    asked = bob.submit_async("RequestRead", study.dataset, study.consenting[0], "care")
+    read = {"dataset": study.dataset, "patient": study.consenting[0], "purpose": "care"}
+    asked = bob.submit_async(
+        "RequestRead", transient={ACCESS_FIELD: json.dumps(read)},
+        endorsing_organisations=["HospitalMSP"],
+    )  # fmt: skip
     committed = asked.status()
     # The service had seen the request's event (its checkpoint is past it) and stopped
     # before serving it.
@@ -422,7 +423,10 @@ def test_a_read_the_service_had_not_served_when_it_stopped_is_served_when_it_sta
     service = ExecutorService(study.executor, checkpoint, workers=2).start()
     try:
         for _ in range(300):
-            status = json.loads(bob.evaluate("GetAccess", asked.tx_id))["status"]
+            asked_now = bob.evaluate(
+                "GetAccess", "Hospital", asked.tx_id, target_organisations=["HospitalMSP"]
+            )
+            status = json.loads(asked_now)["status"]
             if status in ("DONE", "FAILED"):
                 break
             threading.Event().wait(0.1)
@@ -436,9 +440,7 @@ def test_writes_need_write_consent_correct_records_and_keep_their_history(study,
 
     patient_id, other_id = study.consenting[1], study.consenting[2]
     patient = study.patients[patient_id]
-    study.pool(patient, "consent").submit(
-        "Grant", study.dataset, "user:bob@University", "W", "care", "", ""
-    )
+    study.consent(patient).grant(study.dataset, "user:bob@University", "W", "care")
     bob = Client(study.pool.gateway(demo_world.identity("bob")))
     corrected = f"{study.dataset}-{1:08d}"  # the patient's imported record
     rows = [{"record_id": corrected, "age": 50, "sex": "F", "systolic": 180.0},
@@ -459,8 +461,8 @@ def test_writes_need_write_consent_correct_records_and_keep_their_history(study,
     assert group["mean"] == pytest.approx(sum(expected) / len(expected))
     steward = study.pool(demo_world.identity("steward"), "records")
     history = json.loads(steward.evaluate("RecordHistory", study.dataset, corrected))
-    assert [change["record"]["version"] for change in history] == [2, 1]
-    assert history[0]["record"]["registered_by"] == "bob@University"
+    assert [change["record"]["version"] for change in history] == [1, 2]  # oldest first
+    assert history[-1]["record"]["registered_by"] == "bob@University"
     # A row of the wrong type, or another patient's record, changes nothing.
     with pytest.raises(ComputationFailed, match=r"rows\[0\]\.age must be a whole number"):
         served(study, patient, lambda: bob.records.write(patient_id, study.dataset, [{"age": "x"}]))

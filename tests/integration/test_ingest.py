@@ -71,16 +71,17 @@ class CutShort:
 
     def __init__(self, contract, batches: int) -> None:
         self.contract, self.batches = contract, batches
+        self.network = contract.network
 
-    def evaluate(self, function: str, *args):
-        return self.contract.evaluate(function, *args)
+    def evaluate(self, function: str, *args, **options):
+        return self.contract.evaluate(function, *args, **options)
 
-    def submit(self, function: str, *args):
+    def submit(self, function: str, *args, **options):
         if function == "RegisterRecords":
             if not self.batches:
                 raise ConnectionError("the import was cut short")
             self.batches -= 1
-        return self.contract.submit(function, *args)
+        return self.contract.submit(function, *args, **options)
 
 
 def test_importing_again_registers_nothing_twice(steward, store):

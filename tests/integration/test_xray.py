@@ -41,9 +41,8 @@ class XrayStudy:
         self.consenting = list(self.manifest["patient_id"][:CONSENTING])
         hospital = demo_world.authority("Hospital")
         for patient in self.consenting:
-            pool(hospital.issue(patient, "patient"), "consent").submit(
-                "Grant", name, "org:University", "C", "research", "", ""
-            )
+            patient_client = Client(pool.gateway(hospital.issue(patient, "patient")))
+            patient_client.consent.grant(name, "org:University", "C", "research")
         self.executor = Executor(
             pool(demo_world.identity("executor", org="Hospital")), store, "Hospital"
         )
@@ -150,8 +149,8 @@ def test_a_reader_with_read_consent_gets_the_patients_image(xray, demo_world):
 
     first = xray.manifest.iloc[0]
     patient = demo_world.authority("Hospital").issue(first["patient_id"], "patient")
-    xray.pool(patient, "consent").submit(
-        "Grant", xray.dataset, "user:bob@University", "R", "care", "", ""
+    Client(xray.pool.gateway(patient)).consent.grant(
+        xray.dataset, "user:bob@University", "R", "care"
     )
     bob = Client(xray.pool.gateway(demo_world.identity("bob")))
     _, rows = served(

@@ -37,8 +37,10 @@ from flowblock.executor.ingest import (
 from flowblock.executor.storage.objects import ObjectStore, StorageError, sha256_hex
 from flowblock.identity.s3 import load_credentials
 from flowblock.ledger import Gateway, all_pages
+from flowblock.ledger.collections import set_up_private_collection
 from flowblock.testing.chaincode import LocalGateway, LocalLedger
 from flowblock.testing.study import MemoryStore
+from flowblock.vocabulary import RECORDS_FIELD
 
 _names = count()
 
@@ -227,7 +229,11 @@ def test_a_dataset_stored_under_numbered_keys_is_imported_again_as_it_was(hospit
             numbered["record_id"], numbered["patient_id"], row_hashes(numbered), strict=True
         )
     ]  # fmt: skip
-    records.submit("RegisterRecords", "vitals", json.dumps(entries))
+    set_up_private_collection(records)
+    records.submit(
+        "RegisterRecords", "vitals", transient={RECORDS_FIELD: json.dumps(entries)},
+        endorsing_organisations=["HospitalMSP"],
+    )  # fmt: skip
     puts, ledger_before = hospital.store.puts, ledger_of(records, "vitals")
 
     again = import_table(frame, "vitals", records, hospital.store)

@@ -19,7 +19,7 @@ from flowblock.errors import InvalidArgument
 from flowblock.schema import check_schema, validate
 from flowblock.testing.chaincode import LocalGateway
 from flowblock.testing.flowblock_ledger import LocalDriver, World
-from flowblock.vocabulary import MAX_JSON_DEPTH
+from flowblock.vocabulary import ACCESS_FIELD, CONSENT_FIELD, MAX_JSON_DEPTH, RECORDS_FIELD
 
 PARAMS = json.dumps({"column": "age"})
 #: Just past the limit; past Python's recursion limit; what the attack sent.
@@ -49,7 +49,6 @@ CALLS = {
     "RegisterDataset": (
         "steward", "records:RegisterDataset", ["deep-dataset", "tabular"], [], "schema", True
     ),
-    "RegisterRecords": ("steward", "records:RegisterRecords", ["<dataset>"], [], "records", True),
     "CurrentParts": ("executor", "records:CurrentParts", ["<dataset>"], [], "record_ids", False),
     "Request params": (
         "alice", "Request", ["<method>", "", "<dataset>"], ["research", "[]"], "params", True
@@ -108,6 +107,27 @@ def test_a_deep_cohort_part_in_transient_data_is_refused_in_one_sentence(local_w
         400, f"the cohort part is nested more than {MAX_JSON_DEPTH} levels deep",
         local_world.executor, "consent:RecordUsage", local_world.names["<done>"],
         transient={TRANSIENT_FIELD: shape(100_000).encode()},
+    )  # fmt: skip
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("who", "function", "field", "argument"),
+    [
+        ("steward", "records:RegisterRecords", RECORDS_FIELD, "records"),
+        ("patients", "consent:Grant", CONSENT_FIELD, "the transient field 'consent'"),
+        ("bob", "access:RequestRead", ACCESS_FIELD, "the transient field 'access'"),
+    ],
+)
+def test_deep_transient_fields_are_refused_in_one_sentence(
+    local_world, who, function, field, argument
+):
+    caller = getattr(local_world, who)
+    args = [local_world.dataset] if function == "records:RegisterRecords" else []
+    local_world.refused(
+        400, f"{argument} is nested more than {MAX_JSON_DEPTH} levels deep",
+        caller[0] if isinstance(caller, list) else caller, function, *args,
+        transient={field: deep_list(100_000).encode()},
     )  # fmt: skip
 
 

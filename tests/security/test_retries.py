@@ -29,6 +29,7 @@ from flowblock.errors import FlowBlockError, LedgerError
 from flowblock.ledger import Gateway
 from flowblock.testing.flowblock_ledger import GatewayDriver, World
 from flowblock.testing.ledger import DevnetProcess, serve_chaincode
+from flowblock.vocabulary import CONSENT_FIELD
 
 
 class NoAnswer(grpc.RpcError):
@@ -77,14 +78,21 @@ def grants(world: World, patient) -> list[dict]:
     return [grant for grant in mine if grant["dataset"] == world.dataset]
 
 
+def a_grant(world: World) -> dict:
+    """A Grant's options, as ``client.consent.grant`` sends them."""
+    spec = {"dataset": world.dataset, "to": "org:University", "rights": "C",
+            "purpose": "research", "until": "", "record_id": ""}  # fmt: skip
+    return {"transient": {CONSENT_FIELD: json.dumps(spec)},
+            "endorsing_organisations": ["HospitalMSP"]}  # fmt: skip
+
+
 def grant_and_ask_again_if_unsure(contract, world: World) -> dict:
     """What the finding's client did: grant, and when the ledger cannot say whether it
     committed, grant again."""
-    args = ("consent:Grant", world.dataset, "org:University", "C", "research", "", "")
     try:
-        return json.loads(contract.submit(*args))
+        return json.loads(contract.submit("consent:Grant", **a_grant(world)))
     except LedgerError:
-        return json.loads(contract.submit(*args))
+        return json.loads(contract.submit("consent:Grant", **a_grant(world)))
 
 
 @pytest.mark.parametrize(
@@ -123,9 +131,7 @@ def test_the_same_signed_transaction_twice_commits_once(world, flowblock_devnet)
     patient = world.patients[1]
     with Gateway(flowblock_devnet.address, patient, timeout=30) as gateway:
         contract = gateway.get_network("flowblock").get_contract(CHAINCODE_NAME)
-        tx_id, envelope = contract.endorse(
-            "consent:Grant", world.dataset, "org:University", "C", "research", "", ""
-        )
+        tx_id, envelope = contract.endorse("consent:Grant", **a_grant(world))
         first = contract.submit_envelope(tx_id, envelope).status()
         again = contract.submit_envelope(tx_id, envelope).status()
     assert first == again and first.successful  # the second copy's status is the first's
@@ -191,14 +197,13 @@ def test_a_grant_lost_with_a_killed_devnet_is_handed_over_again(demo_world, tmp_
         try:
             relay.target = devnet.address
             world = World(driver, demo_world)
+            world.set_up_collection()
             world.submit(world.steward, "records:RegisterDataset", world.dataset, "tabular",
                          json.dumps({"columns": {"age": "integer"}}))  # fmt: skip
             patient = world.patients[0]
             with Gateway(relay.address, patient, timeout=60) as gateway:
                 contract = gateway.get_network("flowblock").get_contract(CHAINCODE_NAME)
-                submitted = contract.submit_async(
-                    "consent:Grant", world.dataset, "org:University", "C", "research", "", ""
-                )
+                submitted = contract.submit_async("consent:Grant", **a_grant(world))
                 devnet.kill()
 
                 def start_again() -> None:

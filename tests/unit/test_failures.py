@@ -131,8 +131,11 @@ def test_a_read_whose_consent_was_revoked_fails_as_consent_denied(world):
     patient = world.patients[2]
     world.grant(patient, "user:bob@University", "R", "care")
     bob = client_of(world, world.bob)
-    access = bob._submit("access:RequestRead", world.dataset, patient.name, "care")
-    world.submit(patient, "consent:Revoke", world.dataset, "user:bob@University", "R", "")
+    access = bob.records._request(
+        "access:RequestRead", "Hospital",
+        {"dataset": world.dataset, "patient": patient.name, "purpose": "care"},
+    )  # fmt: skip
+    world.revoke(patient, "user:bob@University", "R")
     assert process_read(executor_of(world), access["access_id"]) == "FAILED"
     with pytest.raises(ConsentDenied):
         bob.records._settled(access, timeout=5)
