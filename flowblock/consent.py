@@ -48,19 +48,25 @@ class Consent:
         what an active grant says already returns that grant."""
         spec = {"dataset": dataset, "to": to, "rights": _rights(rights), "purpose": purpose,
                 "until": _moment(until), "record_id": record_id}  # fmt: skip
-        return self._private("consent:Grant", spec)
+        return self.get(self._private("consent:Grant", spec)["grant_id"])
 
     def revoke(self, dataset: str, to: str, rights: str = "RWC", record_id: str = "") -> list[dict]:
         """Take ``rights`` back from your grants to ``to`` on ``dataset``; the grants
         changed, each as it now stands."""
         spec = {"dataset": dataset, "to": to, "rights": _rights(rights), "record_id": record_id}
-        return self._private("consent:Revoke", spec)
+        return [self.get(grant_id) for grant_id in self._private("consent:Revoke", spec)["grants"]]
 
     def revoke_grant(self, grant_id: str) -> dict:
         """Revoke one grant entirely."""
-        return self.client._submit(
+        self.client._submit(
             "consent:RevokeGrant", grant_id, endorsing_organisations=self._own_peers
         )
+        return self.get(grant_id)
+
+    def get(self, grant_id: str) -> dict:
+        """One of your grants, as it stands (read on your organisation's peer: a
+        transaction's answer goes into the block, so it gives the grant's id alone)."""
+        return self.client._evaluate("consent:GetGrant", grant_id)
 
     def list(self) -> list[dict]:
         """Your grants, active and revoked."""

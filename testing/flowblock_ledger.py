@@ -260,12 +260,14 @@ class World:
         """A patient's grant, as ``client.consent.grant`` makes it."""
         spec = {"dataset": dataset or self.dataset, "to": to, "rights": rights,
                 "purpose": purpose, "until": until, "record_id": record_id}  # fmt: skip
-        return self.consent(patient, "consent:Grant", spec)
+        granted = self.consent(patient, "consent:Grant", spec)
+        return self.evaluate(patient, "consent:GetGrant", granted["grant_id"])
 
     def revoke(self, patient, to, rights, record_id="", dataset=None):
         spec = {"dataset": dataset or self.dataset, "to": to, "rights": rights,
                 "record_id": record_id}  # fmt: skip
-        return self.consent(patient, "consent:Revoke", spec)
+        revoked = self.consent(patient, "consent:Revoke", spec)["grants"]
+        return [self.evaluate(patient, "consent:GetGrant", grant_id) for grant_id in revoked]
 
     def private(self, who, function: str, *args, **options):
         """A call that keeps what it writes in the caller's organisation's private

@@ -87,7 +87,7 @@ class AccessContract(FlowBlockContract):
         access = _request(ctx, "read", spec)
         access["reader_certificate"] = ctx.client_identity.certificate_pem
         _record(ctx, access, Event.READ_REQUESTED)
-        return access
+        return _event(access)
 
     @transaction
     def ClaimRead(self, ctx: Context, access_id: str) -> dict:  # noqa: N802
@@ -117,7 +117,7 @@ class AccessContract(FlowBlockContract):
         )  # fmt: skip
         _settle(ctx, access)
         emit(ctx, Event.READ_COMPLETED, _event(access))
-        return access
+        return _event(access)
 
     @transaction
     def FailRead(self, ctx: Context, access_id: str, failure: str) -> dict:  # noqa: N802
@@ -191,7 +191,7 @@ class AccessContract(FlowBlockContract):
         access = _request(ctx, "write", spec)
         access["sealed"] = sealed
         _record(ctx, access, Event.WRITE_REQUESTED)
-        return {k: v for k, v in access.items() if k != "sealed"}
+        return _event(access)
 
     @transaction
     def ClaimWrite(self, ctx: Context, access_id: str) -> dict:  # noqa: N802
@@ -231,7 +231,7 @@ class AccessContract(FlowBlockContract):
         )  # fmt: skip
         _settle(ctx, access)
         emit(ctx, Event.WRITE_COMPLETED, _event(access))
-        return access
+        return _event(access)
 
     @transaction
     def FailWrite(self, ctx: Context, access_id: str, failure: str) -> dict:  # noqa: N802
@@ -252,8 +252,10 @@ def _listed(
 
 def _event(access: dict) -> dict:
     """What everyone may know of a request: that it exists, whose data side serves it,
-    its state (its reader signed it; whose records it is about stays private)."""
-    return {k: access[k] for k in ("access_id", "data_org", "status")}
+    its kind and state (its reader signed it; whose records it is about stays private).
+    It is also every submit's answer: an answer goes into the block, for every
+    organisation to read; the request itself is read with GetAccess on its peers."""
+    return {k: access[k] for k in ("access_id", "data_org", "kind", "status")}
 
 
 #: The consent right each kind of request needs, and the event of its failure.
@@ -280,7 +282,7 @@ def _claim(ctx: Context, access_id: str, kind: str) -> dict:
     )
     _store(ctx, access)
     emit(ctx, CLAIMED[kind], _event(access))
-    return access
+    return _event(access)
 
 
 def _running(ctx: Context, access_id: str, kind: str):
@@ -311,7 +313,7 @@ def _fail(ctx: Context, access_id: str, kind: str, failure: str) -> dict:
     access.update(status="FAILED", failure=failed, reason=failed["message"])
     _settle(ctx, access)
     emit(ctx, FAILED[kind], _event(access))
-    return access
+    return _event(access)
 
 
 def _store(ctx: Context, access: dict) -> None:

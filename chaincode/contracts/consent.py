@@ -10,7 +10,8 @@ for ``any`` covers every request, one for ``research`` covers every research req
 Whose consent says what names patients, so it lives in the data organisation's private
 collection (:mod:`.private`), never on the shared ledger: a grant's fields travel in the
 transient field ``consent``, the organisation's peer alone endorses (its collection's
-endorsement policy), and the block holds hashes nobody can test a guess against. The
+endorsement policy), and the block holds hashes nobody can test a guess against. A
+submit answers with ids only (its answer goes into the block); GetGrant reads the rest. The
 executor asks who may compute right now, page by page, on its own peer, and records
 which patients each computation used, so every patient can see their receipts.
 """
@@ -164,16 +165,16 @@ class ConsentContract(FlowBlockContract):
                 # ... but something written: a transaction that writes nothing private
                 # would need every organisation's endorsement, which no other can give.
                 state.write(where, {"grants": active})
-                return _grant(state, grant_id)
+                return {"grant_id": grant_id}
         grant_id = grant["grant_id"]
         state.write(where, {"grants": {**active, grant_id: _entry(grant)}})
         _store(state, grant, ctx.stub.tx_id)
         state.write(state.key(PATIENT_GRANT, state.hide(patient.key), grant_id), {})
         emit(ctx, Event.CONSENT_GRANTED, {"grant_id": grant_id})
-        return grant
+        return {"grant_id": grant_id}
 
     @transaction
-    def Revoke(self, ctx: Context) -> list:  # noqa: N802
+    def Revoke(self, ctx: Context) -> dict:  # noqa: N802
         """Take rights back from every active grant of the caller to a grantee on a
         dataset (the transient field ``consent`` gives dataset, to, rights, record_id)."""
         patient = require(ctx, "patient")
@@ -193,7 +194,7 @@ class ConsentContract(FlowBlockContract):
         changed = [_take(ctx, state, active, grant_id, taken) for grant_id in chosen]
         state.write(where, {"grants": active})
         emit(ctx, Event.CONSENT_REVOKED, {"grants": [grant["grant_id"] for grant in changed]})
-        return changed
+        return {"grants": [grant["grant_id"] for grant in changed]}
 
     @transaction
     def RevokeGrant(self, ctx: Context, grant_id: str) -> dict:  # noqa: N802
@@ -210,7 +211,7 @@ class ConsentContract(FlowBlockContract):
         taken = _take(ctx, state, active, grant_id, grant["rights"])
         state.write(where, {"grants": active})
         emit(ctx, Event.CONSENT_REVOKED, {"grants": [grant_id]})
-        return taken
+        return {"grants": [taken["grant_id"]]}
 
     @transaction(submit=False)
     def MyGrants(self, ctx: Context, size: int, bookmark: str) -> dict:  # noqa: N802
@@ -337,12 +338,8 @@ def _entry(grant: dict) -> dict:
 def _grant(state: PrivateState, grant_id: str, history: bool = False) -> dict:
     """A grant as its patient and the data organisation see it (with its changes if
     ``history``)."""
-    grant = state.read(state.key(GRANT, name(grant_id, "grant_id")))
-    if grant is None:
-        raise NotFound(f"there is no grant {grant_id[:80]!r}")
-    if not history:
-        grant.pop("history")
-    return grant
+    missing = f"there is no grant {grant_id[:80]!r}"
+    return state.entry(state.key(GRANT, name(grant_id, "grant_id")), missing, history)
 
 
 def _store(state: PrivateState, grant: dict, tx_id: str) -> None:

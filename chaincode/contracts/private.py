@@ -24,7 +24,7 @@ from typing import Any
 
 from flowblock.canonical import canonical_json
 from flowblock.chaincode import Context
-from flowblock.chaincode.contracts.base import Conflict, Invalid, page_size
+from flowblock.chaincode.contracts.base import Conflict, Invalid, NotFound, page_size
 from flowblock.chaincode.stub import implicit_collection
 from flowblock.vocabulary import SECRET_FIELD
 
@@ -93,6 +93,16 @@ class PrivateState:
         value = json.loads(found)
         value.pop(_SALT, None)
         return value
+
+    def entry(self, state_key: str, missing: str, history: bool = False) -> dict:
+        """An entry that keeps its own changes under ``history`` (a private value has no
+        history in Fabric), without them unless asked; NotFound(``missing``) if absent."""
+        found = self.read(state_key)
+        if found is None:
+            raise NotFound(missing)
+        if not history:
+            found.pop("history")
+        return found
 
     def read_many(self, keys: list[str]) -> list[dict | None]:
         """Several entries at once (None where absent)."""

@@ -178,8 +178,7 @@ class RecordsContract(FlowBlockContract):
         state.write(state.key(DELETED_RECORD, dataset, state.hide(record_id)),
                     {"record_id": record_id})  # fmt: skip
         emit(ctx, Event.RECORD_DELETED, {"dataset": dataset})
-        record.pop("history")
-        return record
+        return {"dataset": dataset, "deleted": True}  # the answer goes into the block
 
     @transaction(submit=False)
     def CurrentParts(self, ctx: Context, dataset: str, record_ids: str) -> dict:  # noqa: N802
@@ -318,12 +317,8 @@ def register_records(ctx: Context, dataset: str, entries: list[dict], by: str) -
 
 
 def _record(state: PrivateState, dataset: str, record_id: str, history: bool = False) -> dict:
-    record = state.read(record_key(state, dataset, record_id))
-    if record is None:
-        raise NotFound(f"there is no record {record_id!r} in {dataset!r}")
-    if not history:
-        record.pop("history")
-    return record
+    missing = f"there is no record {record_id!r} in {dataset!r}"
+    return state.entry(record_key(state, dataset, record_id), missing, history)
 
 
 def _store_record(ctx: Context, state: PrivateState, record: dict) -> None:

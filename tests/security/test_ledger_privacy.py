@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from cryptography import x509
 from fabric_protos.peer import chaincode_event_pb2, proposal_pb2, transaction_pb2
 
 from flowblock.chaincode.contracts import CHAINCODE_NAME
@@ -144,6 +145,44 @@ def test_no_block_event_or_answer_names_a_cohort_or_its_size(
     assert ours and all(
         "patients" not in e and "cohort_size" not in e for e in ours
     ), ours  # fmt: skip
+
+
+def test_no_block_names_a_patient_but_in_their_own_signature(
+    pool, s3_server, demo_world, flowblock_devnet
+):
+    """Records registered, consent granted and revoked, a read served under consent and
+    computations run: every block of it, minus the signatures of the patients' own
+    consent transactions, names none of the patients. (Their certificates still name
+    them: a patient's own grant is signed by them, for every organisation to check.)"""
+    study = Study(pool, s3_server, demo_world, vitals(30), consenting=25, prefix="named")
+    patient = study.consenting[0]
+    study.consent(patient).grant(study.dataset, "user:bob@University", "R", "care")
+    bob = Client(study.pool.gateway(demo_world.identity("bob")))
+    from flowblock.executor.reads import process_read
+    from flowblock.testing.access import served
+
+    served(
+        study.pool(study.patients[patient], "access"),
+        lambda: bob.records.read(patient, study.dataset),
+        lambda entry: process_read(study.executor, entry["access_id"]),
+    )
+    study.consent(study.consenting[1]).revoke(study.dataset, "org:University", "C")
+    study.ask("count", {"where": [["age", "<", 45]]}).wait(timeout=60)
+    study.ask("mean", {"column": "systolic", "group_by": ["sex"]}).wait(timeout=60)
+
+    block_file = flowblock_devnet.data_dir / "devnet" / "flowblock" / "blocks.bin"
+    patients = [p.encode() for p in study.frame["patient_id"]]
+    signed_by_patients = set()
+    for function, raw, unpacked in transactions(block_file):
+        creator = unpacked.creator.id_bytes
+        signer = x509.load_pem_x509_certificate(creator).subject
+        (name,) = signer.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+        if name.value.encode() in patients:
+            signed_by_patients.add(function)
+        unsigned = raw.replace(creator, b"")
+        named = [p.decode() for p in patients if p in unsigned]
+        assert not named, f"{function} names {named[:3]}"
+    assert signed_by_patients == {"consent:Grant", "consent:Revoke"}
 
 
 def test_only_the_data_organisations_peer_and_people_read_a_cohort(
