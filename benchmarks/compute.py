@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from flowblock.client import Client
+from flowblock.consent import enrol
 from flowblock.executor.ingest import import_table
 from flowblock.executor.storage.objects import ObjectStore
 from flowblock.identity import CertificateAuthority, load_wallet, wallet_path
@@ -138,12 +139,14 @@ def main() -> None:
         with Gateway(stack["gateway"], steward, timeout=300) as gateway:
             records = gateway.get_network("flowblock").get_contract("flowblock", "records")
             import_table(frame, "big", records, store)
-        import_s = time.perf_counter() - started
-
-        hospital = CertificateAuthority.load(data_dir, "Hospital")
+            import_s = time.perf_counter() - started
+            hospital = CertificateAuthority.load(data_dir, "Hospital")
+            patients = sorted(set(frame["patient_id"]))
+            identities = {p: hospital.issue(p, "patient") for p in patients}
+            enrol(records, identities.values())
 
         def consent(patient: str) -> None:
-            with Gateway(stack["gateway"], hospital.issue(patient, "patient")) as gateway:
+            with Gateway(stack["gateway"], identities[patient]) as gateway:
                 Client(gateway).consent.grant("big", "org:University", "C", "research")
 
         with ThreadPoolExecutor(8) as pool:

@@ -41,7 +41,7 @@ from flowblock.ledger import all_pages
 from flowblock.testing import make_demo_world
 from flowblock.testing.flowblock_ledger import VITALS_SCHEMA, GatewayDriver, records_for
 from flowblock.testing.ledger import DevnetProcess
-from flowblock.vocabulary import CONSENT_FIELD, RECORDS_FIELD, SECRET_FIELD
+from flowblock.vocabulary import CONSENT_FIELD, ENROL_FIELD, RECORDS_FIELD, SECRET_FIELD
 
 #: The Hospital collection's secret in this benchmark (set up with it, so that the
 #: seeded consents are where the chaincode looks for them).
@@ -78,6 +78,13 @@ def grant(driver, patient, dataset: str) -> dict:
                          endorsing_organisations=["HospitalMSP"])  # fmt: skip
 
 
+def enroll(driver, steward, patients) -> None:
+    """Record whose each patient certificate is, as the Hospital does when it issues them."""
+    batch = {patient.name: patient.patient for patient in patients}
+    driver.submit(steward, "consent:Enrol", transient={ENROL_FIELD: json.dumps(batch)},
+                  endorsing_organisations=["HospitalMSP"])  # fmt: skip
+
+
 def revoke(driver, patient, grant_id: str) -> None:
     driver.submit(patient, "consent:RevokeGrant", grant_id, endorsing_organisations=["HospitalMSP"])
 
@@ -108,6 +115,7 @@ def main() -> None:
 
         # 1. Grant and revoke latency on a quiet ledger, then many patients at once.
         alone = hospital.issue("bench-alone", "patient")
+        enroll(driver, steward, [alone])
         quiet_grant: list[float] = []
         quiet_revoke: list[float] = []
         for _ in range(args.latency_samples):
@@ -120,6 +128,7 @@ def main() -> None:
         patients = [
             hospital.issue(f"bench{n:03d}", "patient") for n in range(args.concurrent_patients)
         ]
+        enroll(driver, steward, patients)
         grant_ms: list[float] = []
         revoke_ms: list[float] = []
         lock = threading.Lock()

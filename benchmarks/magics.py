@@ -26,6 +26,7 @@ from pathlib import Path
 from compute import table
 
 from flowblock.client import Client
+from flowblock.consent import enrol
 from flowblock.executor.ingest import import_table
 from flowblock.executor.storage.objects import ObjectStore
 from flowblock.identity import CertificateAuthority, load_wallet, wallet_path
@@ -76,13 +77,15 @@ def import_dataset(data_dir: Path, stack: dict, records: int, patients: int) -> 
     frame = table(records, patients)
     steward = load_wallet(wallet_path(data_dir, "Hospital", "steward"))
     store = ObjectStore(stack["s3"]["endpoint"], load_credentials(data_dir, "Hospital"))
-    with Gateway(stack["gateway"], steward, timeout=300) as gateway:
-        import_table(frame, DATASET, gateway.get_network("flowblock").get_contract(
-            "flowblock", "records"), store)  # fmt: skip
     hospital = CertificateAuthority.load(data_dir, "Hospital")
+    identities = {p: hospital.issue(p, "patient") for p in sorted(set(frame["patient_id"]))}
+    with Gateway(stack["gateway"], steward, timeout=300) as gateway:
+        records = gateway.get_network("flowblock").get_contract("flowblock", "records")
+        import_table(frame, DATASET, records, store)
+        enrol(records, identities.values())
 
     def consent(patient: str) -> None:
-        with Gateway(stack["gateway"], hospital.issue(patient, "patient")) as gateway:
+        with Gateway(stack["gateway"], identities[patient]) as gateway:
             Client(gateway).consent.grant(DATASET, "org:University", "C", "research")
 
     with ThreadPoolExecutor(8) as pool:

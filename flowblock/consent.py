@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from flowblock.errors import InvalidArgument
-from flowblock.identity import msp_id
-from flowblock.ledger import all_pages
-from flowblock.vocabulary import CONSENT_FIELD
+from flowblock.identity import Identity, msp_id
+from flowblock.ledger import Contract, all_pages
+from flowblock.vocabulary import CONSENT_FIELD, ENROL_FIELD
 
 if TYPE_CHECKING:
     from flowblock.client import Client
 
 RIGHTS = "RWC"
+#: Patients enrolled by one transaction (the chaincode's most).
+ENROL_BATCH = 1_000
 
 
 class Consent:
@@ -100,3 +103,21 @@ def _rights(rights: str) -> str:
 
 def _moment(until: str | dt.date | dt.datetime) -> str:
     return until.isoformat() if isinstance(until, dt.date) else str(until or "")
+
+
+def enrol(contract: Contract, patients: Iterable[Identity]) -> int:
+    """Record, in the organisation's private collection, which patient each certificate
+    stands for (a patient's certificate carries a pseudonym, never their id), a
+    thousand at a time; as an admin or steward of their organisation, whose ``contract``
+    this is. Again is harmless. How many were enrolled."""
+    pairs = {identity.name: identity.patient for identity in patients}
+    if not all(pairs.values()):
+        raise InvalidArgument("patients", "patient identities issued with their patient id")
+    whole = contract.network.get_contract(getattr(contract, "chaincode", "flowblock"))
+    own = [contract.network.gateway.identity.msp_id]
+    items = sorted(pairs.items())
+    for start in range(0, len(items), ENROL_BATCH):
+        batch = dict(items[start : start + ENROL_BATCH])
+        whole.submit("consent:Enrol", transient={ENROL_FIELD: json.dumps(batch)},
+                     endorsing_organisations=own)  # fmt: skip
+    return len(items)

@@ -83,6 +83,8 @@ REQUEST_KEY_FIELD, MAX_REQUEST_KEY_BYTES = "request_key", 200
 CONSENT_FIELD, ACCESS_FIELD, SECRET_FIELD = "consent", "access", "secret"
 #: A batch of records to register, or one to delete (a steward's).
 RECORDS_FIELD = "records"
+#: Patients' certificates to enrol: pseudonym → patient id (an admin's or steward's).
+ENROL_FIELD = "patients"
 #: The most records one write may add or correct.
 MAX_WRITE_RECORDS = 1_000
 #: A patient's rows, or an X-ray or two, sealed; inside one proposal, with room to spare.

@@ -207,6 +207,7 @@ def _grant_budgets(data_dir: Path, gateways: GatewayPool) -> str:
 
 def _record_consents(data_dir: Path, gateways: GatewayPool) -> str:
     from flowblock.client import Client
+    from flowblock.consent import enrol
     from flowblock.identity import wallet_path
 
     executor = gateways(_wallet(data_dir, "executor"), "consent")
@@ -218,12 +219,17 @@ def _record_consents(data_dir: Path, gateways: GatewayPool) -> str:
     consenting = set(patients[: int(len(patients) * CONSENTING)])
     with_xray = xray_consenting()
 
-    def grant(patient: str) -> None:
+    def identity_of(patient: str):
         own = wallet_path(data_dir, DATA_ORGANISATION, patient)
-        identity = (
-            _wallet(data_dir, patient) if own.exists() else hospital.issue(patient, "patient")
-        )
-        consent = Client(gateways.gateway(identity)).consent  # the gateway stays the pool's
+        return _wallet(data_dir, patient) if own.exists() else hospital.issue(patient, "patient")
+
+    people = [name for org, name, role in PEOPLE if role == "patient"]
+    identities = {p: identity_of(p) for p in sorted(consenting | with_xray | set(people))}
+    # Their certificates carry pseudonyms: the Hospital records whose each one is.
+    enrol(gateways(_wallet(data_dir, "steward")), identities.values())
+
+    def grant(patient: str) -> None:
+        consent = Client(gateways.gateway(identities[patient])).consent  # the pool's gateway
         for dataset in (VITALS,) * (patient in consenting) + (XRAY,) * (patient in with_xray):
             consent.grant(dataset, f"org:{RESEARCH_ORGANISATION}", "C", DEMO_PURPOSE)
 

@@ -23,7 +23,13 @@ from flowblock.errors import EndorseError
 from flowblock.identity import CertificateAuthority, Identity
 from flowblock.ledger import Gateway
 from flowblock.testing.chaincode import ChaincodeRefused, LocalLedger
-from flowblock.vocabulary import ACCESS_FIELD, CONSENT_FIELD, RECORDS_FIELD, SECRET_FIELD
+from flowblock.vocabulary import (
+    ACCESS_FIELD,
+    CONSENT_FIELD,
+    ENROL_FIELD,
+    RECORDS_FIELD,
+    SECRET_FIELD,
+)
 
 
 class Refusal(Exception):
@@ -213,11 +219,12 @@ class World:
 
     def setup(self, *, consent: bool = True, rules: dict | None = None) -> World:
         self.set_up_collection()
+        self.enrol(*self.patients)
         self.submit(
             self.steward, "records:RegisterDataset", self.dataset, "tabular",
             json.dumps(VITALS_SCHEMA),
         )  # fmt: skip
-        names = [p.name for p in self.patients]
+        names = [p.patient for p in self.patients]
         self.register_records(records_for(names, self.dataset))
         self.submit(self.hospital_admin, "catalogue:Publish", json.dumps(method_spec(self.method)))
         if consent:
@@ -240,6 +247,15 @@ class World:
         return self.submit(
             self.steward, "records:DeleteRecord", self.dataset,
             transient={RECORDS_FIELD: json.dumps({"record_id": record_id, "reason": reason})},
+            endorsing_organisations=["HospitalMSP"],
+        )  # fmt: skip
+
+    def enrol(self, *patients) -> None:
+        """Record which patient each certificate stands for, as the Hospital does when
+        it issues them (a patient's certificate carries a pseudonym)."""
+        batch = {patient.name: patient.patient for patient in patients}
+        self.submit(
+            self.steward, "consent:Enrol", transient={ENROL_FIELD: json.dumps(batch)},
             endorsing_organisations=["HospitalMSP"],
         )  # fmt: skip
 

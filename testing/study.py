@@ -90,6 +90,7 @@ class Study:
         prefix: str = "study",
     ) -> None:
         from flowblock.client import Client
+        from flowblock.consent import enrol
         from flowblock.executor.ingest import import_table
         from flowblock.executor.storage.objects import ObjectStore
         from flowblock.executor.worker import Executor
@@ -107,6 +108,7 @@ class Study:
         hospital = demo_world.authority("Hospital")
         #: Each patient's identity, to act as them (revoke, read their receipts).
         self.patients = {p: hospital.issue(p, "patient") for p in self.frame["patient_id"]}
+        enrol(pool(demo_world.identity("steward")), self.patients.values())
         self.consenting = list(self.frame["patient_id"][:consenting])
 
         def grant(patient: str) -> None:  # each patient's own gateway, closed when done

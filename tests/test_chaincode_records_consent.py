@@ -23,7 +23,7 @@ from flowblock.vocabulary import ACCESS_FIELD, CONSENT_FIELD, RECORDS_FIELD, Fai
 
 def test_records_register_once_update_with_history_and_tombstone(world):
     world.setup(consent=False)
-    names = [p.name for p in world.patients]
+    names = [p.patient for p in world.patients]
     again = world.register_records(records_for(names, world.dataset))
     assert again == {"registered": 0, "updated": 0, "unchanged": 3, "deleted": 0}
     changed = records_for(names[:1], world.dataset)
@@ -71,8 +71,8 @@ def test_records_refusals(world):
             transient={RECORDS_FIELD: raw}, endorsing_organisations=["HospitalMSP"],
         )  # fmt: skip
 
-    refused(403, "needs the role steward; mallory@Hospital is a patient", good,
-            world.hospital_ca.issue("mallory", "patient"))  # fmt: skip
+    mallory = world.hospital_ca.issue("mallory", "patient")
+    refused(403, f"needs the role steward; {mallory.name}@Hospital is a patient", good, mallory)
     other_steward = CertificateAuthority.load(world.people.data_dir, "University").issue(
         "ustew", "steward"
     )
@@ -303,7 +303,7 @@ def test_writes_need_write_consent_and_register_only_the_patients_records(world)
     published = world.evaluate(world.bob, "access:GetExecutorCertificate", "Hospital")
     assert published["executor"] == "executor@Hospital"
     assert "BEGIN CERTIFICATE" in published["certificate"]
-    write = {"dataset": world.dataset, "patient": patient.name, "purpose": "care",
+    write = {"dataset": world.dataset, "patient": patient.patient, "purpose": "care",
              "sealed": sealed}  # fmt: skip
     with pytest.raises(Refusal, match="no write consent"):
         world.access(world.bob, "access:RequestWrite", write)
@@ -329,10 +329,10 @@ def test_writes_need_write_consent_and_register_only_the_patients_records(world)
     theirs = records_for([other.name], world.dataset, start=60)
     with pytest.raises(Refusal, match="is not a record of"):
         world.private(world.executor, "access:CompleteWrite", access_id, **stored(theirs))
-    moved = records_for([patient.name], world.dataset, start=1)  # the other patient's record
+    moved = records_for([patient.patient], world.dataset, start=1)  # the other patient's record
     with pytest.raises(Refusal, match="to another patient"):
         world.private(world.executor, "access:CompleteWrite", access_id, **stored(moved))
-    mine = records_for([patient.name], world.dataset, start=50)
+    mine = records_for([patient.patient], world.dataset, start=50)
     world.private(world.executor, "access:CompleteWrite", access_id, **stored(mine))
     done = world.evaluate(world.bob, "access:GetAccess", "Hospital", access_id,
                           target_organisations=["HospitalMSP"])  # fmt: skip
@@ -350,9 +350,9 @@ def test_writes_need_write_consent_and_register_only_the_patients_records(world)
 def test_reads_are_served_as_consent_stands_when_claimed_and_when_released(world):
     world.setup(consent=False)
     patient = world.patients[0]
-    (first,) = records_for([patient.name], world.dataset)
+    (first,) = records_for([patient.patient], world.dataset)
     wide = world.grant(patient, "user:bob@University", "R", "care")
-    read = {"dataset": world.dataset, "patient": patient.name, "purpose": "care"}
+    read = {"dataset": world.dataset, "patient": patient.patient, "purpose": "care"}
     access = world.access(world.bob, "access:RequestRead", read)
 
     def current() -> dict:
@@ -392,7 +392,7 @@ def test_every_change_to_a_request_or_a_consent_is_one_event(local):
     patient = world.patients[0]
     for purpose in ("care", "audit"):
         world.grant(patient, "user:bob@University", "R", purpose)
-    read = {"dataset": world.dataset, "patient": patient.name, "purpose": "care"}
+    read = {"dataset": world.dataset, "patient": patient.patient, "purpose": "care"}
     access = world.access(world.bob, "access:RequestRead", read)
     world.submit(world.executor, "access:PublishExecutorCertificate")
     world.private(world.executor, "access:ClaimRead", access["access_id"])

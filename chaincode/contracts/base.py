@@ -84,20 +84,38 @@ class Caller:
 
 
 def caller(ctx: Context) -> Caller:
+    """The transaction's creator. A patient is named by their id at their organisation,
+    which their certificate does not carry (its name is a pseudonym): their
+    organisation's enrolment, in its private collection, says it (read once)."""
+    if "caller" not in ctx.state:
+        who = _certified(ctx)
+        if who.role == "patient":
+            # Imported here: the private collection's module builds on this one.
+            from flowblock.chaincode.contracts.private import enrolled_patient
+
+            who = Caller(enrolled_patient(ctx, who.name, who.organisation), who.organisation,
+                         who.role)  # fmt: skip
+        ctx.state["caller"] = who
+    return ctx.state["caller"]
+
+
+def _certified(ctx: Context) -> Caller:
+    """The creator as their certificate names them."""
     identity = ctx.client_identity
     return Caller(identity.name, identity.msp_id.removesuffix("MSP"), identity.role or "")
 
 
 def require(ctx: Context, *roles: str, organisation: str | None = None) -> Caller:
     """The caller, if their role is one of ``roles`` (and they belong to ``organisation``)."""
-    who = caller(ctx)
-    if who.role not in roles:
+    certified = _certified(ctx)
+    if certified.role not in roles:
         raise Refused(
-            f"this needs the role {' or '.join(roles)}; {who.key} is a {who.role or 'nobody'}"
+            f"this needs the role {' or '.join(roles)}; {certified.key} is a "
+            f"{certified.role or 'nobody'}"
         )
-    if organisation is not None and who.organisation != organisation:
-        raise Refused(f"this is for {organisation}'s {' or '.join(roles)}, not {who.key}")
-    return who
+    if organisation is not None and certified.organisation != organisation:
+        raise Refused(f"this is for {organisation}'s {' or '.join(roles)}, not {certified.key}")
+    return caller(ctx)
 
 
 def key(kind: str, *parts: str) -> str:

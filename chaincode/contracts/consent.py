@@ -30,6 +30,7 @@ from flowblock.chaincode.contracts.base import (
     Refused,
     caller,
     emit,
+    json_argument,
     name,
     now,
     page_size,
@@ -40,13 +41,20 @@ from flowblock.chaincode.contracts.base import (
     transient_argument,
 )
 from flowblock.chaincode.contracts.private import SEPARATOR, PrivateState
-from flowblock.chaincode.contracts.records import DATA_SIDE, get_dataset, record_owner
+from flowblock.chaincode.contracts.records import (
+    DATA_SIDE,
+    get_dataset,
+    patient_key,
+    record_owner,
+)
 from flowblock.chaincode.contracts.tokens import get_token
-from flowblock.vocabulary import CONSENT_FIELD, Event
+from flowblock.vocabulary import CONSENT_FIELD, ENROL_FIELD, Event
 
 GRANT, CONSENTS, PATIENT_GRANT = "grant", "consents", "patient-grant"
 GRANT_FIELDS = ("dataset", "to", "rights", "purpose", "until", "record_id")
 REVOKE_FIELDS = ("dataset", "to", "rights", "record_id")
+#: The most pseudonyms one enrolment records.
+MAX_ENROLMENTS = 1_000
 #: What a change of a grant may change, kept in its history.
 CHANGING = ("rights", "status", "revoked_at")
 RIGHTS = "RWC"
@@ -120,6 +128,31 @@ class ConsentContract(FlowBlockContract):
         who = require(ctx, "admin", "steward", "executor")
         private.set_up(ctx, who.organisation)
         return {"organisation": who.organisation}
+
+    @transaction
+    def Enrol(self, ctx: Context) -> dict:  # noqa: N802
+        """Record which patient each new certificate's pseudonym stands for (the
+        transient field ``patients``: pseudonym → patient id, at most 1,000), as the
+        organisation issues its patients' certificates; kept in its private collection.
+        Enrolling the same again changes nothing; a pseudonym never moves to another
+        patient."""
+        who = require(ctx, "admin", "steward")
+        raw = ctx.stub.transient.get(ENROL_FIELD)
+        if raw is None:
+            raise Invalid(f"the patients are given in the transient field {ENROL_FIELD!r}")
+        batch = json_argument(raw.decode("utf-8", "replace"), "patients")
+        if not 1 <= len(batch) <= MAX_ENROLMENTS:
+            raise Invalid(f"patients must map 1 to {MAX_ENROLMENTS:,} pseudonyms to patient ids")
+        state = PrivateState(ctx, who.organisation)
+        keys = [state.key(private.ENROLMENT, name(p, "a pseudonym")) for p in batch]
+        patients = [name(str(patient), "a patient id") for patient in batch.values()]
+        enrolled = [patient_key(patient, who.organisation) for patient in patients]
+        for pseudonym, patient, found in zip(batch, enrolled, state.read_many(keys), strict=True):
+            if found is not None and found["patient"] != patient:
+                raise Conflict(f"the pseudonym {pseudonym!r} enrols another patient already")
+        for key_, patient in zip(keys, enrolled, strict=True):
+            state.write(key_, {"patient": patient})
+        return {"enrolled": len(keys)}
 
     @transaction
     def Grant(self, ctx: Context) -> dict:  # noqa: N802

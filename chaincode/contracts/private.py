@@ -24,10 +24,11 @@ from typing import Any
 
 from flowblock.canonical import canonical_json
 from flowblock.chaincode import Context
-from flowblock.chaincode.contracts.base import Conflict, Invalid, NotFound, page_size
+from flowblock.chaincode.contracts.base import Conflict, Invalid, NotFound, Refused, page_size
 from flowblock.chaincode.stub import implicit_collection
 from flowblock.vocabulary import SECRET_FIELD
 
+ENROLMENT = "enrolment"
 SECRET_KEY = "secret"  # noqa: S105 - where the secret is, not it
 SEPARATOR = "|"
 #: The byte after SEPARATOR: a range [prefix|, prefix}) holds every key under prefix.
@@ -55,6 +56,19 @@ def set_up(ctx: Context, organisation: str) -> None:
             f"field {SECRET_FIELD!r}"
         )
     ctx.stub.put_private_data(collection, SECRET_KEY, secret)
+
+
+def enrolled_patient(ctx: Context, pseudonym: str, organisation: str) -> str:
+    """The id of the patient the certificate named ``pseudonym`` enrols at
+    ``organisation``, as it recorded it (``consent:Enrol``)."""
+    state = PrivateState(ctx, organisation)
+    found = state.read(state.key(ENROLMENT, pseudonym))
+    if found is None:
+        raise Refused(
+            f"{pseudonym}@{organisation} is not enrolled as a patient of {organisation}; "
+            "the organisation enrols a patient's certificate when it issues it"
+        )
+    return found["patient"].removesuffix(f"@{organisation}")
 
 
 class PrivateState:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from traitlets import Unicode
 
 from flowblock.cli.base import FlowBlockApp
-from flowblock.errors import InvalidArgument
+from flowblock.errors import ConfigError, InvalidArgument
 from flowblock.identity import (
     USER_ROLES,
     CertificateAuthority,
@@ -13,6 +13,7 @@ from flowblock.identity import (
     list_organisations,
     load_wallet,
     organisation_dir,
+    wallet_path,
 )
 
 
@@ -52,6 +53,52 @@ class IdentityIssueApp(FlowBlockApp):
         authority = CertificateAuthority.load(self.data_path, self.org)
         path = authority.issue_wallet(self.data_path, name, self.role)
         print(describe(load_wallet(path), path))
+        if self.role == "patient":
+            print(
+                f"The certificate names a pseudonym, not {name}; the organisation enrols it "
+                f"on the ledger with: flowblock identity enrol {name} --org {self.org}"
+            )
+
+
+class IdentityEnrolApp(FlowBlockApp):
+    name = "flowblock identity enrol"
+    description = (
+        "Enrol patients' identities on the ledger: a patient's certificate names a "
+        "pseudonym, never their id, and the organisation records which patient each "
+        "pseudonym stands for in its private collection, as one of its stewards (--as). "
+        "Needs the stack running; enrolling again changes nothing."
+    )
+    examples = "flowblock identity enrol patient7 patient8 --org Hospital"
+
+    org = Unicode("Hospital", help="Organisation of the patients.").tag(config=True)
+    steward = Unicode("steward", help="Name of the steward whose wallet signs.").tag(config=True)
+    aliases = {
+        **FlowBlockApp.aliases,
+        "org": "IdentityEnrolApp.org",
+        "as": "IdentityEnrolApp.steward",
+    }
+
+    def start(self) -> None:
+        from flowblock.consent import enrol
+        from flowblock.ledger import Gateway
+        from flowblock.stackfile import read_stack_file
+
+        names = self.extra_args
+        if not names:
+            raise InvalidArgument("names", "one or more patients' identity names")
+        patients = [load_wallet(wallet_path(self.data_path, self.org, name)) for name in names]
+        stack = read_stack_file(self.data_path)
+        if stack is None:
+            raise ConfigError(
+                f"FlowBlock is not running for {self.data_path}; start it with 'flowblock demo'."
+            )
+        steward = wallet_path(self.data_path, self.org, self.steward)
+        with Gateway.connect(stack["gateway"], steward, tls_ca=stack.get("tls_ca")) as gateway:
+            contract = gateway.get_network(stack.get("channel", "flowblock")).get_contract(
+                "flowblock"
+            )
+            enrolled = enrol(contract, patients)
+        print(f"{enrolled} patient(s) of {self.org} enrolled.")
 
 
 class IdentityShowApp(FlowBlockApp):
@@ -82,6 +129,7 @@ class IdentityApp(FlowBlockApp):
     description = "Identities: X.509 certificates with roles, in wallets on disk."
     subcommands = {
         "issue": (IdentityIssueApp, IdentityIssueApp.description.split(":")[0] + "."),
+        "enrol": (IdentityEnrolApp, IdentityEnrolApp.description.split(":")[0] + "."),
         "show": (IdentityShowApp, IdentityShowApp.description),
         "list": (IdentityListApp, IdentityListApp.description),
     }

@@ -13,7 +13,10 @@ organisation out of identities it already issued.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
+import hmac
 import os
 from pathlib import Path
 
@@ -141,10 +144,17 @@ class CertificateAuthority:
         not_before: dt.datetime | None = None,
         not_after: dt.datetime | None = None,
     ) -> Identity:
-        """A new key and a certificate for ``name`` in ``role``, signed by this CA."""
+        """A new key and a certificate for ``name`` in ``role``, signed by this CA.
+
+        A patient's certificate does not name them: its subject is their pseudonym
+        (:meth:`pseudonym`), since every organisation reads the certificates that sign
+        transactions. The identity knows its patient id (``patient``); the ledger learns
+        it only from the organisation's enrolment, in its private collection
+        (``flowblock.consent.enrol``)."""
         key = signing.generate_key()
+        patient = check_name(name) if role == "patient" else ""
         certificate = build_certificate(
-            name=name,
+            name=self.pseudonym(name) if patient else name,
             role=role,
             public_key=key.public_key(),
             ca_certificate=self.certificate,
@@ -153,7 +163,16 @@ class CertificateAuthority:
             not_before=not_before,
             not_after=not_after,
         )
-        return Identity(certificate, self.msp_id, key, (self.certificate,))
+        return Identity(certificate, self.msp_id, key, (self.certificate,), patient=patient)
+
+    def pseudonym(self, patient: str) -> str:
+        """The name a patient's certificate carries: the same for the same patient (a
+        wallet issued again keeps their grants), and nothing anyone without this CA's
+        key can link to their id."""
+        secret = hashlib.sha256(b"flowblock patient pseudonyms\x00" + signing.private_key_pem(
+            self.private_key)).digest()  # fmt: skip
+        digest = hmac.new(secret, patient.encode(), hashlib.sha256).digest()
+        return "p-" + base64.b32encode(digest[:15]).decode().lower()
 
     def issue_wallet(
         self, data_dir: str | os.PathLike[str], name: str, role: str, **options

@@ -53,6 +53,7 @@ CERT_FILE = Path("signcerts", "cert.pem")
 KEY_FILE = Path("keystore", "priv_sk")
 CA_DIR = Path("cacerts")
 MSPID_FILE = Path("mspid")
+PATIENT_FILE = Path("patient")
 NODE_OUS_FILE = Path("config.yaml")
 
 _NODE_OUS = """\
@@ -86,6 +87,9 @@ class Identity:
     msp_id: str
     private_key: ec.EllipticCurvePrivateKey | None = field(default=None, repr=False)
     ca_certificates: tuple[x509.Certificate, ...] = field(default=(), repr=False)
+    #: A patient's own id at their organisation, which their certificate does not carry
+    #: (its name is a pseudonym); kept in their wallet, known to its holder alone.
+    patient: str = ""
 
     @property
     def name(self) -> str:
@@ -149,6 +153,8 @@ def write_wallet(identity: Identity, path: str | os.PathLike[str]) -> Path:
             (staging / CA_DIR / ca_name).write_bytes(ca.public_bytes(serialization.Encoding.PEM))
         (staging / NODE_OUS_FILE).write_text(node_ous_yaml("ca.pem"))
         (staging / MSPID_FILE).write_text(identity.msp_id + "\n")
+        if identity.patient:
+            (staging / PATIENT_FILE).write_text(identity.patient + "\n")
         staging.rename(target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -231,7 +237,9 @@ def load_wallet(
     invalid = validity_problem(certificate, at)
     if invalid:
         raise CertificateExpired(shown, f"the certificate in {shown} {invalid}.")
-    return Identity(certificate, msp_id, private_key, tuple(authorities))
+    patient_file = root / PATIENT_FILE
+    patient = patient_file.read_text().strip() if patient_file.is_file() else ""
+    return Identity(certificate, msp_id, private_key, tuple(authorities), patient=patient)
 
 
 def _read(path: Path, parse, what: str):

@@ -13,6 +13,7 @@ import pytest
 from flowblock.client import Client
 from flowblock.errors import EndorseError
 from flowblock.executor.xray import write_xray_dataset
+from flowblock.identity import wallet_path
 from flowblock.identity.s3 import load_credentials
 from flowblock.ledger import Gateway
 from flowblock.stackfile import read_stack_file
@@ -72,6 +73,18 @@ def test_demo_serves_the_ledger_writes_stack_json_and_stops_cleanly(tmp_path):
             assert 110 < group["mean"] < 170
             assert private.value["dp"]["epsilon"] == 0.5
             assert 110 < private.value["groups"][0]["mean"] < 170
+            # A new patient: issued a pseudonymous certificate, enrolled, then consents.
+            issued = flowblock("identity", "issue", "newcomer", "--org", "Hospital", "--role",
+                               "patient", data_dir=data_dir)  # fmt: skip
+            assert "flowblock identity enrol newcomer --org Hospital" in issued.stdout
+            enrolled = flowblock("identity", "enrol", "newcomer", data_dir=data_dir)
+            assert "1 patient(s) of Hospital enrolled" in enrolled.stdout, enrolled.stderr
+            newcomer_wallet = wallet_path(data_dir, "Hospital", "newcomer")
+            with Client.connect(newcomer_wallet, stack["gateway"]) as newcomer:
+                assert newcomer.identity.name != "newcomer"
+                granted = newcomer.consent.grant("vitals", "org:University", "C", "research")
+                assert granted["patient"] == "newcomer@Hospital"
+                assert [g["grant_id"] for g in newcomer.consent.list()] == [granted["grant_id"]]
             # A steward imports a table into the running demo, as the README shows.
             table = tmp_path / "labs.csv"
             table.write_text("patient_id,cholesterol\npatient1,5.2\npatient2,6.1\n")

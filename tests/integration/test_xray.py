@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from flowblock.client import Client, ComputationFailed, Job
+from flowblock.consent import enrol
 from flowblock.errors import InvalidArgument
 from flowblock.executor.algorithms import publish_algorithms
 from flowblock.executor.images import MANIFEST, import_images
@@ -40,9 +41,15 @@ class XrayStudy:
         )
         self.consenting = list(self.manifest["patient_id"][:CONSENTING])
         hospital = demo_world.authority("Hospital")
+        patients = {
+            patient: hospital.issue(patient, "patient") for patient in self.manifest["patient_id"]
+        }
+        enrol(pool(demo_world.identity("steward")), patients.values())
+        self.patients = patients
         for patient in self.consenting:
-            patient_client = Client(pool.gateway(hospital.issue(patient, "patient")))
-            patient_client.consent.grant(name, "org:University", "C", "research")
+            Client(pool.gateway(patients[patient])).consent.grant(
+                name, "org:University", "C", "research"
+            )
         self.executor = Executor(
             pool(demo_world.identity("executor", org="Hospital")), store, "Hospital"
         )
@@ -148,7 +155,7 @@ def test_a_reader_with_read_consent_gets_the_patients_image(xray, demo_world):
     from flowblock.testing.access import served
 
     first = xray.manifest.iloc[0]
-    patient = demo_world.authority("Hospital").issue(first["patient_id"], "patient")
+    patient = xray.patients[first["patient_id"]]
     Client(xray.pool.gateway(patient)).consent.grant(
         xray.dataset, "user:bob@University", "R", "care"
     )

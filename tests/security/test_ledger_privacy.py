@@ -18,13 +18,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from fabric_protos.peer import chaincode_event_pb2, proposal_pb2, transaction_pb2
 
 from flowblock.chaincode.contracts import CHAINCODE_NAME
 from flowblock.client import Client
 from flowblock.cohorts import cohort_parts
 from flowblock.errors import EndorseError
-from flowblock.identity import CertificateAuthority
+from flowblock.identity import CertificateAuthority, read_attributes
+from flowblock.identity.certificates import ROLE_ATTRIBUTE
 from flowblock.ledger import Gateway, GatewayPool, protocol
 from flowblock.network.devnet.blockstore import BlockStore
 from flowblock.network.verify import verify_chain
@@ -147,13 +149,12 @@ def test_no_block_event_or_answer_names_a_cohort_or_its_size(
     ), ours  # fmt: skip
 
 
-def test_no_block_names_a_patient_but_in_their_own_signature(
+def test_no_block_names_a_patient_not_even_their_own_signature(
     pool, s3_server, demo_world, flowblock_devnet
 ):
-    """Records registered, consent granted and revoked, a read served under consent and
-    computations run: every block of it, minus the signatures of the patients' own
-    consent transactions, names none of the patients. (Their certificates still name
-    them: a patient's own grant is signed by them, for every organisation to check.)"""
+    """Patients enrolled, records registered, consent granted and revoked, a read served
+    under consent and computations run: no block of it names any of the patients, not
+    even the certificates that sign their own consent (which carry pseudonyms)."""
     study = Study(pool, s3_server, demo_world, vitals(30), consenting=25, prefix="named")
     patient = study.consenting[0]
     study.consent(patient).grant(study.dataset, "user:bob@University", "R", "care")
@@ -174,14 +175,13 @@ def test_no_block_names_a_patient_but_in_their_own_signature(
     patients = [p.encode() for p in study.frame["patient_id"]]
     signed_by_patients = set()
     for function, raw, unpacked in transactions(block_file):
-        creator = unpacked.creator.id_bytes
-        signer = x509.load_pem_x509_certificate(creator).subject
-        (name,) = signer.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-        if name.value.encode() in patients:
-            signed_by_patients.add(function)
-        unsigned = raw.replace(creator, b"")
-        named = [p.decode() for p in patients if p in unsigned]
+        named = [p.decode() for p in patients if p in raw]
         assert not named, f"{function} names {named[:3]}"
+        signer = x509.load_pem_x509_certificate(unpacked.creator.id_bytes)
+        if read_attributes(signer).get(ROLE_ATTRIBUTE) == "patient":
+            signed_by_patients.add(function)
+            shown = signer.public_bytes(serialization.Encoding.DER)
+            assert not [p for p in patients if p in shown], "a certificate names a patient"
     assert signed_by_patients == {"consent:Grant", "consent:Revoke"}
 
 

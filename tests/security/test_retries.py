@@ -198,6 +198,7 @@ def test_a_grant_lost_with_a_killed_devnet_is_handed_over_again(demo_world, tmp_
             relay.target = devnet.address
             world = World(driver, demo_world)
             world.set_up_collection()
+            world.enrol(*world.patients)
             world.submit(world.steward, "records:RegisterDataset", world.dataset, "tabular",
                          json.dumps({"columns": {"age": "integer"}}))  # fmt: skip
             patient = world.patients[0]

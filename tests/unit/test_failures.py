@@ -133,7 +133,7 @@ def test_a_read_whose_consent_was_revoked_fails_as_consent_denied(world):
     bob = client_of(world, world.bob)
     access = bob.records._request(
         "access:RequestRead", "Hospital",
-        {"dataset": world.dataset, "patient": patient.name, "purpose": "care"},
+        {"dataset": world.dataset, "patient": patient.patient, "purpose": "care"},
     )  # fmt: skip
     world.revoke(patient, "user:bob@University", "R")
     assert process_read(executor_of(world), access["access_id"]) == "FAILED"

@@ -105,13 +105,32 @@ def test_node_ou_classifies_admins_peers_and_clients(hospital):
 
 
 def test_identity_fields_read_from_the_certificate(hospital):
-    identity = hospital.issue("patient1", "patient")
+    identity = hospital.issue("alice", "researcher")
     assert (identity.name, identity.organisation, identity.role, identity.msp_id) == (
-        "patient1",
+        "alice",
         "Hospital",
-        "patient",
+        "researcher",
         "HospitalMSP",
     )
+
+
+def test_a_patients_certificate_names_a_pseudonym_only_the_wallet_knows_the_patient(
+    hospital, tmp_path
+):
+    identity = hospital.issue("patient1", "patient")
+    assert identity.name == hospital.pseudonym("patient1") != "patient1"
+    assert identity.name.startswith("p-") and identity.patient == "patient1"
+    der = identity.certificate.public_bytes(serialization.Encoding.DER)
+    assert b"patient1" not in der  # nor in its attributes (hf.EnrollmentID)
+    # The same patient, issued again, keeps their pseudonym; another gets another.
+    assert hospital.issue("patient1", "patient").name == identity.name
+    assert hospital.issue("patient2", "patient").name != identity.name
+    # Another organisation's CA gives the same id another pseudonym.
+    other = CertificateAuthority.create(tmp_path / "other", "Clinic")
+    assert other.pseudonym("patient1") != identity.name
+    # The wallet remembers whose it is.
+    loaded = load_wallet(write_wallet(identity, tmp_path / "wallet"))
+    assert (loaded.name, loaded.patient) == (identity.name, "patient1")
 
 
 @pytest.mark.parametrize(

@@ -82,8 +82,10 @@ def test_a_collection_is_set_up_once_and_needed_first(local):
     world, _ = local
     world.submit(world.steward, "records:RegisterDataset", world.dataset, "tabular",
                  json.dumps({"columns": {"age": "integer"}}))  # fmt: skip
-    with pytest.raises(Refusal, match="has not set up its private collection yet"):
+    with pytest.raises(Refusal, match="is not enrolled as a patient of Hospital"):
         world.grant(world.patients[0], "org:University", "C", "research")
+    with pytest.raises(Refusal, match="has not set up its private collection yet"):
+        world.enrol(world.patients[0])
     world.refused(400, "at least 32 random bytes", world.steward, "consent:SetUpCollection",
                   transient={"secret": b"short"})  # fmt: skip
     world.refused(403, "needs the role admin or steward or executor", world.alice,
@@ -91,4 +93,5 @@ def test_a_collection_is_set_up_once_and_needed_first(local):
     world.set_up_collection()
     world.refused(409, "set up already", world.executor, "consent:SetUpCollection",
                   transient={"secret": b"another secret of thirty-two b!!"})  # fmt: skip
+    world.enrol(world.patients[0])
     assert world.grant(world.patients[0], "org:University", "C", "research")["status"] == "ACTIVE"
