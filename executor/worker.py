@@ -350,6 +350,15 @@ class Executor:
         if not outputs:
             raise FlowBlockError(f"{token['method']} needs at least one input token.")
         patients = sorted({p for output in outputs for p in output["patients"]})
+        if sum(len(output["patients"]) for output in outputs) != len(patients):
+            # The same patient counted through several inputs weighs more than once: a
+            # rounded total over k copies is exact to 1/k, and copies of cohorts that
+            # differ by one patient tell that patient's label.
+            raise DisclosureRefused(
+                "overlapping_inputs",
+                f"the inputs of {token['method']} share patients; a flow step takes "
+                "inputs over cohorts that do not overlap.",
+            )
         result = run_sandboxed(
             algorithm, pd.DataFrame(), token["params"], self.limits,
             self._progress_reporter(token["token_id"]), [o["value"] for o in outputs],

@@ -1,5 +1,6 @@
 """Test layers follow the directories: tests/unit, tests/integration, tests/e2e; the
-suites tests/security (attacks) and tests/faults (crashes and outages) cut across them.
+suites tests/security (attacks), tests/privacy (a researcher against disclosure control)
+and tests/faults (crashes and outages) cut across them.
 
 Each test gets the marker of its layer or suite, so ``pytest -m unit`` runs one layer
 alone and ``pytest -m security`` one suite.
@@ -21,7 +22,7 @@ TESTS = Path(__file__).parent
 
 #: Suites that cut across the layers: each test also gets the marker of its suite, and is
 #: an integration test (they attack or break the real servers) unless it is marked unit.
-SUITES = ("security", "faults")
+SUITES = ("security", "faults", "privacy")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

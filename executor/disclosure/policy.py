@@ -56,6 +56,7 @@ from flowblock.executor.disclosure import (
     models,
     release,
     sdc,
+    support,
     tables,
 )
 from flowblock.executor.storage.objects import ObjectStore, sha256_hex
@@ -319,7 +320,8 @@ def _rules_hash() -> str:
     from importlib.metadata import version
 
     modules = (
-        auditing, classes, differencing, models, release, sdc, tables, sys.modules[__name__]
+        auditing, classes, differencing, models, release, sdc, support, tables,
+        sys.modules[__name__],
     )  # fmt: skip
     sources = [inspect.getsource(module) for module in modules]
     return sha256_hex(canonical_json({"sources": sources, "acro": version("acro")}))

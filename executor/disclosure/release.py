@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from flowblock.errors import DisclosureRefused
-from flowblock.executor.disclosure import differencing, models, sdc, tables
+from flowblock.executor.disclosure import differencing, models, sdc, support, tables
 from flowblock.executor.disclosure.classes import CLASSES
 
 if TYPE_CHECKING:
@@ -219,6 +219,12 @@ class Release:
         for kept, cell in zip(out, cells, strict=True):
             kept["count"] = _cell(released, cell)
         self._remember_groups(keys, [not r for r in rules], groups)
+        if "NKCheck" in self.checks and self.rows is not None:  # a sum: its support too
+            wanted = {_key(g, keys) for g, rule in zip(groups, rules, strict=True) if not rule}
+            column, minimum = _cohort_column(self.rows), self.policy.min_cohort
+            self.sources.append(
+                support.source(lambda: self._frames(keys), wanted, self._columns(), column, minimum)
+            )
         return {**result, "groups": out}
 
     # -- a statistic's group -----------------------------------------------------------
