@@ -20,12 +20,13 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from flowblock.canonical import canonical_json
 from flowblock.chaincode import Context
 from flowblock.chaincode.contracts.base import Conflict, Invalid, NotFound, Refused, page_size
-from flowblock.chaincode.stub import implicit_collection
+from flowblock.chaincode.stub import PeerError, implicit_collection
 from flowblock.vocabulary import SECRET_FIELD
 
 ENROLMENT = "enrolment"
@@ -80,10 +81,22 @@ class PrivateState:
         self.collection = collection_of(organisation)
         self._secret: bytes | None = None
 
+    @contextmanager
+    def _held(self) -> Iterator[None]:
+        """A read the peer refuses (it is not one of the organisation's, so it holds none
+        of the collection) is the caller's mistake, said in one sentence."""
+        try:
+            yield
+        except PeerError:
+            raise Refused(
+                f"only {self.organisation}'s peers hold its private data; ask one of them"
+            ) from None
+
     @property
     def secret(self) -> bytes:
         if self._secret is None:
-            found = self.ctx.stub.get_private_data(self.collection, SECRET_KEY)
+            with self._held():
+                found = self.ctx.stub.get_private_data(self.collection, SECRET_KEY)
             if not found:
                 raise Conflict(
                     f"{self.organisation} has not set up its private collection yet; its "
@@ -101,7 +114,8 @@ class PrivateState:
         return SEPARATOR.join([kind, *public, *map(self.hide, hidden)])
 
     def read(self, state_key: str) -> dict | None:
-        found = self.ctx.stub.get_private_data(self.collection, state_key)
+        with self._held():
+            found = self.ctx.stub.get_private_data(self.collection, state_key)
         if found is None:
             return None
         value = json.loads(found)
@@ -120,7 +134,8 @@ class PrivateState:
 
     def read_many(self, keys: list[str]) -> list[dict | None]:
         """Several entries at once (None where absent)."""
-        found = self.ctx.stub.get_private_data_multiple(self.collection, keys)
+        with self._held():
+            found = self.ctx.stub.get_private_data_multiple(self.collection, keys)
         values = [None if raw is None else json.loads(raw) for raw in found]
         for value in values:
             if value is not None:
@@ -142,10 +157,12 @@ class PrivateState:
         """Every entry under ``prefix`` (after the key ``after``) in key order; for queries
         only: Fabric refuses a private range query in a transaction that writes."""
         start = after + _NEXT if after else prefix + SEPARATOR
-        for kv in self.ctx.stub.get_private_data_by_range(self.collection, start, prefix + _PAST):
-            value = json.loads(kv.value)
-            value.pop(_SALT, None)
-            yield kv.key, value
+        with self._held():
+            found = self.ctx.stub.get_private_data_by_range(self.collection, start, prefix + _PAST)
+            for kv in found:
+                value = json.loads(kv.value)
+                value.pop(_SALT, None)
+                yield kv.key, value
 
     def page(self, prefix: str, size: int, bookmark: str) -> tuple[list[tuple[str, dict]], str]:
         """At most ``size`` entries under ``prefix`` after the key ``bookmark``, and the
