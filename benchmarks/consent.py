@@ -36,12 +36,13 @@ from common import percentiles, rate, start_chaincode
 from floor import EVALUATION, SUBMIT, Floor
 
 from flowblock.canonical import canonical_json
+from flowblock.consent import grant_transient
 from flowblock.identity import CertificateAuthority
 from flowblock.ledger import all_pages
 from flowblock.testing import make_demo_world
 from flowblock.testing.flowblock_ledger import VITALS_SCHEMA, GatewayDriver, records_for
 from flowblock.testing.ledger import DevnetProcess
-from flowblock.vocabulary import CONSENT_FIELD, ENROL_FIELD, RECORDS_FIELD, SECRET_FIELD
+from flowblock.vocabulary import ENROL_FIELD, RECORDS_FIELD, SECRET_FIELD
 
 #: The Hospital collection's secret in this benchmark (set up with it, so that the
 #: seeded consents are where the chaincode looks for them).
@@ -72,10 +73,10 @@ def seed_consents(data_dir: Path, dataset: str, patients: int) -> None:
 
 def grant(driver, patient, dataset: str) -> dict:
     """A patient's grant, as ``client.consent.grant`` sends it."""
-    spec = {"dataset": dataset, "to": "org:University", "rights": "C", "purpose": "research",
-            "until": "", "record_id": ""}  # fmt: skip
-    return driver.submit(patient, "consent:Grant", transient={CONSENT_FIELD: json.dumps(spec)},
-                         endorsing_organisations=["HospitalMSP"])  # fmt: skip
+    return driver.submit(
+        patient, "consent:Grant", endorsing_organisations=["HospitalMSP"],
+        transient=grant_transient(dataset, "org:University", "C", "research"),
+    )  # fmt: skip
 
 
 def enroll(driver, steward, patients) -> None:

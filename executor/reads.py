@@ -19,7 +19,6 @@ from flowblock.errors import CommitError, EndorseError, FlowBlockError
 from flowblock.executor.algorithms.base import plain_records
 from flowblock.executor.images import HASH_COLUMN, OBJECT_COLUMN
 from flowblock.executor.worker import Executor
-from flowblock.identity.certificates import msp_id
 from flowblock.sealing import digest, seal
 from flowblock.vocabulary import (
     ACCESS_FIELD,
@@ -72,10 +71,9 @@ def serve(executor: Executor, kind: str, access_id: str, work: Callable[[dict], 
 
 
 def _fail(executor: Executor, kind: str, access_id: str, failure: Failure) -> str:
-    own = [msp_id(executor.organisation)]
     return executor.fail_unless_ended(
         f"access:Fail{kind}", lambda: executor.access(access_id)["status"], access_id, failure,
-        endorsing_organisations=own,
+        private=True,
     )  # fmt: skip
 
 

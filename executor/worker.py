@@ -193,13 +193,16 @@ class Executor:
 
     def fail_unless_ended(
         self, fail: str, status_of: Callable[[], str], object_id: str, failure: Failure,
-        **options: Any,
+        *, private: bool = False,
     ) -> str:  # fmt: skip
         """Fail a token or request (``fail``) with a typed failure, unless another run of it
         (its task delivered again while this one ran) ended it first; the status the ledger
-        keeps, from ``status_of``. ``options`` as :meth:`ledger`'s."""
+        keeps, from ``status_of``. A ``private`` one is failed as :meth:`private` submits."""
         try:
-            self.ledger(fail, object_id, failure.to_json(), submit=True, **options)
+            if private:
+                self.private(fail, object_id, failure.to_json())
+            else:
+                self.ledger(fail, object_id, failure.to_json(), submit=True)
         except (EndorseError, CommitError):
             status = status_of()
             if status in ("DONE", "FAILED"):

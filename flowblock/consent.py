@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from flowblock.errors import InvalidArgument
 from flowblock.identity import Identity, msp_id
 from flowblock.ledger import Contract, all_pages
+from flowblock.ledger.collections import submit_privately
 from flowblock.vocabulary import CONSENT_FIELD, ENROL_FIELD
 
 if TYPE_CHECKING:
@@ -49,15 +50,17 @@ class Consent:
         ``dataset`` (or one record of it) with ``rights`` (some of R read, W write,
         C compute) for ``purpose``, until ``until`` (none: until you revoke). Granting
         what an active grant says already returns that grant."""
-        spec = {"dataset": dataset, "to": to, "rights": _rights(rights), "purpose": purpose,
-                "until": _moment(until), "record_id": record_id}  # fmt: skip
-        return self.get(self._private("consent:Grant", spec)["grant_id"])
+        transient = grant_transient(
+            dataset, to, _rights(rights), purpose, _moment(until), record_id
+        )
+        return self.get(self._private("consent:Grant", transient)["grant_id"])
 
     def revoke(self, dataset: str, to: str, rights: str = "RWC", record_id: str = "") -> list[dict]:
         """Take ``rights`` back from your grants to ``to`` on ``dataset``; the grants
         changed, each as it now stands."""
         spec = {"dataset": dataset, "to": to, "rights": _rights(rights), "record_id": record_id}
-        return [self.get(grant_id) for grant_id in self._private("consent:Revoke", spec)["grants"]]
+        revoked = self._private("consent:Revoke", {CONSENT_FIELD: json.dumps(spec)})["grants"]
+        return [self.get(grant_id) for grant_id in revoked]
 
     def revoke_grant(self, grant_id: str) -> dict:
         """Revoke one grant entirely."""
@@ -86,12 +89,20 @@ class Consent:
         when."""
         return self.client.receipts()
 
-    def _private(self, function: str, spec: dict) -> dict | list:
+    def _private(self, function: str, transient: dict[str, str]) -> dict:
         return self.client._submit(
-            function,
-            transient={CONSENT_FIELD: json.dumps(spec)},
-            endorsing_organisations=self._own_peers,
+            function, transient=transient, endorsing_organisations=self._own_peers
         )
+
+
+def grant_transient(
+    dataset: str, to: str, rights: str, purpose: str, until: str = "", record_id: str = ""
+) -> dict[str, str]:
+    """A grant's fields as ``consent:Grant`` takes them: its transient map (unchecked:
+    the chaincode judges them)."""
+    spec = {"dataset": dataset, "to": to, "rights": rights, "purpose": purpose,
+            "until": until, "record_id": record_id}  # fmt: skip
+    return {CONSENT_FIELD: json.dumps(spec)}
 
 
 def _rights(rights: str) -> str:
@@ -113,11 +124,8 @@ def enrol(contract: Contract, patients: Iterable[Identity]) -> int:
     pairs = {identity.name: identity.patient for identity in patients}
     if not all(pairs.values()):
         raise InvalidArgument("patients", "patient identities issued with their patient id")
-    whole = contract.network.get_contract(getattr(contract, "chaincode", "flowblock"))
-    own = [contract.network.gateway.identity.msp_id]
     items = sorted(pairs.items())
     for start in range(0, len(items), ENROL_BATCH):
         batch = dict(items[start : start + ENROL_BATCH])
-        whole.submit("consent:Enrol", transient={ENROL_FIELD: json.dumps(batch)},
-                     endorsing_organisations=own)  # fmt: skip
+        submit_privately(contract, "consent:Enrol", {ENROL_FIELD: json.dumps(batch)})
     return len(items)

@@ -19,6 +19,7 @@ import pytest
 
 from flowblock.chaincode.contracts import CHAINCODE_NAME, flowblock_chaincode
 from flowblock.cohorts import TRANSIENT_FIELD, cohort_parts, commitment, part_hash
+from flowblock.consent import grant_transient
 from flowblock.errors import EndorseError
 from flowblock.identity import CertificateAuthority, Identity
 from flowblock.ledger import Gateway
@@ -234,49 +235,41 @@ class World:
             self.submit(self.hospital_admin, "SetRules", json.dumps(rules))
         return self
 
-    def register_records(self, records: list[dict], who=None):
+    def register_records(self, records: list[dict]):
         """A steward's batch of records, as an import sends it: transient, to the
         Hospital's peers alone."""
-        return self.submit(
-            who or self.steward, "records:RegisterRecords", self.dataset,
+        return self.private(
+            self.steward, "records:RegisterRecords", self.dataset,
             transient={RECORDS_FIELD: json.dumps(records)},
-            endorsing_organisations=["HospitalMSP"],
         )  # fmt: skip
 
     def delete_record(self, record_id: str, reason: str = "entered in error"):
-        return self.submit(
+        spec = {"record_id": record_id, "reason": reason}
+        return self.private(
             self.steward, "records:DeleteRecord", self.dataset,
-            transient={RECORDS_FIELD: json.dumps({"record_id": record_id, "reason": reason})},
-            endorsing_organisations=["HospitalMSP"],
+            transient={RECORDS_FIELD: json.dumps(spec)},
         )  # fmt: skip
 
     def enrol(self, *patients) -> None:
         """Record which patient each certificate stands for, as the Hospital does when
         it issues them (a patient's certificate carries a pseudonym)."""
         batch = {patient.name: patient.patient for patient in patients}
-        self.submit(
-            self.steward, "consent:Enrol", transient={ENROL_FIELD: json.dumps(batch)},
-            endorsing_organisations=["HospitalMSP"],
-        )  # fmt: skip
+        self.private(self.steward, "consent:Enrol", transient={ENROL_FIELD: json.dumps(batch)})
 
     def set_up_collection(self) -> None:
         """Give the Hospital's private collection its secret, as its executor does at
         start (once: it may be set up already)."""
+        secret = b"a collection secret of 32 bytes!"
         try:
-            self.submit(
-                self.executor, "consent:SetUpCollection",
-                transient={SECRET_FIELD: b"a collection secret of 32 bytes!"},
-                endorsing_organisations=["HospitalMSP"],
-            )  # fmt: skip
+            self.private(self.executor, "consent:SetUpCollection", transient={SECRET_FIELD: secret})
         except Refusal as refusal:
             if refusal.status != 409:
                 raise
 
     def grant(self, patient, to, rights, purpose, until="", record_id="", dataset=None):
         """A patient's grant, as ``client.consent.grant`` makes it."""
-        spec = {"dataset": dataset or self.dataset, "to": to, "rights": rights,
-                "purpose": purpose, "until": until, "record_id": record_id}  # fmt: skip
-        granted = self.consent(patient, "consent:Grant", spec)
+        fields = grant_transient(dataset or self.dataset, to, rights, purpose, until, record_id)
+        granted = self.private(patient, "consent:Grant", transient=fields)
         return self.evaluate(patient, "consent:GetGrant", granted["grant_id"])
 
     def revoke(self, patient, to, rights, record_id="", dataset=None):
@@ -292,10 +285,7 @@ class World:
 
     def consent(self, patient, function: str, spec: dict):
         """A consent call: its fields transient, on the patient's own peers alone."""
-        return self.submit(
-            patient, function, transient={CONSENT_FIELD: json.dumps(spec)},
-            endorsing_organisations=[patient.msp_id],
-        )  # fmt: skip
+        return self.private(patient, function, transient={CONSENT_FIELD: json.dumps(spec)})
 
     def access(self, who, function: str, spec: dict):
         """A read or write request, its fields transient, on the Hospital's peers alone."""

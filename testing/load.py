@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from flowblock.consent import grant_transient
 from flowblock.ledger import Contract, Gateway, all_pages
 from flowblock.ledger.validation import transaction_id_of
-from flowblock.vocabulary import CONSENT_FIELD
 
 if TYPE_CHECKING:
     from flowblock.testing.stack_process import StackProcess
@@ -133,11 +133,9 @@ class Load:
         return submitted.result
 
     def _grant(self, contract: Contract, name: str, rng: random.Random) -> None:
-        spec = {"dataset": DATASET, "to": "org:University", "rights": "C",
-                "purpose": LOAD_PURPOSE, "until": "", "record_id": ""}  # fmt: skip
         self._acknowledge(
-            contract, "consent:Grant", transient={CONSENT_FIELD: json.dumps(spec)},
-            endorsing_organisations=["HospitalMSP"],
+            contract, "consent:Grant", endorsing_organisations=["HospitalMSP"],
+            transient=grant_transient(DATASET, "org:University", "C", LOAD_PURPOSE),
         )  # fmt: skip
 
     def _request(self, contract: Contract, name: str, rng: random.Random) -> None:

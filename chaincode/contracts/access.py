@@ -34,7 +34,6 @@ from flowblock.chaincode.contracts.base import (
     caller,
     emit,
     failure_argument,
-    json_argument,
     key,
     name,
     now,
@@ -44,6 +43,7 @@ from flowblock.chaincode.contracts.base import (
     text,
     timestamp,
     transient_argument,
+    transient_json,
     write,
 )
 from flowblock.chaincode.contracts.consent import find_grant
@@ -99,8 +99,9 @@ class AccessContract(FlowBlockContract):
         """The executor completes a read with the sealed rows, in the transient field
         ``access`` (the rows' count and hash say what a patient has)."""
         access, _ = _running(ctx, access_id, "read")
-        raw = ctx.stub.transient.get(ACCESS_FIELD, b"").decode("utf-8", "replace")
-        spec = json_argument(raw, "the transient field 'access'", limit=MAX_SEALED_BYTES + 4096)
+        spec = transient_json(
+            ctx, ACCESS_FIELD, "the transient field 'access'", limit=MAX_SEALED_BYTES + 4096
+        )
         encrypted = spec.get("encrypted", "")
         if not isinstance(encrypted, str) or not encrypted or len(encrypted) > MAX_SEALED_BYTES:
             raise Invalid(
@@ -204,8 +205,7 @@ class AccessContract(FlowBlockContract):
         field ``access`` lists them). Their part is registered after, in public (its
         hash names nobody): the data side reads no part before it is registered."""
         access, _ = _running(ctx, access_id, "write")
-        raw = ctx.stub.transient.get(ACCESS_FIELD, b"").decode("utf-8", "replace")
-        spec = json_argument(raw, "the transient field 'access'")
+        spec = transient_json(ctx, ACCESS_FIELD, "the transient field 'access'")
         batch = spec.get("records")
         if not isinstance(batch, list) or not 1 <= len(batch) <= MAX_WRITE_RECORDS:
             raise Invalid(f"stored.records must list 1 to {MAX_WRITE_RECORDS} records")
@@ -244,9 +244,8 @@ def _listed(
 ) -> tuple[list[dict], str]:
     """A page of the requests an index of ``state`` lists, each as ``fields``."""
     page, following = state.page(index, size, bookmark)
-    requests = [
-        state.read(state.key(ACCESS, entry_key.rsplit(SEPARATOR, 1)[1])) for entry_key, _ in page
-    ]
+    ids = [entry_key.rsplit(SEPARATOR, 1)[1] for entry_key, _ in page]
+    requests = state.read_many([state.key(ACCESS, access_id) for access_id in ids])
     return [{k: access[k] for k in fields} for access in requests if access], following
 
 

@@ -202,14 +202,21 @@ def json_argument(
     return decoded
 
 
-def transient_argument(ctx: Context, field: str, fields: tuple[str, ...]) -> dict:
-    """The JSON object given in the transient field ``field`` (what names a patient never
-    travels among a proposal's arguments, which the block keeps), with exactly ``fields``
-    as text."""
+def transient_json(
+    ctx: Context, field: str, argument: str, kind: type = dict, limit: int = MAX_ARGUMENT_BYTES
+) -> Any:
+    """The JSON value given in the transient field ``field`` (what names a patient never
+    travels among a proposal's arguments, which the block keeps), checked as
+    :func:`json_argument` checks ``argument``."""
     raw = ctx.stub.transient.get(field)
     if raw is None:
         raise Invalid(f"this is given in the transient field {field!r}, never as arguments")
-    spec = json_argument(raw.decode("utf-8", "replace"), f"the transient field {field!r}")
+    return json_argument(raw.decode("utf-8", "replace"), argument, kind, limit)
+
+
+def transient_argument(ctx: Context, field: str, fields: tuple[str, ...]) -> dict:
+    """The JSON object in the transient field ``field``, with exactly ``fields`` as text."""
+    spec = transient_json(ctx, field, f"the transient field {field!r}")
     if set(spec) != set(fields) or not all(isinstance(spec[f], str) for f in fields):
         raise Invalid(f"the transient field {field!r} must give {', '.join(fields)}, as text")
     return spec

@@ -18,7 +18,7 @@ import re
 from flowblock.canonical import canonical_json
 from flowblock.chaincode import Context, create_composite_key, split_composite_key
 from flowblock.chaincode.contracts.base import Conflict, Invalid, NotFound, json_argument
-from flowblock.chaincode.stub import implicit_collection
+from flowblock.chaincode.contracts.private import collection_of
 from flowblock.cohorts import MAX_PARTS, PATIENTS_PER_PART, TRANSIENT_FIELD, commitment, part_hash
 
 COHORT = "cohort"
@@ -33,11 +33,6 @@ RECEIPT_FIELDS = (
     "purpose",
     "completed_at",
 )
-
-
-def collection_of(organisation: str) -> str:
-    """The organisation's implicit private data collection."""
-    return implicit_collection(f"{organisation}MSP")
 
 
 def part_key(token_id: str, index: int) -> str:

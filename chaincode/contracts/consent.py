@@ -30,7 +30,6 @@ from flowblock.chaincode.contracts.base import (
     Refused,
     caller,
     emit,
-    json_argument,
     name,
     now,
     page_size,
@@ -39,6 +38,7 @@ from flowblock.chaincode.contracts.base import (
     text,
     timestamp,
     transient_argument,
+    transient_json,
 )
 from flowblock.chaincode.contracts.private import SEPARATOR, PrivateState
 from flowblock.chaincode.contracts.records import (
@@ -95,9 +95,10 @@ def grant_applies(entry: dict, requester: str, right: str, purpose: str, moment:
     )
 
 
-def consents_key(state: PrivateState, dataset: str, patient: str) -> str:
-    """Where a patient's active grants on a dataset are, one entry per grant."""
-    return state.key(CONSENTS, dataset, state.hide(patient))
+def active_grants(state: PrivateState, dataset: str, patient: str) -> tuple[str, dict]:
+    """Where a patient's active grants on a dataset are, and they (grant id → entry)."""
+    where = state.key(CONSENTS, dataset, state.hide(patient))
+    return where, (state.read(where) or {}).get("grants", {})
 
 
 def find_grant(
@@ -108,7 +109,7 @@ def find_grant(
     state = PrivateState(ctx, get_dataset(ctx, dataset)["organisation"])
     moment = timestamp(now(ctx))
     found = None
-    active = (state.read(consents_key(state, dataset, patient)) or {}).get("grants", {})
+    _, active = active_grants(state, dataset, patient)
     for grant_id, entry in sorted(active.items()):
         if grant_applies(entry, requester, right, purpose, moment):
             grant = {"grant_id": grant_id, "record_id": entry["record_id"]}
@@ -137,10 +138,7 @@ class ConsentContract(FlowBlockContract):
         Enrolling the same again changes nothing; a pseudonym never moves to another
         patient."""
         who = require(ctx, "admin", "steward")
-        raw = ctx.stub.transient.get(ENROL_FIELD)
-        if raw is None:
-            raise Invalid(f"the patients are given in the transient field {ENROL_FIELD!r}")
-        batch = json_argument(raw.decode("utf-8", "replace"), "patients")
+        batch = transient_json(ctx, ENROL_FIELD, "patients")
         if not 1 <= len(batch) <= MAX_ENROLMENTS:
             raise Invalid(f"patients must map 1 to {MAX_ENROLMENTS:,} pseudonyms to patient ids")
         state = PrivateState(ctx, who.organisation)
@@ -191,8 +189,7 @@ class ConsentContract(FlowBlockContract):
             "revoked_at": "",
         }
         state = PrivateState(ctx, meta["organisation"])
-        where = consents_key(state, dataset, patient.key)
-        active = (state.read(where) or {}).get("grants", {})
+        where, active = active_grants(state, dataset, patient.key)
         for grant_id, entry in sorted(active.items()):
             if entry == _entry(grant):  # granted again (a client that retried): nothing new
                 # ... but something written: a transaction that writes nothing private
@@ -215,8 +212,7 @@ class ConsentContract(FlowBlockContract):
         dataset, to = spec["dataset"], grantee(spec["to"])
         taken = normalise_rights(spec["rights"])
         state = PrivateState(ctx, get_dataset(ctx, dataset)["organisation"])
-        where = consents_key(state, dataset, patient.key)
-        active = (state.read(where) or {}).get("grants", {})
+        where, active = active_grants(state, dataset, patient.key)
         chosen = [
             grant_id for grant_id, entry in sorted(active.items())
             if entry["grantee"] == to and entry["record_id"] == spec["record_id"]
@@ -239,8 +235,7 @@ class ConsentContract(FlowBlockContract):
             raise Refused("only the patient who granted it may revoke a grant")
         if grant["status"] != "ACTIVE":
             raise Conflict(f"grant {grant_id} is already {grant['status'].lower()}")
-        where = consents_key(state, grant["dataset"], patient.key)
-        active = (state.read(where) or {}).get("grants", {})
+        where, active = active_grants(state, grant["dataset"], patient.key)
         taken = _take(ctx, state, active, grant_id, grant["rights"])
         state.write(where, {"grants": active})
         emit(ctx, Event.CONSENT_REVOKED, {"grants": [grant_id]})

@@ -79,7 +79,6 @@ class PrivateState:
         self.ctx = ctx
         self.organisation = organisation
         self.collection = collection_of(organisation)
-        self._secret: bytes | None = None
 
     @contextmanager
     def _held(self) -> Iterator[None]:
@@ -94,7 +93,9 @@ class PrivateState:
 
     @property
     def secret(self) -> bytes:
-        if self._secret is None:
+        """The collection's secret, read once a transaction however many states use it."""
+        cached = ("secret", self.collection)
+        if cached not in self.ctx.state:
             with self._held():
                 found = self.ctx.stub.get_private_data(self.collection, SECRET_KEY)
             if not found:
@@ -102,25 +103,21 @@ class PrivateState:
                     f"{self.organisation} has not set up its private collection yet; its "
                     "executor does when it starts"
                 )
-            self._secret = found
-        return self._secret
+            self.ctx.state[cached] = found
+        return self.ctx.state[cached]
 
     def hide(self, part: str) -> str:
         """A key part that names someone, as nobody without the secret can test."""
         return hmac.new(self.secret, part.encode(), hashlib.sha256).hexdigest()[:40]
 
-    def key(self, kind: str, *public: str, hidden: tuple[str, ...] = ()) -> str:
-        """``kind|public…|hide(hidden)…``: public parts in clear, the others hidden."""
-        return SEPARATOR.join([kind, *public, *map(self.hide, hidden)])
+    def key(self, kind: str, *parts: str) -> str:
+        """``kind|part|…``: a part that names someone is given as :meth:`hide` made it."""
+        return SEPARATOR.join([kind, *parts])
 
     def read(self, state_key: str) -> dict | None:
         with self._held():
             found = self.ctx.stub.get_private_data(self.collection, state_key)
-        if found is None:
-            return None
-        value = json.loads(found)
-        value.pop(_SALT, None)
-        return value
+        return _unsalted(found)
 
     def entry(self, state_key: str, missing: str, history: bool = False) -> dict:
         """An entry that keeps its own changes under ``history`` (a private value has no
@@ -136,11 +133,7 @@ class PrivateState:
         """Several entries at once (None where absent)."""
         with self._held():
             found = self.ctx.stub.get_private_data_multiple(self.collection, keys)
-        values = [None if raw is None else json.loads(raw) for raw in found]
-        for value in values:
-            if value is not None:
-                value.pop(_SALT, None)
-        return values
+        return [_unsalted(raw) for raw in found]
 
     def write(self, state_key: str, value: dict[str, Any]) -> None:
         salt = hmac.new(
@@ -160,9 +153,7 @@ class PrivateState:
         with self._held():
             found = self.ctx.stub.get_private_data_by_range(self.collection, start, prefix + _PAST)
             for kv in found:
-                value = json.loads(kv.value)
-                value.pop(_SALT, None)
-                yield kv.key, value
+                yield kv.key, _unsalted(kv.value)
 
     def page(self, prefix: str, size: int, bookmark: str) -> tuple[list[tuple[str, dict]], str]:
         """At most ``size`` entries under ``prefix`` after the key ``bookmark``, and the
@@ -176,3 +167,12 @@ class PrivateState:
                 return found, found[-1][0]
             found.append(entry)
         return found, ""
+
+
+def _unsalted(raw: bytes | None) -> dict | None:
+    """A stored value as it was written, without its salt (None if absent)."""
+    if raw is None:
+        return None
+    value = json.loads(raw)
+    value.pop(_SALT, None)
+    return value

@@ -38,6 +38,7 @@ from flowblock.chaincode.contracts.base import (
     text,
     timestamp,
     transient_argument,
+    transient_json,
     write,
 )
 from flowblock.chaincode.contracts.private import PrivateState
@@ -67,19 +68,11 @@ def record_key(state: PrivateState, dataset: str, record_id: str) -> str:
     return state.key(RECORD, dataset, state.hide(record_id))
 
 
-def get_record(ctx: Context, meta: dict, record_id: str) -> dict | None:
-    """A record of the dataset ``meta`` describes, as it stands (None: no such record)."""
-    state = PrivateState(ctx, meta["organisation"])
-    record = state.read(record_key(state, meta["name"], record_id))
-    if record is not None:
-        record.pop("history")
-    return record
-
-
 def record_owner(ctx: Context, meta: dict, record_id: str) -> str | None:
     """The patient (``name@Organisation``) a record of the dataset ``meta`` belongs to,
     or None if there is no such record."""
-    record = get_record(ctx, meta, record_id)
+    state = PrivateState(ctx, meta["organisation"])
+    record = state.read(record_key(state, meta["name"], record_id))
     return None if record is None else record["patient"]
 
 
@@ -146,10 +139,7 @@ class RecordsContract(FlowBlockContract):
         ``records``); identical re-registrations change nothing."""
         meta = get_dataset(ctx, dataset)
         steward = require(ctx, "steward", organisation=meta["organisation"])
-        raw = ctx.stub.transient.get(RECORDS_FIELD)
-        if raw is None:
-            raise Invalid(f"records are given in the transient field {RECORDS_FIELD!r}")
-        batch = json_argument(raw.decode("utf-8", "replace"), "records", list)
+        batch = transient_json(ctx, RECORDS_FIELD, "records", list)
         if not batch:
             raise Invalid("records must not be empty")
         return register_records(ctx, dataset, parse_records(batch, meta["organisation"]),
@@ -184,12 +174,13 @@ class RecordsContract(FlowBlockContract):
     def CurrentParts(self, ctx: Context, dataset: str, record_ids: str) -> dict:  # noqa: N802
         """Where the current version of each record is (its object key), for the data side
         to choose among the parts that hold several versions of a corrected record."""
-        require(ctx, *DATA_SIDE, organisation=get_dataset(ctx, dataset)["organisation"])
+        organisation = get_dataset(ctx, dataset)["organisation"]
+        require(ctx, *DATA_SIDE, organisation=organisation)
         wanted = json_argument(record_ids, "record_ids", list)
         if len(wanted) > MAX_RECORDS_ASKED:
             raise Invalid(f"record_ids must list at most {MAX_RECORDS_ASKED}")
         names = [name(str(record_id), "a record id") for record_id in wanted]
-        state = PrivateState(ctx, get_dataset(ctx, dataset)["organisation"])
+        state = PrivateState(ctx, organisation)
         found = state.read_many([record_key(state, dataset, record_id) for record_id in names])
         return {
             record_id: value["object_key"]

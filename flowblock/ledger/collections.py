@@ -58,6 +58,16 @@ def endorsement_refusal(
     return None
 
 
+def submit_privately(contract, function: str, transient: dict[str, bytes | str]) -> bytes:
+    """Submit ``function`` (``contract:Function``) of the whole chaincode ``contract`` is
+    part of, with ``transient`` data, endorsed by the caller's organisation alone: a
+    transaction that writes only to that organisation's implicit collection (whose
+    endorsement policy is that organisation's, and whose values no other peer holds)."""
+    own = [contract.network.gateway.identity.msp_id]
+    whole = contract.network.get_contract(getattr(contract, "chaincode", "flowblock"))
+    return whole.submit(function, transient=transient, endorsing_organisations=own)
+
+
 def set_up_private_collection(contract) -> bool:  # contract: flowblock.ledger.Contract
     """Give the caller's organisation's implicit collection the secret FlowBlock's
     chaincode hides and salts its private keys and values with (random, sent as
@@ -71,13 +81,9 @@ def set_up_private_collection(contract) -> bool:  # contract: flowblock.ledger.C
     from flowblock.errors import EndorseError
     from flowblock.vocabulary import SECRET_FIELD, ChaincodeStatus
 
-    own = [contract.network.gateway.identity.msp_id]
-    whole = contract.network.get_contract(getattr(contract, "chaincode", "flowblock"))
     try:
-        whole.submit(
-            "consent:SetUpCollection",
-            transient={SECRET_FIELD: secrets.token_bytes(32)},
-            endorsing_organisations=own,
+        submit_privately(
+            contract, "consent:SetUpCollection", {SECRET_FIELD: secrets.token_bytes(32)}
         )
     except EndorseError as error:
         if error.chaincode_status != ChaincodeStatus.CONFLICT:

@@ -11,13 +11,13 @@ import time
 import pytest
 
 from flowblock.client import Client
+from flowblock.consent import grant_transient
 from flowblock.errors import EndorseError
 from flowblock.executor.xray import write_xray_dataset
 from flowblock.identity import wallet_path
 from flowblock.identity.s3 import load_credentials
 from flowblock.ledger import Gateway
 from flowblock.stackfile import read_stack_file
-from flowblock.vocabulary import CONSENT_FIELD
 
 
 def flowblock(*arguments, data_dir) -> subprocess.CompletedProcess:
@@ -102,13 +102,11 @@ def test_demo_serves_the_ledger_writes_stack_json_and_stops_cleanly(tmp_path):
             status = flowblock("status", data_dir=data_dir)
             assert "ledger   Fabric Gateway" in status.stdout
             assert status.stdout.count(": answers") == 2
-            spec = {"dataset": "vitals", "to": "org:University", "rights": "C",
-                    "purpose": "x", "until": "", "record_id": ""}  # fmt: skip
+            fields = grant_transient("vitals", "org:University", "C", "x")
             with pytest.raises(EndorseError) as refused:
                 contract.submit(
-                    "consent:Grant", transient={CONSENT_FIELD: json.dumps(spec)},
-                    endorsing_organisations=["HospitalMSP"],
-                )  # fmt: skip
+                    "consent:Grant", transient=fields, endorsing_organisations=["HospitalMSP"]
+                )
             assert refused.value.chaincode_status == 403
         down = flowblock("down", data_dir=data_dir)
         assert down.returncode == 0, down.stderr

@@ -25,11 +25,11 @@ from fabric_protos.gateway import gateway_pb2_grpc
 
 from flowblock.chaincode.contracts import CHAINCODE_NAME, flowblock_chaincode
 from flowblock.client import Client
+from flowblock.consent import grant_transient
 from flowblock.errors import FlowBlockError, LedgerError
 from flowblock.ledger import Gateway
 from flowblock.testing.flowblock_ledger import GatewayDriver, World
 from flowblock.testing.ledger import DevnetProcess, serve_chaincode
-from flowblock.vocabulary import CONSENT_FIELD
 
 
 class NoAnswer(grpc.RpcError):
@@ -80,9 +80,7 @@ def grants(world: World, patient) -> list[dict]:
 
 def a_grant(world: World) -> dict:
     """A Grant's options, as ``client.consent.grant`` sends them."""
-    spec = {"dataset": world.dataset, "to": "org:University", "rights": "C",
-            "purpose": "research", "until": "", "record_id": ""}  # fmt: skip
-    return {"transient": {CONSENT_FIELD: json.dumps(spec)},
+    return {"transient": grant_transient(world.dataset, "org:University", "C", "research"),
             "endorsing_organisations": ["HospitalMSP"]}  # fmt: skip
 
 
